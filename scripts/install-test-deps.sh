@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the integration tests drive as real peers:
+# eapol_test (eapoltest), certmonger + dbus (dbus-run-session), micromdm scep
+# (scepclient/scepserver), promtool (prometheus), hostapd (wired NAS harness), openssl.
+# Only acts when something is missing; needs root (or sudo) to install.
+set -euo pipefail
+need=()
+command -v eapol_test >/dev/null || need+=(eapoltest)
+command -v certmonger >/dev/null || need+=(certmonger)
+command -v dbus-run-session >/dev/null || need+=(dbus dbus-daemon)
+command -v scepclient >/dev/null || need+=(scep)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v hostapd >/dev/null || need+=(hostapd)
+command -v wpa_supplicant >/dev/null || need+=(wpasupplicant)
+command -v openssl >/dev/null || need+=(openssl)
+command -v ip >/dev/null || need+=(iproute2)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else
+    echo "install-test-deps: missing ${need[*]} and not root: integration tests needing them will skip" >&2
+    exit 0
+  fi
+else SUDO=""; fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-test-deps: installing ${need[*]}" >&2
+$SUDO apt-get update -qq >/dev/null
+# policy-rc.d may deny service start; packages install fine without starting daemons
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
