@@ -1,0 +1,87 @@
+"""Device groups: the one domain object shared by RADIUS, SCEP and revocation.
+
+A group is defined by its intermediate CA certificate. RADIUS maps a client
+certificate to a group by the *exact* intermediate that issued it (DER
+equality, never the DN: rogue chains copy DNs); SCEP maps an endpoint to a
+group by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+
+@dataclass(frozen=True)
+class ReplyAttributes:
+    """RADIUS attributes put in every Access-Accept for the group."""
+
+    vlan: str | None = None
+    filter_id: str | None = None
+    class_value: str | None = None
+    session_timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    intermediate: x509.Certificate
+    reply: ReplyAttributes = field(default_factory=ReplyAttributes)
+
+    @property
+    def fingerprint(self) -> bytes:
+        """SHA-256 of the intermediate's DER: the identity used for matching."""
+        return hashlib.sha256(self.intermediate.public_bytes(_DER)).digest()
+
+    @property
+    def key_id(self) -> bytes:
+        try:
+            ski = self.intermediate.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier
+            )
+            return ski.value.digest
+        except x509.ExtensionNotFound:
+            return x509.SubjectKeyIdentifier.from_public_key(
+                self.intermediate.public_key()
+            ).digest
+
+
+class GroupTable:
+    """Immutable lookup table built once at start-up."""
+
+    def __init__(self, groups: Iterable[Group]) -> None:
+        self._by_name: dict[str, Group] = {}
+        self._by_fingerprint: dict[bytes, Group] = {}
+        for group in groups:
+            if group.name in self._by_name:
+                raise ValueError(f"duplicate group name {group.name!r}")
+            if group.fingerprint in self._by_fingerprint:
+                other = self._by_fingerprint[group.fingerprint].name
+                raise ValueError(f"groups {other!r} and {group.name!r} share one intermediate")
+            self._by_name[group.name] = group
+            self._by_fingerprint[group.fingerprint] = group
+
+    def __iter__(self) -> Iterator[Group]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def by_name(self, name: str) -> Group | None:
+        return self._by_name.get(name)
+
+    def for_intermediate(self, certificate: x509.Certificate) -> Group | None:
+        """The group whose intermediate is exactly this certificate, else None."""
+        fp = hashlib.sha256(certificate.public_bytes(_DER)).digest()
+        return self._by_fingerprint.get(fp)
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+
+from cryptography.hazmat.primitives.serialization import Encoding as _Encoding  # noqa: E402
+
+_DER = _Encoding.DER
