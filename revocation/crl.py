@@ -101,10 +101,11 @@ def check_issuer(
     issuer_cert: x509.Certificate,
     issuer_key: CertificateIssuerPrivateKeyTypes,
     *,
-    key_usage: str = "crl_sign",
+    key_usage: str | None = "crl_sign",
 ) -> None:
     """ValueError unless ``issuer_key`` belongs to ``issuer_cert`` and the certificate
-    is a CA allowed ``key_usage`` (a ``x509.KeyUsage`` attribute name) if it has KeyUsage."""
+    is a CA allowed ``key_usage`` (a ``x509.KeyUsage`` attribute name; None skips the
+    check) if it has a KeyUsage extension."""
     if not isinstance(issuer_cert, x509.Certificate):
         raise TypeError(f"issuer_cert must be x509.Certificate, not {type(issuer_cert).__name__}")
     signature_hash_for(issuer_key)  # TypeError for unsupported key types
@@ -118,6 +119,8 @@ def check_issuer(
         bc = None
     if bc is None or not bc.ca:
         raise ValueError(f"{issuer_cert.subject.rfc4514_string()} is not a CA certificate")
+    if key_usage is None:
+        return
     try:
         ku = issuer_cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
