@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -398,30 +399,28 @@ def key_matches_spec(facts: CsrFacts, spec: str) -> bool:
     Grammar: ``ec-p256`` | ``ec-p384`` | ``ec-p521`` | ``ed25519`` | ``rsa-N``
     (exactly N bits) | ``rsa-N+`` (at least N bits). Case-insensitive.
     """
-    spec = spec.strip().lower()
-    if spec.startswith("rsa-"):
+    m = _KEY_SPEC_RE.fullmatch(spec.strip().lower())
+    if m is None:
+        raise ValueError(f"bad key spec {spec!r}")
+    if m["rsa"] is not None:
         if facts.key_type != "rsa":
             return False
-        size = spec[4:]
-        at_least = size.endswith("+")
-        size = size.rstrip("+")
-        if not size.isdigit():
-            raise ValueError(f"bad key spec {spec!r}")
-        return facts.key_bits >= int(size) if at_least else facts.key_bits == int(size)
-    if spec in ("ec-p256", "ec-p384", "ec-p521", "ed25519", "ed448"):
-        return facts.key_spec == spec
-    raise ValueError(f"bad key spec {spec!r}")
+        size = int(m["rsa"])
+        return facts.key_bits >= size if m["plus"] else facts.key_bits == size
+    return facts.key_spec == m[0]
+
+
+_KEY_SPEC_RE = re.compile(
+    r"rsa-(?P<rsa>[1-9][0-9]{2,4})(?P<plus>\+?)|ec-p(?:256|384|521)|ed25519|ed448"
+)
 
 
 def validate_key_spec(spec: str) -> str:
     """Return the normalized spec or raise ValueError (for config/API validation)."""
-    probe = CsrFacts(
-        subject=x509.Name([]), subject_cn=None, sans=(), ekus=(), key_type="none",
-        key_bits=0, key_spec="none", rsa_exponent=None, requests_ca=False,
-        challenge_password=None, spki_sha256=b"", signature_valid=False,
-    )
-    key_matches_spec(probe, spec)
-    return spec.strip().lower()
+    norm = spec.strip().lower()
+    if _KEY_SPEC_RE.fullmatch(norm) is None:
+        raise ValueError(f"bad key spec {spec!r}")
+    return norm
 
 
 __all__ = [
