@@ -1,0 +1,377 @@
+"""CMS EnvelopedData (RFC 5652 §6) with RSA key transport, for SCEP.
+
+Pure functions: asn1crypto for the structures, cryptography for the math.
+Decryption accepts BER; encryption emits DER. Key transport: RSA PKCS#1 v1.5
+and RSAES-OAEP (MGF1 hash = OAEP hash, empty label). Content ciphers:
+AES-128/192/256-CBC, 3DES-CBC and single DES-CBC (legacy clients only).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from enrollment.cms_ber import BerError, string_value
+from enrollment.scep_types import (
+    ContentCipher,
+    DigestAlgorithm,
+    KeyTransport,
+    UnsupportedAlgorithm,
+)
+
+__all__ = [
+    "DecryptionFailed",
+    "EnvelopeAlgorithms",
+    "Decrypted",
+    "decrypt",
+    "encrypted_content",
+    "encrypt",
+    "envelope_algorithms",
+    "load_enveloped_data",
+    "MalformedEnvelope",
+]
+
+_HASHES: dict[DigestAlgorithm, type[hashes.HashAlgorithm]] = {
+    DigestAlgorithm.MD5: hashes.MD5,
+    DigestAlgorithm.SHA1: hashes.SHA1,
+    DigestAlgorithm.SHA224: hashes.SHA224,
+    DigestAlgorithm.SHA256: hashes.SHA256,
+    DigestAlgorithm.SHA384: hashes.SHA384,
+    DigestAlgorithm.SHA512: hashes.SHA512,
+}
+
+
+def hash_for(digest: DigestAlgorithm) -> hashes.HashAlgorithm:
+    return _HASHES[digest]()
+
+
+class DecryptionFailed(Exception):
+    """The envelope could not be opened with the given key (one uniform error).
+
+    ``reason`` is for logs only; never send it to the peer (padding oracles).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedEnvelope(Exception):
+    """Not an EnvelopedData we can read (structure or unknown algorithm)."""
+
+
+@dataclass(frozen=True)
+class EnvelopeAlgorithms:
+    """What an envelope used, so a policy layer can refuse weak choices."""
+
+    cipher: ContentCipher | None
+    key_transport: KeyTransport | None
+    cipher_oid: str
+    key_transport_oid: str
+
+    @property
+    def supported(self) -> bool:
+        return self.cipher is not None and self.key_transport is not None
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    content: bytes
+    algorithms: EnvelopeAlgorithms
+
+
+# --- parsing -----------------------------------------------------------------
+
+
+class _LenientEncryptedContentInfo(cms.EncryptedContentInfo):
+    # encryptedContent as a raw TLV: Go writes it as a definite-length
+    # constructed [0], which asn1crypto refuses; merged by cms_ber.
+    _fields = [
+        ("content_type", cms.ContentType),
+        ("content_encryption_algorithm", cms.EncryptionAlgorithm),
+        ("encrypted_content", core.Any, {"optional": True}),
+    ]
+
+
+class _LenientEnvelopedData(cms.EnvelopedData):
+    _fields = [
+        (name, _LenientEncryptedContentInfo if name == "encrypted_content_info" else spec, *rest)
+        for name, spec, *rest in cms.EnvelopedData._fields
+    ]
+
+
+class _LenientContentInfo(cms.ContentInfo):
+    _oid_specs = {"enveloped_data": _LenientEnvelopedData}
+
+
+def load_enveloped_data(data: bytes | cms.ContentInfo) -> cms.EnvelopedData:
+    """ContentInfo(EnvelopedData) BER/DER -> asn1crypto EnvelopedData.
+
+    The returned object's encryptedContent is a raw ``core.Any``; use
+    ``encrypted_content(env)`` to read it.
+    """
+    try:
+        if isinstance(data, cms.ContentInfo):
+            data = data.dump()
+        info = _LenientContentInfo.load(data)
+        if info["content_type"].native != "enveloped_data":
+            raise MalformedEnvelope(f"content type {info['content_type'].native!r}")
+        env = info["content"]
+        # Force a parse of everything but the raw encryptedContent, so
+        # structure errors surface here and not in the middle of decrypt().
+        env["version"].native  # noqa: B018
+        env["recipient_infos"].native  # noqa: B018
+        eci = env["encrypted_content_info"]
+        eci["content_type"].native  # noqa: B018
+        eci["content_encryption_algorithm"].native  # noqa: B018
+        eci["encrypted_content"]  # noqa: B018
+        return env
+    except MalformedEnvelope:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MalformedEnvelope(f"not an EnvelopedData: {exc}") from exc
+
+
+def encrypted_content(env: cms.EnvelopedData) -> bytes | None:
+    """encryptedContent octets (primitive, or constructed BER/Go chunks merged)."""
+    value = env["encrypted_content_info"]["encrypted_content"]
+    if isinstance(value, core.Void):
+        return None
+    if isinstance(value, core.OctetString):
+        return value.native
+    try:
+        # Any.dump() would try to parse the value; take the raw TLV instead.
+        raw = value._header + value.contents + (value._trailer or b"")
+        return string_value(raw)
+    except BerError as exc:
+        raise MalformedEnvelope(f"bad encryptedContent: {exc}") from exc
+
+
+def _key_transport_of(alg: cms.KeyEncryptionAlgorithm) -> KeyTransport | None:
+    name = alg["algorithm"].native
+    if name == "rsaes_pkcs1v15":
+        return KeyTransport.RSA_PKCS1V15
+    if name != "rsaes_oaep":
+        return None
+    params = alg["parameters"]
+    if isinstance(params, core.Void):
+        params = algos.RSAESOAEPParams.load(b"\x30\x00")
+    hash_name = params["hash_algorithm"]["algorithm"].native
+    mgf = params["mask_gen_algorithm"]
+    if mgf["algorithm"].native != "mgf1":
+        return None
+    mgf_hash = mgf["parameters"]["algorithm"].native
+    label = params["p_source_algorithm"]["parameters"].native
+    if mgf_hash != hash_name or label not in (b"", None):
+        return None
+    try:
+        return KeyTransport(f"oaep_{hash_name}")
+    except ValueError:
+        return None
+
+
+def _cipher_of(alg: algos.EncryptionAlgorithm) -> ContentCipher | None:
+    try:
+        return ContentCipher(alg["algorithm"].native)
+    except ValueError:
+        return None
+
+
+def envelope_algorithms(env: cms.EnvelopedData) -> EnvelopeAlgorithms:
+    """Algorithms named by the envelope (first key-transport recipient)."""
+    alg = env["encrypted_content_info"]["content_encryption_algorithm"]
+    kt: KeyTransport | None = None
+    kt_oid = ""
+    for ri in env["recipient_infos"]:
+        if ri.name == "ktri":
+            kea = ri.chosen["key_encryption_algorithm"]
+            kt_oid = kea["algorithm"].dotted
+            kt = _key_transport_of(kea)
+            break
+    return EnvelopeAlgorithms(
+        cipher=_cipher_of(alg),
+        key_transport=kt,
+        cipher_oid=alg["algorithm"].dotted,
+        key_transport_oid=kt_oid,
+    )
+
+
+# --- decrypt ------------------------------------------------------------------
+
+
+def _rid_matches(rid: cms.RecipientIdentifier, cert: x509.Certificate) -> bool:
+    a_cert = asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+    if rid.name == "issuer_and_serial_number":
+        ias = rid.chosen
+        return (
+            ias["serial_number"].native == cert.serial_number
+            and ias["issuer"] == a_cert.issuer
+        )
+    ski = rid.chosen.native
+    return ski == a_cert.key_identifier or ski == a_cert.public_key.sha1
+
+
+def _oaep_padding(kt: KeyTransport) -> asym_padding.OAEP:
+    h = hash_for(kt.oaep_hash)  # type: ignore[arg-type]
+    return asym_padding.OAEP(mgf=asym_padding.MGF1(h), algorithm=h, label=None)
+
+
+def _cipher_algorithm(cipher: ContentCipher, key: bytes) -> algorithms.AES | TripleDES:
+    if cipher.is_aes:
+        return algorithms.AES(key)
+    if cipher is ContentCipher.DES_CBC:
+        # Single DES == 3DES with K1 = K2 = K3.
+        return TripleDES(key * 3)
+    return TripleDES(key)
+
+
+def _cbc_decrypt(cipher: ContentCipher, key: bytes, iv: bytes, data: bytes) -> bytes:
+    if len(key) != cipher.key_size:
+        raise DecryptionFailed("content key has the wrong length")
+    if len(iv) != cipher.block_size or not data or len(data) % cipher.block_size:
+        raise DecryptionFailed("bad IV or ciphertext length")
+    dec = Cipher(_cipher_algorithm(cipher, key), modes.CBC(iv)).decryptor()
+    padded = dec.update(data) + dec.finalize()
+    unpadder = padding.PKCS7(cipher.block_size * 8).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError as exc:
+        raise DecryptionFailed("bad content padding") from exc
+
+
+def decrypt(
+    data: bytes | cms.ContentInfo | cms.EnvelopedData,
+    cert: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+) -> Decrypted:
+    """Open an EnvelopedData addressed to ``cert``.
+
+    Raises ``MalformedEnvelope`` for structure errors, ``UnsupportedAlgorithm``
+    (from scep_types) for algorithms we do not implement, and
+    ``DecryptionFailed`` when no recipient matches or the key does not open it.
+    """
+    env = data if isinstance(data, cms.EnvelopedData) else load_enveloped_data(data)
+    algs = envelope_algorithms(env)
+    if algs.cipher is None:
+        raise UnsupportedAlgorithm(f"content cipher {algs.cipher_oid}")
+    recipient = None
+    for ri in env["recipient_infos"]:
+        if ri.name == "ktri" and _rid_matches(ri.chosen["rid"], cert):
+            recipient = ri.chosen
+            break
+    if recipient is None:
+        raise DecryptionFailed("no recipient info for this certificate")
+    kt = _key_transport_of(recipient["key_encryption_algorithm"])
+    if kt is None:
+        oid = recipient["key_encryption_algorithm"]["algorithm"].dotted
+        raise UnsupportedAlgorithm(f"key transport {oid}")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise UnsupportedAlgorithm("recipient key is not RSA")
+    algs = EnvelopeAlgorithms(algs.cipher, kt, algs.cipher_oid, algs.key_transport_oid)
+    eci = env["encrypted_content_info"]
+    ciphertext = encrypted_content(env)
+    if ciphertext is None:
+        raise MalformedEnvelope("no encryptedContent")
+    iv = eci["content_encryption_algorithm"]["parameters"].native
+    if not isinstance(iv, bytes):
+        raise MalformedEnvelope("CBC parameters are not an IV")
+    encrypted_key = recipient["encrypted_key"].native
+    try:
+        if kt is KeyTransport.RSA_PKCS1V15:
+            # OpenSSL >= 3.2 does implicit rejection: a bad padding yields a
+            # random key and fails below, like any other wrong key.
+            content_key = key.decrypt(encrypted_key, asym_padding.PKCS1v15())
+        else:
+            content_key = key.decrypt(encrypted_key, _oaep_padding(kt))
+    except ValueError as exc:
+        raise DecryptionFailed("key transport decryption failed") from exc
+    return Decrypted(_cbc_decrypt(algs.cipher, content_key, iv, ciphertext), algs)
+
+
+# --- encrypt ------------------------------------------------------------------
+
+def _key_encryption_algorithm(kt: KeyTransport) -> cms.KeyEncryptionAlgorithm:
+    if kt is KeyTransport.RSA_PKCS1V15:
+        return cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"})
+    h = kt.oaep_hash
+    assert h is not None
+    if h is DigestAlgorithm.SHA1:
+        # DEFAULT parameters: an empty SEQUENCE (DER omits defaults).
+        params = algos.RSAESOAEPParams.load(b"\x30\x00")
+    else:
+        params = algos.RSAESOAEPParams(
+            {
+                "hash_algorithm": {"algorithm": h.value},
+                "mask_gen_algorithm": {
+                    "algorithm": "mgf1",
+                    "parameters": {"algorithm": h.value},
+                },
+            }
+        )
+    return cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_oaep", "parameters": params})
+
+
+def encrypt(
+    content: bytes,
+    recipient: x509.Certificate,
+    cipher: ContentCipher = ContentCipher.AES256_CBC,
+    key_transport: KeyTransport = KeyTransport.RSA_PKCS1V15,
+    *,
+    content_key: bytes | None = None,
+    iv: bytes | None = None,
+) -> bytes:
+    """EnvelopedData (as a DER ContentInfo) for one RSA recipient, by issuer+serial."""
+    pub = recipient.public_key()
+    if not isinstance(pub, rsa.RSAPublicKey):
+            raise UnsupportedAlgorithm("recipient certificate key is not RSA")
+    content_key = content_key if content_key is not None else os.urandom(cipher.key_size)
+    iv = iv if iv is not None else os.urandom(cipher.block_size)
+    if len(content_key) != cipher.key_size or len(iv) != cipher.block_size:
+        raise ValueError("content key or IV has the wrong length")
+    padder = padding.PKCS7(cipher.block_size * 8).padder()
+    padded = padder.update(content) + padder.finalize()
+    enc = Cipher(_cipher_algorithm(cipher, content_key), modes.CBC(iv)).encryptor()
+    ciphertext = enc.update(padded) + enc.finalize()
+    if key_transport is KeyTransport.RSA_PKCS1V15:
+        encrypted_key = pub.encrypt(content_key, asym_padding.PKCS1v15())
+    else:
+        encrypted_key = pub.encrypt(content_key, _oaep_padding(key_transport))
+    a_cert = asn1_x509.Certificate.load(recipient.public_bytes(Encoding.DER))
+    ktri = cms.KeyTransRecipientInfo(
+        {
+            "version": "v0",
+            "rid": cms.RecipientIdentifier(
+                name="issuer_and_serial_number",
+                value=cms.IssuerAndSerialNumber(
+                    {"issuer": a_cert.issuer, "serial_number": a_cert.serial_number}
+                ),
+            ),
+            "key_encryption_algorithm": _key_encryption_algorithm(key_transport),
+            "encrypted_key": encrypted_key,
+        }
+    )
+    env = cms.EnvelopedData(
+        {
+            "version": "v0",
+            "recipient_infos": [cms.RecipientInfo(name="ktri", value=ktri)],
+            "encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": {
+                    "algorithm": cipher.value,
+                    "parameters": core.OctetString(iv),
+                },
+                "encrypted_content": ciphertext,
+            },
+        }
+    )
+    return cms.ContentInfo({"content_type": "enveloped_data", "content": env}).dump()

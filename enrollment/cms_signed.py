@@ -1,0 +1,371 @@
+"""CMS SignedData (RFC 5652 §5) as SCEP uses it: one signer, signed attributes.
+
+cryptography's pkcs7 module can neither add custom signed attributes nor verify,
+so the structures are asn1crypto and the math is cryptography. Parsing accepts
+BER (indefinite lengths, constructed OCTET STRINGs); building emits DER with
+the signed-attribute SET OF sorted, because OpenSSL re-encodes that SET before
+checking the signature.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from enrollment.cms_ber import BerError, string_value
+from enrollment.cms_envelope import hash_for
+from enrollment.scep_types import DigestAlgorithm, UnsupportedAlgorithm
+
+__all__ = [
+    "MalformedSignedData",
+    "ParsedSignedData",
+    "SignatureInvalid",
+    "build_signed_data",
+    "degenerate_signed_data",
+    "digest",
+    "load_signed_data",
+    "verify_signature",
+]
+
+
+class MalformedSignedData(Exception):
+    """Not a SignedData with one identifiable signer."""
+
+
+class SignatureInvalid(Exception):
+    """Signature, messageDigest or contentType check failed."""
+
+
+def digest(alg: DigestAlgorithm, data: bytes) -> bytes:
+    h = hashes.Hash(hash_for(alg))
+    h.update(data)
+    return h.finalize()
+
+
+def _digest_algorithm(name: str) -> DigestAlgorithm | None:
+    try:
+        return DigestAlgorithm(name)
+    except ValueError:
+        return None
+
+
+def _load_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
+    raw = cert.dump()
+    try:
+        return x509.load_der_x509_certificate(raw)
+    except ValueError:
+        # BER inside a BER message: re-encode (the cert's own signature may
+        # not survive; only its public key is used here).
+        return x509.load_der_x509_certificate(cert.dump(force=True))
+
+
+@dataclass(frozen=True)
+class ParsedSignedData:
+    """A SignedData parsed but not yet verified."""
+
+    signed_data: cms.SignedData
+    signer_info: cms.SignerInfo
+    signer_certificate: x509.Certificate | None
+    certificates: tuple[x509.Certificate, ...]
+    content_type: str
+    content: bytes | None
+    attributes: dict[str, core.SetOf]
+    digest_algorithm: DigestAlgorithm | None
+    digest_algorithm_oid: str
+    signature_algorithm: str
+
+    def attribute(self, name: str) -> core.Asn1Value | None:
+        """The single value of a signed attribute, or None if absent."""
+        values = self.attributes.get(name)
+        if values is None:
+            return None
+        return values[0]
+
+
+def _signer_matches(sid: cms.SignerIdentifier, cert: asn1_x509.Certificate) -> bool:
+    if sid.name == "issuer_and_serial_number":
+        ias = sid.chosen
+        return ias["serial_number"].native == cert.serial_number and ias["issuer"] == cert.issuer
+    ski = sid.chosen.native
+    return ski == cert.key_identifier or ski == cert.public_key.sha1
+
+
+class _LenientEncapsulatedContentInfo(cms.EncapsulatedContentInfo):
+    # eContent as a raw value: asn1crypto refuses definite-length constructed
+    # OCTET STRINGs; cms_ber merges them.
+    _fields = [
+        ("content_type", cms.ContentType),
+        ("content", core.Any, {"explicit": 0, "optional": True}),
+    ]
+    _oid_pair = None
+    _oid_specs: dict[str, type] = {}
+
+
+class _LenientSignedData(cms.SignedData):
+    def _encap_content_info_spec(self) -> type:
+        return _LenientEncapsulatedContentInfo
+
+    _spec_callbacks = {"encap_content_info": _encap_content_info_spec}
+
+
+class _LenientContentInfo(cms.ContentInfo):
+    _oid_specs = {"signed_data": _LenientSignedData}
+
+
+def _raw(value: core.Asn1Value) -> bytes:
+    """The received TLV of a value without letting asn1crypto re-parse it."""
+    return value._header + value.contents + (value._trailer or b"")
+
+
+def load_signed_data(data: bytes | cms.ContentInfo) -> ParsedSignedData:
+    """Parse ContentInfo(SignedData) with exactly one SignerInfo; no crypto yet."""
+    try:
+        if isinstance(data, cms.ContentInfo):
+            data = data.dump()
+        info = _LenientContentInfo.load(data)
+        if info["content_type"].native != "signed_data":
+            raise MalformedSignedData(f"content type {info['content_type'].native!r}")
+        sd = info["content"]
+        signer_infos = sd["signer_infos"]
+        if len(signer_infos) != 1:
+            raise MalformedSignedData(f"{len(signer_infos)} signerInfos, expected 1")
+        si = signer_infos[0]
+        a_certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"]
+        certs = tuple(_load_cert(c) for c in a_certs)
+        signer = None
+        for a_cert, cert in zip(a_certs, certs, strict=True):
+            if _signer_matches(si["sid"], a_cert):
+                signer = cert
+                break
+        encap = sd["encap_content_info"]
+        content_obj = encap["content"]
+        content: bytes | None = None
+        if not isinstance(content_obj, core.Void):
+            try:
+                content = string_value(_raw(content_obj))
+            except BerError as exc:
+                raise MalformedSignedData(f"bad eContent: {exc}") from exc
+        attrs: dict[str, core.SetOf] = {}
+        signed_attrs = si["signed_attrs"]
+        if isinstance(signed_attrs, core.Void):
+            raise MalformedSignedData("no signed attributes")
+        for attr in signed_attrs:
+            name = attr["type"].native
+            if name in attrs:
+                raise MalformedSignedData(f"duplicate signed attribute {name}")
+            values = attr["values"]
+            values.native  # noqa: B018 - parse now so bad encodings surface here
+            if len(values) != 1:
+                raise MalformedSignedData(f"attribute {name} has {len(values)} values")
+            attrs[name] = values
+        digest_oid = si["digest_algorithm"]["algorithm"].dotted
+        return ParsedSignedData(
+            signed_data=sd,
+            signer_info=si,
+            signer_certificate=signer,
+            certificates=certs,
+            content_type=encap["content_type"].native,
+            content=content,
+            attributes=attrs,
+            digest_algorithm=_digest_algorithm(si["digest_algorithm"]["algorithm"].native),
+            digest_algorithm_oid=digest_oid,
+            signature_algorithm=si["signature_algorithm"]["algorithm"].native,
+        )
+    except MalformedSignedData:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise MalformedSignedData(f"not a SignedData: {exc}") from exc
+
+
+def _signed_attrs_candidates(signed_attrs: cms.CMSAttributes) -> list[bytes]:
+    """DER SET OF encodings the signer may have signed (received bytes first)."""
+    raw = signed_attrs.dump()
+    first = b"\x31" + raw[1:]
+    out = [first]
+    try:
+        der = cms.CMSAttributes.load(first).dump(force=True)
+    except ValueError:
+        return out
+    if der != first:
+        out.append(der)
+    return out
+
+
+def _signature_hash(parsed: ParsedSignedData) -> DigestAlgorithm:
+    sig_alg = parsed.signer_info["signature_algorithm"]
+    name = parsed.signature_algorithm
+    if name in ("rsassa_pkcs1v15", "ecdsa", "rsassa_pss"):
+        if name == "rsassa_pss":
+            hash_name = sig_alg["parameters"]["hash_algorithm"]["algorithm"].native
+            found = _digest_algorithm(hash_name)
+        else:
+            found = parsed.digest_algorithm
+    else:
+        try:
+            found = _digest_algorithm(sig_alg.hash_algo)
+        except ValueError:
+            found = None
+    if found is None:
+        raise UnsupportedAlgorithm(f"signature algorithm {sig_alg['algorithm'].dotted}")
+    return found
+
+
+def verify_signature(parsed: ParsedSignedData) -> DigestAlgorithm:
+    """Check messageDigest, contentType and the signature; return the signature hash.
+
+    Raises SignatureInvalid, or UnsupportedAlgorithm for algorithms we cannot check.
+    """
+    if parsed.signer_certificate is None:
+        raise SignatureInvalid("signer certificate not in the SignedData")
+    if parsed.digest_algorithm is None:
+        raise UnsupportedAlgorithm(f"digest algorithm {parsed.digest_algorithm_oid}")
+    content_type = parsed.attribute("content_type")
+    if content_type is not None and content_type.native != parsed.content_type:
+        raise SignatureInvalid("contentType attribute does not match eContentType")
+    md = parsed.attribute("message_digest")
+    if md is None:
+        raise SignatureInvalid("no messageDigest attribute")
+    expected = digest(parsed.digest_algorithm, parsed.content or b"")
+    if md.native != expected:
+        raise SignatureInvalid("messageDigest does not match the content")
+    sig_hash = _signature_hash(parsed)
+    signature = parsed.signer_info["signature"].native
+    pub = parsed.signer_certificate.public_key()
+    name = parsed.signature_algorithm
+    for data in _signed_attrs_candidates(parsed.signer_info["signed_attrs"]):
+        try:
+            if isinstance(pub, rsa.RSAPublicKey) and name == "rsassa_pss":
+                pss = asym_padding.PSS(
+                    mgf=asym_padding.MGF1(hash_for(sig_hash)),
+                    salt_length=asym_padding.PSS.AUTO,
+                )
+                pub.verify(signature, data, pss, hash_for(sig_hash))
+            elif isinstance(pub, rsa.RSAPublicKey):
+                pub.verify(signature, data, asym_padding.PKCS1v15(), hash_for(sig_hash))
+            elif isinstance(pub, ec.EllipticCurvePublicKey):
+                pub.verify(signature, data, ec.ECDSA(hash_for(sig_hash)))
+            else:
+                raise UnsupportedAlgorithm(f"signer key {type(pub).__name__}")
+            return sig_hash
+        except InvalidSignature:
+            continue
+    raise SignatureInvalid("signature does not verify")
+
+
+# --- building -----------------------------------------------------------------
+
+
+def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def _sorted_attributes(attrs: Iterable[cms.CMSAttribute]) -> cms.CMSAttributes:
+    encoded = sorted(a.dump() for a in attrs)
+    return cms.CMSAttributes([cms.CMSAttribute.load(e) for e in encoded])
+
+
+def _sign(key: object, data: bytes, alg: DigestAlgorithm) -> tuple[bytes, str]:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, asym_padding.PKCS1v15(), hash_for(alg)), "rsassa_pkcs1v15"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hash_for(alg))), f"{alg.value}_ecdsa"
+    raise UnsupportedAlgorithm(f"signing key {type(key).__name__}")
+
+
+def build_signed_data(
+    content: bytes | None,
+    signer_cert: x509.Certificate,
+    signer_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    digest_algorithm: DigestAlgorithm,
+    attributes: Sequence[cms.CMSAttribute],
+    *,
+    certificates: Sequence[x509.Certificate] = (),
+    signing_time: datetime.datetime | None = None,
+) -> bytes:
+    """ContentInfo(SignedData) over ``content`` (id-data) as DER.
+
+    ``content=None`` omits eContent (digest over the empty string, as for a
+    detached signature of nothing). contentType, messageDigest and (if given)
+    signingTime are added to ``attributes``.
+    """
+    attrs = list(attributes)
+    attrs.append(cms.CMSAttribute({"type": "content_type", "values": ["data"]}))
+    attrs.append(
+        cms.CMSAttribute(
+            {
+                "type": "message_digest",
+                "values": [digest(digest_algorithm, content or b"")],
+            }
+        )
+    )
+    if signing_time is not None:
+        attrs.append(
+            cms.CMSAttribute(
+                {"type": "signing_time", "values": [cms.Time(name="utc_time", value=signing_time)]}
+            )
+        )
+    signed_attrs = _sorted_attributes(attrs)
+    signature, sig_name = _sign(signer_key, signed_attrs.dump(), digest_algorithm)
+    a_signer = _asn1_cert(signer_cert)
+    signer_info = cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": cms.SignerIdentifier(
+                name="issuer_and_serial_number",
+                value={"issuer": a_signer.issuer, "serial_number": a_signer.serial_number},
+            ),
+            "digest_algorithm": algos.DigestAlgorithm({"algorithm": digest_algorithm.value}),
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": sig_name}),
+            "signature": signature,
+        }
+    )
+    encap: dict[str, object] = {"content_type": "data"}
+    if content is not None:
+        encap["content"] = content
+    certs = [signer_cert, *[c for c in certificates if c != signer_cert]]
+    sd = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [{"algorithm": digest_algorithm.value}],
+            "encap_content_info": encap,
+            "certificates": [_asn1_cert(c) for c in certs],
+            "signer_infos": [signer_info],
+        }
+    )
+    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
+
+
+def degenerate_signed_data(
+    certificates: Sequence[x509.Certificate] = (),
+    crls: Sequence[x509.CertificateRevocationList | bytes] = (),
+) -> bytes:
+    """Certs-/CRLs-only SignedData (RFC 8894 §3.4), DER, certificates in given order."""
+    fields: dict[str, object] = {
+        "version": "v1",
+        "digest_algorithms": [],
+        "encap_content_info": {"content_type": "data"},
+        "signer_infos": [],
+    }
+    if certificates:
+        fields["certificates"] = [_asn1_cert(c) for c in certificates]
+    if crls:
+        fields["crls"] = [
+            asn1_crl.CertificateList.load(
+                c if isinstance(c, bytes) else c.public_bytes(Encoding.DER)
+            )
+            for c in crls
+        ]
+    sd = cms.SignedData(fields)
+    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
