@@ -1,0 +1,3 @@
+from certgate.cli import main
+
+raise SystemExit(main())

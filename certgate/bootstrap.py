@@ -1,0 +1,113 @@
+"""Offline operations behind the CLI: init the PKI, import intermediates, issue to files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from certgate.errors import ConfigError, OperatorError
+from certgate.settings import Settings
+from pki.hierarchy import Hierarchy, InitReport, passphrase_for
+from pki.issuance import issue_device_certificate
+from pki.keys import generate_key
+from pki.profiles import name
+from revocation.inventory import CertRecord
+from revocation.store import SerialConflict, Store
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+async def init_pki(s: Settings, import_root: tuple[Path, Path | None] | None) -> InitReport:
+    store = await Store.open(s.storage.path)
+    try:
+        report = Hierarchy(s.pki).init(s.groups, _now(), import_root)
+        for profile, cert in report.issued:
+            kind, _, group = profile.partition(":")
+            record = CertRecord.from_certificate(cert, group or "-", profile=kind, source="init",
+                                                 issued_at=_now())
+            try:
+                await store.record_certificate(record, "cli:init")
+            except SerialConflict:
+                pass
+        for item in report.created:
+            await store.audit("cli:init", "pki-create", details={"item": item})
+    finally:
+        await store.close()
+    return report
+
+
+async def import_intermediate(s: Settings, group: str, cert: Path, key: Path) -> x509.Certificate:
+    imported = Hierarchy(s.pki).import_intermediate(group, cert, key)
+    store = await Store.open(s.storage.path)
+    try:
+        await store.audit("cli:ca-import", "pki-import", group=group,
+                          details={"subject": imported.subject.rfc4514_string()})
+    finally:
+        await store.close()
+    return imported
+
+
+def parse_san(text: str) -> x509.GeneralName:
+    kind, sep, value = text.partition(":")
+    if not sep or not value:
+        raise ConfigError(f"--san {text!r}: expected dns:NAME, email:ADDR or uri:URI")
+    kind = kind.lower()
+    if kind == "dns":
+        return x509.DNSName(value)
+    if kind == "email":
+        return x509.RFC822Name(value)
+    if kind == "uri":
+        return x509.UniformResourceIdentifier(value)
+    raise ConfigError(f"--san {text!r}: unknown kind {kind!r} (dns, email, uri)")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    if path.exists():
+        raise OperatorError(f"{path} exists: refusing to overwrite a private key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+async def issue_to_files(
+    s: Settings, group_name: str, cn: str, out: Path, days: int | None, p12: bool,
+    sans: list[str], device_id: str | None, key_type: str,
+) -> int:
+    """Server-side key generation: writes NAME.key, NAME.crt, NAME.chain.pem (+ NAME.p12)."""
+    group_settings = s.group(group_name)
+    assert group_settings is not None
+    if "/" in cn or cn.startswith("."):
+        raise ConfigError(f"--cn {cn!r} cannot be used as a file name")
+    general_names = [parse_san(x) for x in sans]
+    pki = Hierarchy(s.pki).load(s.groups)
+    group = pki.groups[group_name]
+    out.mkdir(parents=True, exist_ok=True)
+    key = generate_key(key_type)
+    store = await Store.open(s.storage.path)
+    try:
+        cert = await issue_device_certificate(
+            store, group, key.public_key(), name(cn), general_names,
+            public_url=s.http.public_url, days=days or group_settings.validity_days, now=_now(),
+            actor="cli:certs-issue", source="cli", device_id=device_id,
+        )
+    finally:
+        await store.close()
+    pem = serialization.Encoding.PEM
+    _write_private(out / f"{cn}.key", key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (out / f"{cn}.crt").write_bytes(cert.public_bytes(pem))
+    (out / f"{cn}.chain.pem").write_bytes(cert.public_bytes(pem) + group.certificate.public_bytes(pem))
+    if p12:
+        data = pkcs12.serialize_key_and_certificates(
+            cn.encode(), key, cert, [group.certificate, pki.root], serialization.NoEncryption()
+        )
+        _write_private(out / f"{cn}.p12", data)
+    _ = passphrase_for
+    return cert.serial_number

@@ -1,0 +1,321 @@
+"""The `certgate` command line. Exit codes: 0 ok, 2 usage/config error, 1 runtime failure."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from certgate.errors import ConfigError, OperatorError
+from certgate.settings import Settings, load_settings
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: exit 2, one line
+        self.print_usage(sys.stderr)
+        print(f"certgate: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = args.config or os.environ.get("CERTGATE_CONFIG")
+    if not path:
+        raise ConfigError("no configuration: pass --config FILE or set CERTGATE_CONFIG")
+    return load_settings(path)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _duration(text: str) -> dt.timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    try:
+        if text[-1] in units:
+            return dt.timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        return dt.timedelta(seconds=int(text))
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use e.g. 30d, 12h, 90m"
+        ) from None
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    return asyncio.run(coro_fn())
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    print(f"{s.path}: ok ({len(s.groups)} group(s): {', '.join(g.name for g in s.groups)}; "
+          f"{len(s.radius.clients)} RADIUS client(s))")
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from certgate.bootstrap import init_pki
+
+    s = _settings(args)
+    imported = None
+    if args.import_root:
+        imported = (Path(args.import_root), Path(args.import_root_key) if args.import_root_key
+                    else None)
+    report = _run(lambda: init_pki(s, imported))
+    for item in report.created:
+        print(f"created {item}")
+    for item in report.kept:
+        print(f"kept    {item}")
+    return EXIT_OK
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    from pki.hierarchy import Hierarchy
+
+    s = _settings(args)
+    certs = Hierarchy(s.pki).load_certificates_only(s.groups)
+    rows = []
+    for g in s.groups:
+        cert = certs.get(g.name)
+        if cert is None:
+            rows.append({"group": g.name, "subject": None, "key_id": None, "not_after": None,
+                         "vlan": g.vlan, "status": "missing: run certgate init"})
+            continue
+        from pki.groups import Group
+
+        rows.append({
+            "group": g.name,
+            "subject": cert.subject.rfc4514_string(),
+            "key_id": Group(g.name, cert).key_id.hex(),
+            "not_after": cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
+            "vlan": g.vlan,
+            "status": "ok",
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['group']:<16} {r['status'] if r['subject'] is None else r['subject']}"
+                  f"  key_id={r['key_id']}  expires={r['not_after']}  vlan={r['vlan']}")
+    return EXIT_OK
+
+
+def cmd_ca_root(args: argparse.Namespace) -> int:
+    from pki.hierarchy import Hierarchy
+
+    s = _settings(args)
+    path = Hierarchy(s.pki).root_cert_path
+    if not path.exists():
+        raise OperatorError(f"no root certificate at {path}: run `certgate init` first")
+    sys.stdout.write(path.read_text())
+    return EXIT_OK
+
+
+def cmd_ca_import(args: argparse.Namespace) -> int:
+    from certgate.bootstrap import import_intermediate
+
+    s = _settings(args)
+    if s.group(args.group) is None:
+        raise ConfigError(f"unknown group {args.group!r}: add [groups.{args.group}] to the config")
+    cert = _run(lambda: import_intermediate(s, args.group, Path(args.cert), Path(args.key)))
+    print(f"imported {cert.subject.rfc4514_string()} for group {args.group}")
+    return EXIT_OK
+
+
+def cmd_certs_issue(args: argparse.Namespace) -> int:
+    from certgate.bootstrap import issue_to_files
+
+    s = _settings(args)
+    if s.group(args.group) is None:
+        raise ConfigError(f"unknown group {args.group!r}: groups are "
+                          f"{', '.join(g.name for g in s.groups)}")
+    serial = _run(lambda: issue_to_files(s, args.group, args.cn, Path(args.out), args.days,
+                                         args.p12, args.san or [], args.device_id, args.key_type))
+    print(format(serial, "x"))
+    return EXIT_OK
+
+
+def cmd_certs_list(args: argparse.Namespace) -> int:
+    from revocation.store import Store
+
+    s = _settings(args)
+
+    async def go() -> int:
+        store = await _open_store(s)
+        try:
+            expiring = _now() + args.expiring if args.expiring else None
+            records = await store.find(group=args.group, status=args.status,
+                                       expiring_before=expiring,
+                                       profile=None if args.all else "device")
+        finally:
+            await store.close()
+        if args.json:
+            print(json.dumps([r.to_json() for r in records], indent=2))
+        else:
+            for r in records:
+                print(f"{r.serial_hex:<34} {r.group:<12} {r.status:<8} "
+                      f"{r.not_after.date().isoformat()}  {r.subject}"
+                      + (f"  ({r.reason})" if r.reason else ""))
+        return EXIT_OK
+
+    _ = Store
+    return _run(go)
+
+
+def cmd_certs_show(args: argparse.Namespace) -> int:
+    from revocation.inventory import parse_serial
+
+    s = _settings(args)
+    serial = _parse_serial_arg(parse_serial, args.serial)
+
+    async def go() -> int:
+        store = await _open_store(s)
+        try:
+            record = await store.get(serial)
+            history = await store.audit_log(serial) if record else []
+        finally:
+            await store.close()
+        if record is None:
+            raise OperatorError(f"no certificate with serial {args.serial} in the inventory")
+        out = record.to_json()
+        out["audit"] = history
+        if args.pem:
+            sys.stdout.write(record.pem)
+        else:
+            print(json.dumps(out, indent=2))
+        return EXIT_OK
+
+    return _run(go)
+
+
+def _parse_serial_arg(parse, text: str) -> int:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from certgate.revoke_cli import run_revoke
+
+    s = _settings(args)
+    return _run(lambda: run_revoke(s, args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from certgate.app import serve
+
+    s = _settings(args)
+    return asyncio.run(serve(s))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from certgate.demo import run_demo
+
+    return run_demo(Path(args.dir), serve=not args.no_serve)
+
+
+async def _open_store(s: Settings):
+    from revocation.store import Store
+
+    return await Store.open(s.storage.path)
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="certgate", description="Network-access PKI: SCEP, per-group CAs, "
+                "revocation, RADIUS EAP-TLS, metrics")
+    p.add_argument("--config", help="config file (default: $CERTGATE_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, parent=sub):
+        sp = parent.add_parser(name, help=help, description=help)
+        sp.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("init", cmd_init, "create the root, one intermediate per group, server and RA certs "
+             "(only what is missing)")
+    sp.add_argument("--import-root", metavar="CERT", help="bring your own root certificate")
+    sp.add_argument("--import-root-key", metavar="KEY", help="its private key (optional)")
+    add("serve", cmd_serve, "run RADIUS, SCEP, CRL/OCSP, admin API and /metrics")
+    add("check-config", cmd_check_config, "validate the config file and exit")
+    sp = add("groups", cmd_groups, "list groups with their intermediate CA")
+    sp.add_argument("--json", action="store_true")
+
+    ca = sub.add_parser("ca", help="CA certificates").add_subparsers(
+        dest="ca_command", required=True, parser_class=_Parser)
+    add("root", cmd_ca_root, "print the root certificate (PEM)", ca)
+    sp = add("import", cmd_ca_import, "import an existing intermediate for a group", ca)
+    sp.add_argument("--group", required=True)
+    sp.add_argument("--cert", required=True)
+    sp.add_argument("--key", required=True)
+
+    certs = sub.add_parser("certs", help="certificate inventory").add_subparsers(
+        dest="certs_command", required=True, parser_class=_Parser)
+    sp = add("issue", cmd_certs_issue, "generate a key and issue a device certificate", certs)
+    sp.add_argument("--group", required=True)
+    sp.add_argument("--cn", required=True)
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--days", type=int, help="validity (default: the group's validity_days)")
+    sp.add_argument("--p12", action="store_true", help="also write NAME.p12 (no password)")
+    sp.add_argument("--san", action="append", help="dns:NAME, email:ADDR, uri:URI (repeatable)")
+    sp.add_argument("--device-id")
+    sp.add_argument("--key-type", default="ec-p256",
+                    choices=["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"])
+    sp = add("list", cmd_certs_list, "list certificates", certs)
+    sp.add_argument("--group")
+    sp.add_argument("--status", choices=["active", "revoked"])
+    sp.add_argument("--expiring", type=_duration, metavar="DURATION",
+                    help="only active certificates expiring within DURATION (e.g. 30d)")
+    sp.add_argument("--all", action="store_true", help="include RA and server certificates")
+    sp.add_argument("--json", action="store_true")
+    sp = add("show", cmd_certs_show, "show one certificate and its audit trail", certs)
+    sp.add_argument("serial")
+    sp.add_argument("--pem", action="store_true")
+
+    sp = add("revoke", cmd_revoke, "revoke certificates (durable before acknowledged)")
+    sel = sp.add_mutually_exclusive_group(required=True)
+    sel.add_argument("--serial")
+    sel.add_argument("--device-id")
+    sel.add_argument("--subject", metavar="CN")
+    sel.add_argument("--group")
+    sp.add_argument("--reason", required=True, help="RFC 5280 reason, e.g. keyCompromise")
+    sp.add_argument("--yes", action="store_true", help="do not ask before bulk revocations")
+    sp.add_argument("--release-hold", action="store_true",
+                    help="release a certificateHold instead (with --serial)")
+
+    sp = add("demo", cmd_demo, "write a demo config (groups staff, guests), init, and serve")
+    sp.add_argument("--dir", default="demo")
+    sp.add_argument("--no-serve", action="store_true", help="only write config and PKI")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print(f"certgate: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OperatorError as exc:
+        print(f"certgate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""Process-wide gauges: build info, inventory by group/status, CA and server cert expiry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+
+from cryptography.hazmat.backends.openssl.backend import backend as _openssl_backend
+from prometheus_client import Gauge, Info
+
+from certgate import __version__
+
+BUILD_INFO = Gauge(
+    "certgate_build_info", "Always 1; labels carry the build", ["version", "python", "openssl"]
+)
+CERTIFICATES = Gauge(
+    "certgate_certificates", "Device certificates in the inventory", ["group", "status"]
+)
+EXPIRING = Gauge(
+    "certgate_certificates_expiring", "Active device certificates expiring within a window",
+    ["group", "within"],
+)
+CA_EXPIRY = Gauge(
+    "certgate_ca_cert_expiry_timestamp_seconds", "notAfter of CA certificates", ["ca"]
+)
+SERVER_CERT_EXPIRY = Gauge(
+    "certgate_server_cert_expiry_timestamp_seconds", "notAfter of the RADIUS server certificate",
+    ["ca"],
+)
+REVOCATION_ENTRIES = Gauge(
+    "certgate_revocation_entries", "Revoked serials in the in-memory index", ["group"]
+)
+REVOCATION_LAST_UPDATE = Gauge(
+    "certgate_revocation_last_update_timestamp_seconds", "When the revocation index last changed"
+)
+STORE_UP = Gauge("certgate_store_up", "1 when the last store query succeeded")
+_ = Info
+
+EXPIRY_WINDOWS = {"7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+
+
+def set_build_info() -> None:
+    BUILD_INFO.labels(
+        version=__version__,
+        python=platform.python_version(),
+        openssl=_openssl_backend.openssl_version_text(),
+    ).set(1)

@@ -1,0 +1,39 @@
+"""The aiohttp application: health, readiness, metrics; feature routes are mounted by app.py."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from certgate.runtime import Runtime
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if not runtime.ready:
+        return web.Response(status=503, text="starting\n")
+    try:
+        await runtime.store.schema_version()
+    except Exception:  # the store is the one dependency that can go away
+        return web.Response(status=503, text="store unavailable\n")
+    return web.Response(text="ready\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(runtime: Runtime, max_body_bytes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes)
+    app[RUNTIME] = runtime
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

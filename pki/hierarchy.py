@@ -1,0 +1,293 @@
+"""The CA hierarchy on disk: one root, one intermediate per group, RADIUS server cert, RA certs.
+
+Layout under `[pki] dir`:
+    root.crt root.key
+    server.crt server.key server-chain.pem      (RADIUS server, issued by the root)
+    groups/<group>/ca.crt ca.key                (group intermediate)
+    groups/<group>/ra.crt ra.key                (SCEP RA, RSA, issued by the group CA)
+`init` never overwrites a key: it only creates what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from certgate.errors import OperatorError
+from certgate.settings import GroupSettings, PkiSettings
+from pki import profiles
+from pki.groups import Group, GroupTable, ReplyAttributes
+from pki.keys import PrivateKey, generate_key, load_private_key, write_private_key
+
+PEM = serialization.Encoding.PEM
+
+
+def passphrase_for(settings: PkiSettings) -> bytes | None:
+    if settings.passphrase_env:
+        value = os.environ.get(settings.passphrase_env)
+        if not value:
+            raise OperatorError(
+                f"[pki] passphrase_env names {settings.passphrase_env}, which is not set: "
+                "export it before running certgate",
+                exit_code=2,
+            )
+        return value.encode()
+    if settings.passphrase_file:
+        try:
+            return settings.passphrase_file.read_bytes().strip()
+        except OSError as exc:
+            raise OperatorError(
+                f"cannot read [pki] passphrase_file {settings.passphrase_file}: {exc.strerror}",
+                exit_code=2,
+            ) from None
+    return None
+
+
+def read_certificate(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except FileNotFoundError:
+        raise OperatorError(f"certificate {path} is missing: run `certgate init`") from None
+    except ValueError:
+        raise OperatorError(f"{path} is not a PEM certificate") from None
+
+
+def write_certificate(path: Path, *certs: x509.Certificate) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(b"".join(c.public_bytes(PEM) for c in certs))
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class GroupCa:
+    name: str
+    certificate: x509.Certificate
+    key: PrivateKey
+    ra_certificate: x509.Certificate
+    ra_key: rsa.RSAPrivateKey
+
+
+@dataclass(frozen=True)
+class LoadedPki:
+    root: x509.Certificate
+    server_certificate: x509.Certificate
+    server_key: PrivateKey
+    server_chain: tuple[x509.Certificate, ...]  # extra certs sent after the leaf
+    groups: dict[str, GroupCa]
+
+    def group_table(self, group_settings: tuple[GroupSettings, ...]) -> GroupTable:
+        return GroupTable(
+            Group(
+                name=g.name,
+                intermediate=self.groups[g.name].certificate,
+                reply=ReplyAttributes(
+                    vlan=g.vlan,
+                    filter_id=g.filter_id,
+                    class_value=g.class_value,
+                    session_timeout=g.session_timeout,
+                ),
+            )
+            for g in group_settings
+        )
+
+
+@dataclass
+class InitReport:
+    created: list[str]
+    kept: list[str]
+    issued: list[tuple[str, x509.Certificate]]  # (profile, certificate) to record in the store
+
+
+class Hierarchy:
+    def __init__(self, settings: PkiSettings) -> None:
+        self.settings = settings
+        self.dir = settings.dir
+
+    # paths
+    @property
+    def root_cert_path(self) -> Path:
+        return self.dir / "root.crt"
+
+    @property
+    def root_key_path(self) -> Path:
+        return self.dir / "root.key"
+
+    def group_dir(self, group: str) -> Path:
+        return self.dir / "groups" / group
+
+    def exists(self) -> bool:
+        return self.root_cert_path.exists()
+
+    def init(
+        self,
+        groups: tuple[GroupSettings, ...],
+        now: dt.datetime,
+        import_root: tuple[Path, Path | None] | None = None,
+    ) -> InitReport:
+        s = self.settings
+        report = InitReport([], [], [])
+        passphrase = passphrase_for(s)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+
+        if import_root is not None:
+            if self.root_cert_path.exists():
+                raise OperatorError(f"{self.root_cert_path} exists: refusing to replace the root")
+            self._import_root(*import_root, passphrase)
+            report.created.append("root (imported)")
+
+        root_key: PrivateKey | None = None
+        if self.root_cert_path.exists():
+            root = read_certificate(self.root_cert_path)
+            report.kept.append("root")
+        else:
+            root_key = generate_key(s.key_type)
+            write_private_key(self.root_key_path, root_key, passphrase)
+            root = profiles.root_certificate(
+                root_key, s.root_common_name, s.organization, now, s.root_validity_days
+            )
+            write_certificate(self.root_cert_path, root)
+            report.created.append("root")
+
+        def need_root_key() -> PrivateKey:
+            nonlocal root_key
+            if root_key is None:
+                if not self.root_key_path.exists():
+                    raise OperatorError(
+                        f"the root key {self.root_key_path} is not here (imported root without "
+                        "key): import the missing intermediates with `certgate ca import`"
+                    )
+                root_key = load_private_key(self.root_key_path, passphrase)
+            return root_key
+
+        server_cert_path = self.dir / "server.crt"
+        if server_cert_path.exists():
+            report.kept.append("server")
+        else:
+            server_key = generate_key(s.key_type)
+            write_private_key(self.dir / "server.key", server_key, passphrase)
+            cert = profiles.server_certificate(
+                server_key.public_key(), s.server_name, root, need_root_key(), now,
+                s.server_validity_days,
+            )
+            write_certificate(server_cert_path, cert)
+            write_certificate(self.dir / "server-chain.pem", cert)
+            report.created.append(f"server ({s.server_name})")
+            report.issued.append(("server", cert))
+
+        for g in groups:
+            gdir = self.group_dir(g.name)
+            ca_path = gdir / "ca.crt"
+            if ca_path.exists():
+                report.kept.append(f"group {g.name}")
+                ca_cert = read_certificate(ca_path)
+                ca_key = None
+            else:
+                ca_key = generate_key(g.ca_key_type or s.key_type)
+                write_private_key(gdir / "ca.key", ca_key, passphrase)
+                ca_cert = profiles.intermediate_certificate(
+                    ca_key, g.name, s.organization, root, need_root_key(), now,
+                    s.intermediate_validity_days,
+                )
+                write_certificate(ca_path, ca_cert)
+                report.created.append(f"group {g.name} intermediate")
+            if not (gdir / "ra.crt").exists():
+                if ca_key is None:
+                    ca_key = load_private_key(gdir / "ca.key", passphrase)
+                ra_key = generate_key(s.ra_key_type)
+                write_private_key(gdir / "ra.key", ra_key, passphrase)
+                ra = profiles.ra_certificate(
+                    ra_key.public_key(), g.name, s.organization, ca_cert, ca_key, now,
+                    min(s.intermediate_validity_days, 730),
+                )
+                write_certificate(gdir / "ra.crt", ra)
+                report.created.append(f"group {g.name} SCEP RA")
+                report.issued.append((f"ra:{g.name}", ra))
+        return report
+
+    def _import_root(self, cert_path: Path, key_path: Path | None, passphrase: bytes | None) -> None:
+        root = read_certificate(cert_path)
+        if root.issuer != root.subject:
+            raise OperatorError(f"{cert_path} is not self-signed: give the root CA certificate")
+        bc = root.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if not bc.ca:
+            raise OperatorError(f"{cert_path} is not a CA certificate (basicConstraints CA:false)")
+        if key_path is not None:
+            key = load_private_key(key_path, None)
+            if key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ) != root.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ):
+                raise OperatorError(f"{key_path} does not match {cert_path}")
+            write_private_key(self.root_key_path, key, passphrase)
+        write_certificate(self.root_cert_path, root)
+
+    def import_intermediate(self, group: str, cert_path: Path, key_path: Path) -> x509.Certificate:
+        """Bring your own intermediate: it must be a CA directly under our root."""
+        gdir = self.group_dir(group)
+        if (gdir / "ca.crt").exists():
+            raise OperatorError(f"group {group} already has an intermediate at {gdir / 'ca.crt'}")
+        root = read_certificate(self.root_cert_path)
+        cert = read_certificate(cert_path)
+        try:
+            cert.verify_directly_issued_by(root)
+        except (ValueError, TypeError, Exception):
+            raise OperatorError(f"{cert_path} is not issued by the root {self.root_cert_path}") from None
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if not bc.ca:
+            raise OperatorError(f"{cert_path} is not a CA certificate")
+        key = load_private_key(key_path, None)
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert.public_key(
+        ).public_bytes(serialization.Encoding.DER, spki):
+            raise OperatorError(f"{key_path} does not match {cert_path}")
+        write_private_key(gdir / "ca.key", key, passphrase_for(self.settings))
+        write_certificate(gdir / "ca.crt", cert)
+        return cert
+
+    def load(self, groups: tuple[GroupSettings, ...]) -> LoadedPki:
+        if not self.exists():
+            raise OperatorError(
+                f"no PKI at {self.dir}: run `certgate init --config FILE` first"
+            )
+        passphrase = passphrase_for(self.settings)
+        root = read_certificate(self.root_cert_path)
+        server = read_certificate(self.dir / "server.crt")
+        server_key = load_private_key(self.dir / "server.key", passphrase)
+        loaded: dict[str, GroupCa] = {}
+        for g in groups:
+            gdir = self.group_dir(g.name)
+            if not (gdir / "ca.crt").exists():
+                raise OperatorError(
+                    f"group {g.name} has no intermediate CA yet: run `certgate init` "
+                    "(it creates only what is missing)"
+                )
+            ra_key = load_private_key(gdir / "ra.key", passphrase)
+            assert isinstance(ra_key, rsa.RSAPrivateKey)
+            loaded[g.name] = GroupCa(
+                name=g.name,
+                certificate=read_certificate(gdir / "ca.crt"),
+                key=load_private_key(gdir / "ca.key", passphrase),
+                ra_certificate=read_certificate(gdir / "ra.crt"),
+                ra_key=ra_key,
+            )
+        chain = tuple(
+            x509.load_pem_x509_certificates((self.dir / "server-chain.pem").read_bytes())[1:]
+        )
+        return LoadedPki(root, server, server_key, chain, loaded)
+
+    def load_certificates_only(self, groups: tuple[GroupSettings, ...]) -> dict[str, x509.Certificate]:
+        """Intermediates without keys (for listing)."""
+        return {
+            g.name: read_certificate(self.group_dir(g.name) / "ca.crt")
+            for g in groups
+            if (self.group_dir(g.name) / "ca.crt").exists()
+        }

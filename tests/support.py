@@ -1,0 +1,106 @@
+"""Test helpers: config files with fresh ports, the CLI runner, tool discovery."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+BASE_CONFIG = """\
+[server]
+data_dir = "var"
+
+[radius]
+listen = "127.0.0.1:{radius_port}"
+acct_listen = "127.0.0.1:{acct_port}"
+{radius_extra}
+
+[[radius.clients]]
+name = "loopback"
+address = "127.0.0.0/8"
+secret = "{secret}"
+coa_port = {coa_port}
+
+[http]
+listen = "127.0.0.1:{http_port}"
+public_url = "http://127.0.0.1:{http_port}"
+
+[admin]
+tokens = ["{token}"]
+webhook_secret = "{webhook_secret}"
+
+[groups.staff]
+vlan = 10
+class = "staff"
+filter_id = "staff-acl"
+validity_days = 365
+
+[groups.guests]
+vlan = 20
+validity_days = 30
+session_timeout = 28800
+"""
+
+SECRET = "testing123-secret"
+TOKEN = "test-admin-token-0123456789"
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(directory: Path, extra: str = "", radius_extra: str = "", **ports: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    values = {
+        "radius_port": ports.get("radius_port") or free_port(socket.SOCK_DGRAM),
+        "acct_port": ports.get("acct_port") or free_port(socket.SOCK_DGRAM),
+        "coa_port": ports.get("coa_port") or free_port(socket.SOCK_DGRAM),
+        "http_port": ports.get("http_port") or free_port(),
+        "secret": SECRET,
+        "token": TOKEN,
+        "webhook_secret": WEBHOOK_SECRET,
+        "radius_extra": radius_extra,
+    }
+    path = directory / "certgate.toml"
+    path.write_text(BASE_CONFIG.format(**values) + extra)
+    return path
+
+
+def certgate(*args: str, config: Path | None = None, check: bool = True, env: dict | None = None,
+             input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "certgate"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    cmd += list(args)
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("CERTGATE_CONFIG", None) if env is None or "CERTGATE_CONFIG" not in env else None
+    result = subprocess.run(cmd, capture_output=True, text=True, env=full_env, input=input,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"certgate {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool; skip locally when missing, fail in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required in CI (scripts/install-test-deps.sh installs it)")
+        pytest.skip(f"{name} not installed (run `make deps` as root to install it)")
+    return path
+
+

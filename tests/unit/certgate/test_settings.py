@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from certgate.errors import ConfigError
+from certgate.settings import load_settings, parse_settings
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def parse(text: str, tmp_path: Path):
+    import tomllib
+
+    return parse_settings(tomllib.loads(text), tmp_path / "c.toml")
+
+
+MINIMAL = """
+[[radius.clients]]
+name = "wlc"
+address = "10.0.0.0/24"
+secret = "0123456789"
+[groups.staff]
+"""
+
+
+def test_example_config_is_valid() -> None:
+    s = load_settings(REPO / "config" / "certgate.example.toml")
+    assert [g.name for g in s.groups] == ["staff", "guests"]
+    assert s.radius.listen.port == 1812
+    assert s.group("staff").vlan == "10"
+
+
+def test_defaults_resolve_under_data_dir(tmp_path: Path) -> None:
+    s = parse(MINIMAL, tmp_path)
+    assert s.storage.path == tmp_path / "var" / "certgate.sqlite"
+    assert s.pki.dir == tmp_path / "var" / "pki"
+    assert s.radius.tls_groups == ("X25519", "P-256")
+    assert s.radius.resumption is False
+    assert s.http.public_url == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("[radius]\nlisten = 'localhost'\n", "radius.listen: expected \"IP:PORT\""),
+        ("[radius]\nfragment_size = 10\n", "radius.fragment_size: expected an integer between"),
+        ("[radius]\nlsten = '1.2.3.4:1'\n", "radius.lsten: unknown key"),
+        ("[groups.staff]\nvlan = 5000\n", "groups.staff.vlan: expected a VLAN id"),
+        ("[groups.staff]\nkey_types = ['dsa-1024']\n", "groups.staff.key_types: unknown value"),
+        ("[groups.staff]\nchallenge_modes = ['static']\n", "groups.staff.static_secret: required"),
+        ("[http]\npublic_url = 'ftp://x'\n", "http.public_url: expected an http(s) URL"),
+        ("[admin]\ntokens = ['short']\n", "admin.tokens: each admin token must be at least"),
+        ("[pki]\nkey_type = 'ed25519'\n", "pki.key_type: expected one of"),
+        ("[radius]\ntls_min_version = '1.3'\ntls_max_version = '1.2'\n",
+         "radius.tls_min_version: 1.3 is above"),
+        ("[groups.'Bad Name']\n", "groups.Bad Name: group names are"),
+        ("[server]\nlog_format = 'xml'\n", "server.log_format: expected one of text, json"),
+    ],
+)
+def test_errors_name_the_key_and_the_fix(tmp_path: Path, snippet: str, expected: str) -> None:
+    text = MINIMAL.replace("[groups.staff]\n", "") + snippet
+    if "[groups." not in snippet:
+        text += "[groups.staff]\n"
+    with pytest.raises(ConfigError) as err:
+        parse(text, tmp_path)
+    assert any(d.startswith(expected) for d in err.value.details), err.value.details
+
+
+def test_client_errors_are_indexed(tmp_path: Path) -> None:
+    text = """
+[[radius.clients]]
+name = "a"
+address = "not-an-ip"
+secret = "short"
+[groups.staff]
+"""
+    with pytest.raises(ConfigError) as err:
+        parse(text, tmp_path)
+    joined = "\n".join(err.value.details)
+    assert "radius.clients[0].address: expected an IP address or CIDR" in joined
+    assert "radius.clients[0].secret: must be at least 8 characters" in joined
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse("[radius]\nfoo = 1\n[http]\nbar = 2\n", tmp_path)
+    assert len(err.value.details) >= 3  # two unknown keys + no groups
+
+
+def test_secret_from_env_and_missing_env(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WLC_SECRET", "from-environment-123")
+    text = MINIMAL.replace('secret = "0123456789"', 'secret_env = "WLC_SECRET"')
+    assert parse(text, tmp_path).radius.clients[0].secret == "from-environment-123"
+    monkeypatch.delenv("WLC_SECRET")
+    with pytest.raises(ConfigError, match="WLC_SECRET is not set"):
+        parse(text, tmp_path)
+
+
+def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[radius\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
