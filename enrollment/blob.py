@@ -264,8 +264,6 @@ def _split_jws(jws: bytes) -> tuple[dict[str, object], dict[str, object], bytes,
 
 def _str_list(body: dict[str, object], name: str) -> tuple[str, ...]:
     value = body[name]
-    if isinstance(value, str):
-        value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{name} must be a list of strings")
     return tuple(value)

@@ -215,7 +215,7 @@ class TestRejections:
             lambda b: b.pop("jti"),
             lambda b: b.update(admin=True),
             lambda b: b.update(exp="tomorrow"),
-            lambda b: b.update(sans="dns:x"),  # accepted as one-element list? no: normalized
+            lambda b: b.update(sans="dns:x"),
             lambda b: b.update(sans=[1]),
             lambda b: b.update(key=["dsa-1024"]),
             lambda b: b.update(validity_days=0),
@@ -229,12 +229,9 @@ class TestRejections:
         mutate(body)
         jws = sign_jws({"alg": "ES256", "kid": key_id(mdm_key.public_key())}, body, mdm_key)
         blob = seal(jws, cg_key.public_key())
-        try:
-            open_blob(blob, cg_key, [mdm_key.public_key()], now)
-        except ChallengeRejected as e:
-            assert e.reason is ChallengeReason.BAD_FORMAT
-        else:
-            assert body["sans"] == "dns:x"  # the only accepted shape: a single string
+        assert reason_of(open_blob, blob, cg_key, [mdm_key.public_key()], now) is (
+            ChallengeReason.BAD_FORMAT
+        )
 
     def test_mint_refuses_bad_input(self, claims, mdm_key, cg_key, now):
         pub = cg_key.public_key()
