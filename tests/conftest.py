@@ -16,3 +16,12 @@ def config(tmp_path: Path) -> Path:
 def initialized(config: Path) -> Path:
     certgate("init", config=config)
     return config
+
+
+@pytest.fixture
+def server(initialized: Path, tmp_path: Path):
+    from tests.support import ServerProcess
+
+    proc = ServerProcess(initialized, tmp_path / "serve.log").start()
+    yield proc
+    proc.stop()

@@ -104,3 +104,84 @@ def require_tool(name: str) -> str:
     return path
 
 
+
+
+class ServerProcess:
+    """`certgate serve` as a real process on loopback; stopped by PID with SIGTERM."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        import tomllib
+
+        self.config = config
+        self.log_path = log_path
+        data = tomllib.loads(config.read_text())
+        host, port = data["http"]["listen"].rsplit(":", 1)
+        self.http = f"http://{host}:{port}"
+        rhost, rport = data["radius"]["listen"].rsplit(":", 1)
+        self.radius = (rhost, int(rport))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        import time
+        import urllib.request
+
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "certgate", "--config", str(self.config), "serve"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"certgate serve exited {self.proc.returncode}:\n"
+                                     + self.log_path.read_text())
+            try:
+                with urllib.request.urlopen(self.http + "/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError("certgate serve not ready:\n" + self.log_path.read_text())
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.http + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def post(self, path: str, body: bytes, headers: dict | None = None) -> tuple[int, bytes]:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.http + path, data=body, headers=headers or {},
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
