@@ -35,10 +35,11 @@ from radius.authorize import Allow, Decision, Deny
 from radius.eap import EapCode, EapType, MalformedEap
 from radius.fragments import (
     FLAG_START,
-    FragmentError,
     Fragmenter,
+    FragmentError,
     FragState,
     Reassembler,
+    TlsPayload,
     build_payload,
     parse_payload,
 )
@@ -46,9 +47,7 @@ from radius.reasons import X509_ERROR_REASONS, Reason
 
 log = logging.getLogger(__name__)
 
-AuthorizeFn = Callable[
-    [x509.Certificate, Sequence[x509.Certificate] | None, bool, dt.datetime], Decision
-]
+AuthorizeFn = Callable[[x509.Certificate, Sequence[x509.Certificate] | None, bool, dt.datetime], Decision]
 
 _TLS12_LABEL = b"client EAP encryption"
 _TLS13_KEY_LABEL = b"EXPORTER_EAP_TLS_Key_Material"
@@ -108,9 +107,7 @@ class Discard:
 Result = Challenge | Accept | Reject | Discard
 
 
-def verify_dispatch(
-    conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
-) -> bool:
+def verify_dispatch(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
     """Context-wide verify callback: forwards to the session owning the connection."""
     session = conn.get_app_data()
     if isinstance(session, EapTlsSession):
@@ -214,7 +211,7 @@ class EapTlsSession:
         self._set_state(State.HANDSHAKE)
         return self._request(build_payload(FLAG_START))
 
-    def _on_tls(self, payload) -> Result:  # type: ignore[no-untyped-def]
+    def _on_tls(self, payload: TlsPayload) -> Result:
         if self._fragmenter.state is FragState.WAIT_FRAG_ACK:
             if not payload.is_ack:
                 return self._fail(Reason.MALFORMED_EAP, "expected an ACK of our fragment")

@@ -14,6 +14,7 @@ real time during the handshake.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL, crypto
 
 from pki.groups import Group, GroupTable, ReplyAttributes
+from radius import eap as eap_codec
+from radius import fragments as frag
 from radius.options import RadiusClient
 from revocation.snapshot import RevocationIndex
 
@@ -197,9 +201,7 @@ def build_pki() -> TestPki:
     )
     server.chain = []
     clients = {
-        "staff-ok": _leaf(
-            staff, "alice", eku=client_auth, san=[x509.RFC822Name("alice@example.test")]
-        ),
+        "staff-ok": _leaf(staff, "alice", eku=client_auth, san=[x509.RFC822Name("alice@example.test")]),
         "staff-cnonly": _leaf(staff, "bob-laptop", eku=client_auth),
         "staff-expired": _leaf(
             staff,
@@ -208,18 +210,12 @@ def build_pki() -> TestPki:
             not_before=NOW - 30 * DAY,
             not_after=NOW - DAY,
         ),
-        "staff-notyet": _leaf(
-            staff, "dave", eku=client_auth, not_before=NOW + DAY, not_after=NOW + 30 * DAY
-        ),
+        "staff-notyet": _leaf(staff, "dave", eku=client_auth, not_before=NOW + DAY, not_after=NOW + 30 * DAY),
         "staff-revoked": _leaf(staff, "eve", eku=client_auth),
         "staff-serveronly": _leaf(staff, "frank", eku=[ExtendedKeyUsageOID.SERVER_AUTH]),
-        "guests-ok": _leaf(
-            guests, "guest-1", eku=client_auth, san=[x509.DNSName("guest-1.example.test")]
-        ),
+        "guests-ok": _leaf(guests, "guest-1", eku=client_auth, san=[x509.DNSName("guest-1.example.test")]),
         "other-ok": _leaf(other, "mallory", eku=client_auth),
-        "rogue-ok": _leaf(
-            rogue_ca, "alice", eku=client_auth, san=[x509.RFC822Name("alice@example.test")]
-        ),
+        "rogue-ok": _leaf(rogue_ca, "alice", eku=client_auth, san=[x509.RFC822Name("alice@example.test")]),
     }
     groups = GroupTable(
         [
@@ -234,9 +230,7 @@ def build_pki() -> TestPki:
         ]
     )
     revoked = RevocationIndex([("staff", clients["staff-revoked"].cert.serial_number)])
-    return TestPki(
-        root, staff, guests, other, rogue_root, rogue_ca, server, clients, groups, revoked
-    )
+    return TestPki(root, staff, guests, other, rogue_root, rogue_ca, server, clients, groups, revoked)
 
 
 _PKI: TestPki | None = None
@@ -258,3 +252,180 @@ def client() -> RadiusClient:
 @pytest.fixture
 def dictionary_path() -> str:
     return str(Path(__file__).resolve().parents[3] / "config" / "dictionary.certgate")
+
+
+# --- in-memory EAP-TLS peer ----------------------------------------------------------
+
+
+_CLIENT_VERSION = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+
+
+class EapTlsPeer:
+    """A supplicant in memory: pyOpenSSL client + EAP-TLS framing, like eaptls_pyclient."""
+
+    def __init__(
+        self,
+        pki: TestPki,
+        client: str | None,
+        *,
+        tls: str = "1.2",
+        fragment_size: int = 1024,
+        send_chain: bool = True,
+        session: SSL.Session | None = None,
+        identity: str = "anonymous@example.test",
+        context: SSL.Context | None = None,
+    ) -> None:
+        if context is None:
+            context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+            context.set_min_proto_version(_CLIENT_VERSION[tls])
+            context.set_max_proto_version(_CLIENT_VERSION[tls])
+            store = context.get_cert_store()
+            assert store is not None
+            store.add_cert(crypto.X509.from_cryptography(pki.root.cert))
+            context.set_verify(SSL.VERIFY_PEER)
+            if client is not None:
+                issued = pki.clients[client]
+                context.use_certificate(issued.cert)
+                context.use_privatekey(issued.key)
+                if send_chain:
+                    for extra in issued.chain:
+                        context.add_extra_chain_cert(extra)
+        self.context = context
+        self.conn = SSL.Connection(context, None)
+        self.conn.set_connect_state()
+        if session is not None:
+            self.conn.set_session(session)
+        self.fragment_size = fragment_size
+        self.identity = identity
+        self.pending = b""
+        self.rx = bytearray()
+        self.commitment_seen = False
+        self.tls_alert: str | None = None
+        self.requests_seen = 0
+
+    def first(self, identifier: int = 0x11) -> bytes:
+        return eap_codec.response(identifier, eap_codec.EapType.IDENTITY, self.identity.encode())
+
+    def _drain(self) -> bytes:
+        out = []
+        while True:
+            try:
+                out.append(self.conn.bio_read(65536))
+            except SSL.WantReadError:
+                return b"".join(out)
+
+    def _send_pending(self, ident: int, first: bool) -> bytes:
+        data, size = self.pending, self.fragment_size
+        if not data:
+            return eap_codec.response(ident, 13, frag.build_payload(0))
+        if len(data) <= size:
+            self.pending = b""
+            return eap_codec.response(ident, 13, frag.build_payload(0, data))
+        self.pending = data[size:]
+        if first:
+            payload = frag.build_payload(frag.FLAG_MORE, data[:size], len(data))
+        else:
+            payload = frag.build_payload(frag.FLAG_MORE, data[:size])
+        return eap_codec.response(ident, 13, payload)
+
+    def respond(self, request: bytes) -> bytes:
+        self.requests_seen += 1
+        pkt = eap_codec.parse(request)
+        assert pkt.code == eap_codec.EapCode.REQUEST, pkt
+        if pkt.type == eap_codec.EapType.IDENTITY:
+            return self.first(pkt.identifier)
+        assert pkt.type == 13, pkt
+        payload = frag.parse_payload(pkt.data)
+        if payload.flags & frag.FLAG_START:
+            with contextlib.suppress(SSL.WantReadError):
+                self.conn.do_handshake()
+            self.pending = self._drain()
+            return self._send_pending(pkt.identifier, first=True)
+        if not payload.data and self.pending:
+            return self._send_pending(pkt.identifier, first=False)
+        self.rx += payload.data
+        if payload.more:
+            return eap_codec.response(pkt.identifier, 13, frag.build_payload(0))
+        self.conn.bio_write(bytes(self.rx))
+        self.rx.clear()
+        try:
+            self.conn.do_handshake()
+            try:
+                data = self.conn.recv(65536)
+                if data == b"\x00":
+                    self.commitment_seen = True
+            except (SSL.WantReadError, SSL.ZeroReturnError):
+                pass
+        except SSL.WantReadError:
+            pass
+        except SSL.Error as e:
+            self.tls_alert = str(e)
+        self.pending = self._drain()
+        return self._send_pending(pkt.identifier, first=True)
+
+    def msk(self) -> bytes:
+        if self.conn.get_protocol_version_name() == "TLSv1.3":
+            km = self.conn.export_keying_material(b"EXPORTER_EAP_TLS_Key_Material", 128, b"\x0d")
+        else:
+            km = self.conn.export_keying_material(b"client EAP encryption", 128)
+        return km[:64]
+
+
+@pytest.fixture
+def peer_factory(pki: TestPki):  # type: ignore[no-untyped-def]
+    def make(client: str | None = "staff-ok", **kw) -> EapTlsPeer:  # type: ignore[no-untyped-def]
+        return EapTlsPeer(pki, client, **kw)
+
+    return make
+
+
+def roundtrip_until_done(session, peer: EapTlsPeer, now: float, max_trips: int = 100):  # type: ignore[no-untyped-def]
+    """Drive session <-> peer until Accept/Reject; returns (result, challenges sent)."""
+    from radius.eap_tls import Accept, Challenge, Reject
+
+    message = peer.first()
+    for trips in range(max_trips):
+        result = session.handle(message, now)
+        if isinstance(result, Accept | Reject):
+            return result, trips
+        assert isinstance(result, Challenge), result
+        message = peer.respond(result.eap)
+    raise AssertionError("Too many roundtrips!")
+
+
+@pytest.fixture
+def roundtrip():  # type: ignore[no-untyped-def]
+    return roundtrip_until_done
+
+
+@pytest.fixture(scope="session")
+def context_factory(pki: TestPki):  # type: ignore[no-untyped-def]
+    from radius.options import EapOptions
+    from radius.tls_context import build_server_context
+
+    cache: dict[EapOptions, SSL.Context] = {}
+
+    def make(options: EapOptions | None = None) -> SSL.Context:
+        options = options or EapOptions()
+        if options not in cache:
+            cache[options] = build_server_context(
+                certificate=pki.server.cert,
+                private_key=pki.server.key,
+                chain=[],
+                root=pki.root.cert,
+                intermediates=[g.intermediate for g in pki.groups],
+                options=options,
+            )
+        return cache[options]
+
+    return make
+
+
+@pytest.fixture
+def authorize_fn(pki: TestPki):  # type: ignore[no-untyped-def]
+    from radius.authorize import authorize
+
+    def bound(leaf, chain, resumed, now):  # type: ignore[no-untyped-def]
+        return authorize(leaf, chain, resumed, pki.groups, pki.revoked, now)
+
+    return bound

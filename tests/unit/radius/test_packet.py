@@ -149,9 +149,7 @@ class TestEncode:
     def test_too_large(self) -> None:
         req = self._req()
         with pytest.raises(rp.PacketTooLarge):
-            rp.encode_reply(
-                Code.ACCESS_CHALLENGE, req, SECRET, rp.eap_message_attributes(bytes(4100))
-            )
+            rp.encode_reply(Code.ACCESS_CHALLENGE, req, SECRET, rp.eap_message_attributes(bytes(4100)))
 
     def test_attribute_too_long(self) -> None:
         with pytest.raises(ValueError):
@@ -261,9 +259,7 @@ class TestPyradCrossCheck:
         assert ours == enc
 
     def test_status_server_reply_verified_by_pyrad(self, dictionary: Dictionary) -> None:
-        req = pyrad_packet.AuthPacket(
-            code=pyrad_packet.StatusServer, secret=SECRET, dict=dictionary, id=3
-        )
+        req = pyrad_packet.AuthPacket(code=pyrad_packet.StatusServer, secret=SECRET, dict=dictionary, id=3)
         req.add_message_authenticator()
         raw_req = req.RequestPacket()
         ours = rp.decode(raw_req, _client())

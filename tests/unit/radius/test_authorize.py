@@ -1,0 +1,124 @@
+"""radius.authorize: pure policy with an explicit clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from pki.groups import Group, GroupTable, ReplyAttributes
+from radius.authorize import Allow, Deny, authorize, identity_of
+from radius.reasons import Reason
+from revocation.snapshot import RevocationIndex
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _chain(pki, name):  # type: ignore[no-untyped-def]
+    issued = pki.clients[name]
+    return [issued.cert, *issued.chain, pki.root.cert]
+
+
+def test_allow_full_handshake(pki) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, "staff-ok")
+    d = authorize(chain[0], chain, False, pki.groups, pki.revoked, NOW)
+    assert isinstance(d, Allow)
+    assert d.group.name == "staff" and d.identity == "alice@example.test"
+    assert d.session_timeout == 3600
+    assert d.serial == chain[0].serial_number
+
+
+def test_session_timeout_clamped_to_not_after(pki) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, "staff-ok")
+    late = chain[0].not_valid_after_utc - dt.timedelta(seconds=100)
+    d = authorize(chain[0], chain, False, pki.groups, pki.revoked, late)
+    assert isinstance(d, Allow) and d.session_timeout == 100
+
+
+def test_session_timeout_without_group_value_is_time_to_expiry(pki) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, "guests-ok")
+    d = authorize(chain[0], chain, False, pki.groups, pki.revoked, NOW)
+    assert isinstance(d, Allow)
+    assert d.session_timeout == int((chain[0].not_valid_after_utc - NOW).total_seconds())
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("staff-revoked", Reason.REVOKED),
+        ("staff-expired", Reason.EXPIRED),
+        ("staff-notyet", Reason.NOT_YET_VALID),
+        ("staff-serveronly", Reason.BAD_EKU),
+        ("other-ok", Reason.UNKNOWN_GROUP),
+    ],
+)
+def test_deny(pki, name, reason) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, name)
+    d = authorize(chain[0], chain, False, pki.groups, pki.revoked, NOW)
+    assert isinstance(d, Deny) and d.reason is reason
+
+
+def test_rogue_chain_with_copied_dn_is_not_a_group(pki) -> None:  # type: ignore[no-untyped-def]
+    rogue = pki.clients["rogue-ok"]
+    assert rogue.chain[0].subject == pki.staff_ca.cert.subject
+    chain = [rogue.cert, rogue.chain[0], pki.rogue_root.cert]
+    d = authorize(rogue.cert, chain, False, pki.groups, pki.revoked, NOW)
+    assert isinstance(d, Deny) and d.reason is Reason.UNKNOWN_GROUP
+    # resumed path: signature check, not DN
+    d = authorize(rogue.cert, None, True, pki.groups, pki.revoked, NOW)
+    assert isinstance(d, Deny) and d.reason is Reason.UNKNOWN_GROUP
+
+
+def test_resumed_rechecks_everything(pki) -> None:  # type: ignore[no-untyped-def]
+    leaf = pki.clients["staff-ok"].cert
+    assert isinstance(authorize(leaf, None, True, pki.groups, pki.revoked, NOW), Allow)
+    revoked = RevocationIndex([("staff", leaf.serial_number)])
+    d = authorize(leaf, None, True, pki.groups, revoked, NOW)
+    assert isinstance(d, Deny) and d.reason is Reason.REVOKED
+    later = leaf.not_valid_after_utc + dt.timedelta(seconds=1)
+    d = authorize(leaf, None, True, pki.groups, pki.revoked, later)
+    assert isinstance(d, Deny) and d.reason is Reason.EXPIRED
+    # group removed from the configuration
+    only_guests = GroupTable([g for g in pki.groups if g.name == "guests"])
+    d = authorize(leaf, None, True, only_guests, pki.revoked, NOW)
+    assert isinstance(d, Deny) and d.reason is Reason.UNKNOWN_GROUP
+
+
+def test_expired_group_ca(pki) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, "staff-ok")
+    far = pki.staff_ca.cert.not_valid_after_utc + dt.timedelta(days=1)
+    groups = GroupTable([Group("staff", pki.staff_ca.cert, ReplyAttributes())])
+    d = authorize(chain[0], chain, False, groups, pki.revoked, far)
+    assert isinstance(d, Deny) and d.reason is Reason.EXPIRED
+
+
+def test_naive_now_is_a_bug(pki) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, "staff-ok")
+    with pytest.raises(ValueError):
+        authorize(chain[0], chain, False, pki.groups, pki.revoked, dt.datetime.now())
+
+
+def test_identity_upn(pki) -> None:  # type: ignore[no-untyped-def]
+    key = pki.staff_ca.key
+    upn = b"\x0c\x11user@corp.example"
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(pki.clients["staff-ok"].cert.subject)
+        .issuer_name(pki.staff_ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), upn)]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    assert identity_of(cert) == "user@corp.example"
