@@ -124,6 +124,8 @@ async def serve(settings: Settings) -> int:
         asyncio.create_task(_periodic(METRICS_REFRESH_SECONDS,
                                       lambda: refresh_store_gauges(runtime), "store-gauges")),
     ]
+    for interval, fn, name in runtime.services.get("periodic", []):
+        tasks.append(asyncio.create_task(_periodic(interval, fn, name)))
     try:
         await features.start(runtime)
     except OperatorError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from pathlib import Path
@@ -32,10 +33,8 @@ async def init_pki(s: Settings, import_root: tuple[Path, Path | None] | None) ->
             kind, _, group = profile.partition(":")
             record = CertRecord.from_certificate(cert, group or "-", profile=kind, source="init",
                                                  issued_at=_now())
-            try:
+            with contextlib.suppress(SerialConflict):  # re-run after a partial init
                 await store.record_certificate(record, "cli:init")
-            except SerialConflict:
-                pass
         for item in report.created:
             await store.audit("cli:init", "pki-create", details={"item": item})
     finally:

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
+from certgate.admin import AdminApi
+from certgate.revocation_http import RevocationHttp
+from certgate.revocations import CrlPublisher, RevocationService
 from certgate.runtime import Runtime
+
+log = logging.getLogger("certgate")
 
 
 async def mount(runtime: Runtime, app: web.Application) -> None:
-    """Add HTTP routes of each feature."""
+    """Build services and add their HTTP routes."""
+    crls = CrlPublisher(runtime)
+    revocations = RevocationService(runtime, crls)
+    runtime.services["crls"] = crls
+    runtime.services["revocations"] = revocations
+    RevocationHttp(runtime, crls).routes(app)
+    AdminApi(runtime, revocations).routes(app)
+    runtime.services.setdefault("on_revocation_change", []).append(crls.mark_dirty)
+    runtime.services.setdefault("periodic", []).append((60.0, crls.refresh_due, "crl-refresh"))
 
 
 async def start(runtime: Runtime) -> None:
-    """Start listeners that are not HTTP (RADIUS)."""
+    """Start what is not HTTP (RADIUS) and publish the first CRLs."""
+    await runtime.services["crls"].refresh_due()
 
 
 async def stop(runtime: Runtime) -> None:
-    """Stop them, in reverse order."""
+    """Stop in reverse order."""

@@ -98,6 +98,13 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class RevocationSettings:
+    crl_validity_hours: int = 24
+    ocsp_validity_minutes: int = 60
+    disconnect_on_revoke: bool = True
+
+
+@dataclass(frozen=True)
 class GroupSettings:
     name: str
     vlan: str | None = None
@@ -127,6 +134,7 @@ class Settings:
     radius: RadiusSettings
     http: HttpSettings
     admin: AdminSettings
+    revocation: RevocationSettings = field(default_factory=RevocationSettings)
     groups: tuple[GroupSettings, ...] = field(default_factory=tuple)
 
     def group(self, name: str) -> GroupSettings | None:
@@ -391,6 +399,14 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     )
     ad.finish()
 
+    rv = _Reader(top.table_("revocation"), "revocation", errors)
+    revocation = RevocationSettings(
+        crl_validity_hours=rv.int("crl_validity_hours", 24, 1, 24 * 365),
+        ocsp_validity_minutes=rv.int("ocsp_validity_minutes", 60, 1, 7 * 24 * 60),
+        disconnect_on_revoke=rv.bool("disconnect_on_revoke", True),
+    )
+    rv.finish()
+
     groups: list[GroupSettings] = []
     for gname, gtable in top.table_("groups").items():
         prefix = f"groups.{gname}"
@@ -445,5 +461,6 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         radius=radius,
         http=http,
         admin=admin,
+        revocation=revocation,
         groups=tuple(groups),
     )

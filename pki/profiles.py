@@ -70,10 +70,8 @@ def _aki(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
 
 
 def _ku(**flags: bool) -> x509.KeyUsage:
-    names = (
-        "digital_signature content_commitment key_encipherment data_encipherment "
-        "key_agreement key_cert_sign crl_sign encipher_only decipher_only"
-    ).split()
+    names = ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"]
     return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
 

@@ -82,6 +82,46 @@ MIGRATIONS: list[str] = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     INSERT INTO meta VALUES ('change_seq', 0);
     """,
+    # v2: CRL numbering, accounting sessions, pending (manual approval) SCEP requests
+    """
+    CREATE TABLE crl_state (
+        group_name TEXT PRIMARY KEY,
+        crl_number INTEGER NOT NULL,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        client TEXT NOT NULL,
+        acct_session_id TEXT NOT NULL,
+        nas_ip TEXT,
+        nas_identifier TEXT,
+        calling_station_id TEXT,
+        user_name TEXT,
+        serial TEXT,
+        group_name TEXT,
+        started_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        stopped_at INTEGER,
+        disconnect_result TEXT,
+        PRIMARY KEY (client, acct_session_id)
+    );
+    CREATE INDEX sessions_serial ON sessions(serial, stopped_at);
+    CREATE TABLE scep_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_name TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        spki_sha256 TEXT NOT NULL,
+        csr_der BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'rejected', 'issued')),
+        created_at INTEGER NOT NULL,
+        decided_at INTEGER,
+        decided_by TEXT,
+        issued_serial TEXT,
+        UNIQUE (group_name, transaction_id)
+    );
+    """,
 ]
 
 _COLUMNS = (
@@ -458,6 +498,72 @@ class Store:
             (_ts(now - dt.timedelta(days=1)),),
         )
         return cur.rowcount
+
+    # -- CRL numbering -------------------------------------------------------------------
+
+    async def next_crl_number(self, group: str, this_update: dt.datetime,
+                              next_update: dt.datetime) -> int:
+        """Reserve the next CRL number for `group` (monotonic, durable)."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute(
+                "SELECT crl_number FROM crl_state WHERE group_name=?", (group,)
+            ) as cur:
+                row = await cur.fetchone()
+            number = (row[0] + 1) if row else 1
+            await self._db.execute(
+                "INSERT INTO crl_state (group_name, crl_number, this_update, next_update) "
+                "VALUES (?,?,?,?) ON CONFLICT(group_name) DO UPDATE SET crl_number=excluded."
+                "crl_number, this_update=excluded.this_update, next_update=excluded.next_update",
+                (group, number, _ts(this_update), _ts(next_update)),
+            )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return number
+
+    # -- accounting sessions --------------------------------------------------------------
+
+    async def upsert_session(self, client: str, acct_session_id: str, *, nas_ip: str | None,
+                             nas_identifier: str | None, calling_station_id: str | None,
+                             user_name: str | None, serial: int | None, group: str | None,
+                             now: dt.datetime, stopped: bool) -> None:
+        await self._db.execute(
+            "INSERT INTO sessions (client, acct_session_id, nas_ip, nas_identifier, "
+            "calling_station_id, user_name, serial, group_name, started_at, updated_at, "
+            "stopped_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(client, acct_session_id) DO UPDATE SET updated_at=excluded.updated_at, "
+            "stopped_at=excluded.stopped_at, "
+            "serial=coalesce(sessions.serial, excluded.serial), "
+            "group_name=coalesce(sessions.group_name, excluded.group_name), "
+            "nas_ip=coalesce(excluded.nas_ip, sessions.nas_ip), "
+            "nas_identifier=coalesce(excluded.nas_identifier, sessions.nas_identifier), "
+            "calling_station_id=coalesce(excluded.calling_station_id, sessions.calling_station_id)",
+            (client, acct_session_id, nas_ip, nas_identifier, calling_station_id, user_name,
+             serial_hex(serial) if serial is not None else None, group, _ts(now), _ts(now),
+             _ts(now) if stopped else None),
+        )
+
+    async def active_sessions(self, serial: int | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT client, acct_session_id, nas_ip, nas_identifier, calling_station_id, "
+               "user_name, serial, group_name, started_at, updated_at FROM sessions "
+               "WHERE stopped_at IS NULL")
+        args: tuple = ()
+        if serial is not None:
+            sql += " AND serial=?"
+            args = (serial_hex(serial),)
+        async with self._db.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        keys = ("client", "acct_session_id", "nas_ip", "nas_identifier", "calling_station_id",
+                "user_name", "serial", "group", "started_at", "updated_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def record_disconnect(self, client: str, acct_session_id: str, result: str) -> None:
+        await self._db.execute(
+            "UPDATE sessions SET disconnect_result=? WHERE client=? AND acct_session_id=?",
+            (result, client, acct_session_id),
+        )
 
     # -- audit ----------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ async def test_records_survive_restart(tmp_path: Path, ca) -> None:
     got = await store.get(rec.serial)
     assert got is not None and got.status == "revoked" and got.reason == "keyCompromise"
     assert got.device_id == "d1" and got.pem == rec.pem
-    assert await store.schema_version() == 1
+    assert await store.schema_version() == 2
     seq, entries = await store.revocation_snapshot()
     assert entries == [("staff", rec.serial)] and seq == 1
     await store.close()

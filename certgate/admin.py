@@ -1,0 +1,163 @@
+"""Admin API under /api/v1 (bearer tokens, constant-time compare) and the MDM webhook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import logging
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from certgate.revocations import RevocationService
+from certgate.runtime import Runtime
+from revocation import webhook
+from revocation.inventory import ACTIVE, REVOKED, parse_serial
+from revocation.reasons import canonical_name, parse_reason
+
+log = logging.getLogger("certgate.admin")
+
+WEBHOOK_REQUESTS = Counter("certgate_webhook_requests_total", "MDM webhook calls", ["result"])
+ADMIN_DENIED = Counter("certgate_admin_denied_total", "Admin API calls refused", ["reason"])
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, indent=2))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class AdminApi:
+    def __init__(self, runtime: Runtime, revocations: RevocationService) -> None:
+        self.runtime = runtime
+        self.revocations = revocations
+        self._tokens = [t.encode() for t in runtime.settings.admin.tokens]
+
+    def routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/api/v1/certificates", self.list_certificates)
+        r.add_get("/api/v1/certificates/{serial}", self.show_certificate)
+        r.add_post("/api/v1/certificates/{serial}/revoke", self.revoke)
+        r.add_post("/api/v1/certificates/{serial}/release-hold", self.release_hold)
+        r.add_get("/api/v1/sessions", self.sessions)
+        r.add_post("/api/v1/webhooks/device-removed", self.device_removed)
+
+    def authorize(self, request: web.Request) -> str:
+        """The caller's identity for the audit trail; 401 unless a configured token matches."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            ADMIN_DENIED.labels(reason="missing_token").inc()
+            raise web.HTTPUnauthorized(text='{"error": "bearer token required"}\n',
+                                       content_type="application/json",
+                                       headers={"WWW-Authenticate": "Bearer"})
+        presented = token.strip().encode()
+        matched = -1
+        for i, candidate in enumerate(self._tokens):
+            if hmac.compare_digest(presented, candidate):
+                matched = i
+        if matched < 0:
+            ADMIN_DENIED.labels(reason="bad_token").inc()
+            raise web.HTTPUnauthorized(text='{"error": "invalid token"}\n',
+                                       content_type="application/json",
+                                       headers={"WWW-Authenticate": "Bearer"})
+        return f"api:token#{matched}"
+
+    @staticmethod
+    def _serial(request: web.Request) -> int:
+        try:
+            return parse_serial(request.match_info["serial"])
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}),
+                                     content_type="application/json") from None
+
+    async def _body(self, request: web.Request) -> dict:
+        if not request.can_read_body:
+            return {}
+        try:
+            data = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}',
+                                     content_type="application/json") from None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}',
+                                     content_type="application/json")
+        return data
+
+    async def list_certificates(self, request: web.Request) -> web.Response:
+        self.authorize(request)
+        q = request.query
+        status = q.get("status")
+        if status not in (None, ACTIVE, REVOKED):
+            return _error(400, "status must be active or revoked")
+        records = await self.runtime.store.find(group=q.get("group"), status=status,
+                                                device_id=q.get("device_id"))
+        return _json([r.to_json() for r in records])
+
+    async def show_certificate(self, request: web.Request) -> web.Response:
+        self.authorize(request)
+        record = await self.runtime.store.get(self._serial(request))
+        if record is None:
+            return _error(404, "no such certificate")
+        return _json(record.to_json())
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        actor = self.authorize(request)
+        serial = self._serial(request)
+        body = await self._body(request)
+        try:
+            reason = canonical_name(parse_reason(str(body.get("reason", "unspecified"))))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        try:
+            outcome = await self.revocations.revoke(serial, reason, actor,
+                                                    details={"comment": body.get("comment")})
+        except Exception:
+            log.exception("revocation of %x failed; not acknowledged", serial)
+            return _error(503, "revocation could not be committed; nothing changed, retry")
+        if outcome is None:
+            return _error(404, "no such certificate")
+        return _json({**outcome.record.to_json(), "changed": outcome.changed})
+
+    async def release_hold(self, request: web.Request) -> web.Response:
+        actor = self.authorize(request)
+        record = await self.revocations.release_hold(self._serial(request), actor)
+        if record is None:
+            return _error(409, "certificate is not on certificateHold")
+        return _json(record.to_json())
+
+    async def sessions(self, request: web.Request) -> web.Response:
+        self.authorize(request)
+        return _json(await self.runtime.store.active_sessions())
+
+    async def device_removed(self, request: web.Request) -> web.Response:
+        secret = self.runtime.settings.admin.webhook_secret
+        if not secret:
+            return _error(404, "webhook not configured ([admin] webhook_secret)")
+        body = await request.content.read(webhook.MAX_BODY_SIZE + 1)
+        try:
+            event = webhook.verify(
+                secret, request.headers.get(webhook.HEADER), body, dt.datetime.now(dt.UTC),
+                tolerance=dt.timedelta(
+                    seconds=self.runtime.settings.admin.webhook_tolerance_seconds),
+            )
+        except webhook.WebhookRejected as exc:
+            WEBHOOK_REQUESTS.labels(result=str(exc.reason)).inc()
+            log.warning("webhook refused: %s (%s)", exc.reason, exc)
+            return _error(exc.reason.http_status, str(exc.reason))
+        records = await self.runtime.store.find(device_id=event.device_id, status=ACTIVE)
+        revoked = []
+        for record in records:
+            outcome = await self.revocations.revoke(
+                record.serial, "cessationOfOperation", "webhook:device-removed",
+                details={"event_id": event.event_id, "device_id": event.device_id},
+            )
+            if outcome is not None and outcome.changed:
+                revoked.append(outcome.record.serial_hex)
+        WEBHOOK_REQUESTS.labels(result="ok").inc()
+        log.info("webhook device-removed %s: %d certificate(s) revoked", event.device_id,
+                 len(revoked))
+        return _json({"device_id": event.device_id, "revoked": revoked})

@@ -1,0 +1,133 @@
+"""Revoke anywhere, effective everywhere: store (durable) -> index -> CRL -> Disconnect.
+
+The revocation is committed and audited before anything is acknowledged; the
+in-memory index is updated at once so the next RADIUS authentication sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge
+
+from certgate.runtime import Runtime
+from revocation.crl import RevokedEntry, build_crl, crl_der, crl_pem
+from revocation.inventory import REVOKED, CertRecord
+from revocation.store import RevokeOutcome
+
+log = logging.getLogger("certgate.revocation")
+
+REVOCATIONS = Counter("certgate_revocations_total", "Certificates revoked", ["group", "reason"])
+CRL_NEXT_UPDATE = Gauge("certgate_crl_next_update_timestamp_seconds", "nextUpdate of the "
+                        "published CRL", ["group"])
+CRL_NUMBER = Gauge("certgate_crl_number", "CRL number of the published CRL", ["group"])
+
+
+@dataclass(frozen=True)
+class PublishedCrl:
+    der: bytes
+    pem: bytes
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+
+
+class CrlPublisher:
+    """Keeps one signed CRL per group; regenerates on change and at half-life."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.validity = dt.timedelta(hours=runtime.settings.revocation.crl_validity_hours)
+        self.current: dict[str, PublishedCrl] = {}
+        self._locks = {g: asyncio.Lock() for g in runtime.groups.names()}
+        self._dirty: set[str] = set()
+
+    async def regenerate(self, group: str) -> PublishedCrl:
+        async with self._locks[group]:
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            next_update = now + self.validity
+            entries = [RevokedEntry(serial, at, reason)
+                       for serial, at, reason in await self.runtime.store.revoked_entries(group)]
+            number = await self.runtime.store.next_crl_number(group, now, next_update)
+            ca = self.runtime.pki.groups[group]
+            loop = asyncio.get_running_loop()
+            crl = await loop.run_in_executor(
+                None, build_crl, ca.certificate, ca.key, entries, number, now, next_update
+            )
+            published = PublishedCrl(crl_der(crl), crl_pem(crl), number, now, next_update)
+            self.current[group] = published
+            CRL_NEXT_UPDATE.labels(group=group).set(next_update.timestamp())
+            CRL_NUMBER.labels(group=group).set(number)
+            log.info("CRL for %s: number %d, %d entries, next update %s", group, number,
+                     len(entries), next_update.isoformat())
+            return published
+
+    async def get(self, group: str) -> PublishedCrl:
+        crl = self.current.get(group)
+        if crl is None or group in self._dirty:
+            self._dirty.discard(group)
+            crl = await self.regenerate(group)
+        return crl
+
+    def mark_dirty(self, group: str | None = None) -> None:
+        self._dirty.update([group] if group else self.runtime.groups.names())
+
+    async def refresh_due(self) -> None:
+        """Regenerate CRLs that changed or passed half their validity."""
+        now = dt.datetime.now(dt.UTC)
+        for group in self.runtime.groups.names():
+            crl = self.current.get(group)
+            half_life = crl.this_update + (crl.next_update - crl.this_update) / 2 if crl else None
+            if crl is None or group in self._dirty or now >= half_life:
+                self._dirty.discard(group)
+                await self.regenerate(group)
+
+
+DisconnectHook = Callable[[CertRecord], Awaitable[None]]
+
+
+class RevocationService:
+    def __init__(self, runtime: Runtime, crls: CrlPublisher) -> None:
+        self.runtime = runtime
+        self.crls = crls
+        self.disconnect_hooks: list[DisconnectHook] = []
+
+    async def revoke(self, serial: int, reason: str, actor: str,
+                     details: dict | None = None) -> RevokeOutcome | None:
+        outcome = await self.runtime.store.revoke(serial, reason, actor, details=details)
+        if outcome is None:
+            return None
+        if outcome.changed:
+            self.applied(outcome.record)
+        return outcome
+
+    def applied(self, record: CertRecord) -> None:
+        """Effects after the durable write: index, metrics, CRL, Disconnect."""
+        if record.status == REVOKED:
+            self.runtime.revoked.add(record.group, record.serial)
+            REVOCATIONS.labels(group=record.group, reason=record.reason or "unspecified").inc()
+            log.info("revoked %s (group %s, %s)", record.serial_hex, record.group, record.reason)
+            for hook in self.disconnect_hooks:
+                asyncio.get_running_loop().create_task(hook(record))
+        else:
+            self.runtime.revoked.discard(record.group, record.serial)
+        self.crls.mark_dirty(record.group)
+        asyncio.get_running_loop().create_task(self._refresh(record.group))
+
+    async def _refresh(self, group: str) -> None:
+        try:
+            await self.crls.get(group)
+        except Exception:
+            log.exception("CRL regeneration for %s failed", group)
+
+    async def release_hold(self, serial: int, actor: str) -> CertRecord | None:
+        if not await self.runtime.store.release_hold(serial, actor):
+            return None
+        record = await self.runtime.store.get(serial)
+        assert record is not None
+        self.applied(record)
+        return record
