@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from asn1crypto import core as asn1
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -254,7 +255,9 @@ def extract_csr_facts(csr: x509.CertificateSigningRequest | bytes) -> CsrFacts:
         cns = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         extensions = csr.extensions
         signature_valid = csr.is_signature_valid
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+    except (
+        ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType
+    ) as exc:
         raise CsrRejected(CsrReason.BAD_FORMAT, f"malformed CSR: {exc}") from exc
     if len(cns) > 1:
         raise CsrRejected(CsrReason.BAD_FORMAT, "more than one CN")

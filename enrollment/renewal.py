@@ -10,6 +10,11 @@ a self-signed or foreign certificate is an initial enrolment (challenge applies)
 certificate: ours, not revoked or superseded, unexpired (optional grace), same
 group as the endpoint, same subject, and inside the renewal window. On success
 the challenge is waived (a present one is still checked by the caller).
+
+A PKCSReq (19) classified as Renewal that then fails `check_renewal` (say, the old
+certificate expired while the device was offline) may fall back to initial
+enrolment if it carries a challenge; that choice belongs to the endpoint policy in
+the caller. A RenewalReq (17) that fails is refused.
 """
 
 from __future__ import annotations
