@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["BerError", "Tlv", "read_tlv", "string_value", "to_indefinite_ber", "unwrap_explicit"]
+__all__ = [
+    "BerError",
+    "Tlv",
+    "normalize",
+    "read_tlv",
+    "string_value",
+    "to_indefinite_ber",
+    "unwrap_explicit",
+]
 
 _MAX_DEPTH = 64
 
@@ -116,6 +124,39 @@ def unwrap_explicit(encoded: bytes) -> bytes:
     return encoded[inner.start : inner.end]
 
 
+# Universal string types whose constructed (chunked) form is unambiguous.
+_UNIVERSAL_STRINGS = frozenset({4, 12, 18, 19, 20, 22, 26, 27, 28, 30})
+
+
+def normalize(data: bytes) -> bytes:
+    """BER -> DER lengths: indefinite lengths become definite, constructed
+    universal strings become primitive. Context-specific constructed values
+    are kept constructed (explicit vs implicit is unknowable here). Returns
+    ``data`` itself when nothing changes (the DER fast path).
+
+    asn1crypto 1.5 loses the end-of-contents of an indefinite-length value
+    inside a CHOICE (e.g. SignerIdentifier) and then fails; this avoids that.
+    """
+    top = read_tlv(data)
+    out = _normalize(data, top, 0)
+    if len(out) == top.end and data[: top.end] == out:
+        return data
+    return out + data[top.end :]
+
+
+def _normalize(data: bytes, tlv: Tlv, depth: int) -> bytes:
+    if not tlv.constructed:
+        return data[tlv.start : tlv.end]
+    if tlv.universal_tag in _UNIVERSAL_STRINGS:
+        octets = _string_octets(data, tlv, depth)
+        return bytes([tlv.tag[0] & ~0x20]) + _encode_length(len(octets)) + octets
+    kids = _children(data, tlv, depth)
+    if not tlv.indefinite and all(not k.constructed for k in kids):
+        return data[tlv.start : tlv.end]
+    inner = b"".join(_normalize(data, k, depth + 1) for k in kids)
+    return tlv.tag + _encode_length(len(inner)) + inner
+
+
 def _encode_length(n: int) -> bytes:
     if n < 0x80:
         return bytes([n])
@@ -167,9 +208,4 @@ def _is_signed_object(data: bytes, tlv: Tlv) -> bool:
         kids = _children(data, tlv, 0)
     except BerError:
         return False
-    return (
-        len(kids) == 3
-        and kids[0].tag == b"\x30"
-        and kids[1].tag == b"\x30"
-        and kids[2].tag == b"\x03"
-    )
+    return len(kids) == 3 and kids[0].tag == b"\x30" and kids[1].tag == b"\x30" and kids[2].tag == b"\x03"

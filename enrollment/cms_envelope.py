@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from enrollment.cms_ber import BerError, string_value
+from enrollment.cms_ber import BerError, normalize, string_value
 from enrollment.scep_types import (
     ContentCipher,
     DigestAlgorithm,
@@ -123,7 +123,7 @@ def load_enveloped_data(data: bytes | cms.ContentInfo) -> cms.EnvelopedData:
     try:
         if isinstance(data, cms.ContentInfo):
             data = data.dump()
-        info = _LenientContentInfo.load(data)
+        info = _LenientContentInfo.load(normalize(data))
         if info["content_type"].native != "enveloped_data":
             raise MalformedEnvelope(f"content type {info['content_type'].native!r}")
         env = info["content"]
@@ -213,10 +213,7 @@ def _rid_matches(rid: cms.RecipientIdentifier, cert: x509.Certificate) -> bool:
     a_cert = asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
     if rid.name == "issuer_and_serial_number":
         ias = rid.chosen
-        return (
-            ias["serial_number"].native == cert.serial_number
-            and ias["issuer"] == a_cert.issuer
-        )
+        return ias["serial_number"].native == cert.serial_number and ias["issuer"] == a_cert.issuer
     ski = rid.chosen.native
     return ski == a_cert.key_identifier or ski == a_cert.public_key.sha1
 
@@ -300,6 +297,7 @@ def decrypt(
 
 # --- encrypt ------------------------------------------------------------------
 
+
 def _key_encryption_algorithm(kt: KeyTransport) -> cms.KeyEncryptionAlgorithm:
     if kt is KeyTransport.RSA_PKCS1V15:
         return cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"})
@@ -333,7 +331,7 @@ def encrypt(
     """EnvelopedData (as a DER ContentInfo) for one RSA recipient, by issuer+serial."""
     pub = recipient.public_key()
     if not isinstance(pub, rsa.RSAPublicKey):
-            raise UnsupportedAlgorithm("recipient certificate key is not RSA")
+        raise UnsupportedAlgorithm("recipient certificate key is not RSA")
     content_key = content_key if content_key is not None else os.urandom(cipher.key_size)
     iv = iv if iv is not None else os.urandom(cipher.block_size)
     if len(content_key) != cipher.key_size or len(iv) != cipher.block_size:

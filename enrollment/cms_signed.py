@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from enrollment.cms_ber import BerError, string_value
+from enrollment.cms_ber import BerError, normalize, string_value
 from enrollment.cms_envelope import hash_for
 from enrollment.scep_types import DigestAlgorithm, UnsupportedAlgorithm
 
@@ -133,7 +133,7 @@ def load_signed_data(data: bytes | cms.ContentInfo) -> ParsedSignedData:
     try:
         if isinstance(data, cms.ContentInfo):
             data = data.dump()
-        info = _LenientContentInfo.load(data)
+        info = _LenientContentInfo.load(normalize(data))
         if info["content_type"].native != "signed_data":
             raise MalformedSignedData(f"content type {info['content_type'].native!r}")
         sd = info["content"]
@@ -184,7 +184,7 @@ def load_signed_data(data: bytes | cms.ContentInfo) -> ParsedSignedData:
         )
     except MalformedSignedData:
         raise
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # BerError is a ValueError
         raise MalformedSignedData(f"not a SignedData: {exc}") from exc
 
 
@@ -362,9 +362,7 @@ def degenerate_signed_data(
         fields["certificates"] = [_asn1_cert(c) for c in certificates]
     if crls:
         fields["crls"] = [
-            asn1_crl.CertificateList.load(
-                c if isinstance(c, bytes) else c.public_bytes(Encoding.DER)
-            )
+            asn1_crl.CertificateList.load(c if isinstance(c, bytes) else c.public_bytes(Encoding.DER))
             for c in crls
         ]
     sd = cms.SignedData(fields)
