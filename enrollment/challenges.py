@@ -28,7 +28,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from cryptography import x509
@@ -42,6 +42,7 @@ JTI_BYTES = 16
 MAC_BYTES = 10
 TOKEN_CHARS = 42  # ceil((16 + 10) * 8 / 5)
 MIN_SECRET_BYTES = 32
+MAX_TTL = timedelta(days=7)
 _DOMAIN = b"certgate/scep-challenge/v1\x00"
 _TOKEN_RE = re.compile(f"[A-Z2-7]{{{TOKEN_CHARS}}}")
 
@@ -151,6 +152,8 @@ def new_challenge(
     _check_secret(server_secret)
     if binding.expires_at <= now:
         raise ValueError("binding already expired")
+    if binding.expires_at - now > MAX_TTL:
+        raise ValueError(f"challenge lifetime above {MAX_TTL}")
     jti = os.urandom(JTI_BYTES) if jti is None else jti
     if len(jti) != JTI_BYTES:
         raise ValueError("jti must be 16 bytes")

@@ -133,6 +133,12 @@ class TestToken:
         with pytest.raises(ValueError):
             new_challenge(b"short", binding, now)
 
+    def test_ttl_bounds(self, now):
+        new_challenge(SECRET, ChallengeBinding("staff", now + timedelta(days=7)), now)
+        for bad in (now, now + timedelta(days=7, seconds=1)):
+            with pytest.raises(ValueError):
+                new_challenge(SECRET, ChallengeBinding("staff", bad), now)
+
     def test_mac_compare_is_constant_time(self, binding, now, monkeypatch):
         token, _ = new_challenge(SECRET, binding, now)
         calls = digest_spy(monkeypatch)
