@@ -48,30 +48,36 @@ class CrlPublisher:
 
     async def regenerate(self, group: str) -> PublishedCrl:
         async with self._locks[group]:
-            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-            next_update = now + self.validity
-            entries = [RevokedEntry(serial, at, reason)
-                       for serial, at, reason in await self.runtime.store.revoked_entries(group)]
-            number = await self.runtime.store.next_crl_number(group, now, next_update)
-            ca = self.runtime.pki.groups[group]
-            loop = asyncio.get_running_loop()
-            crl = await loop.run_in_executor(
-                None, build_crl, ca.certificate, ca.key, entries, number, now, next_update
-            )
-            published = PublishedCrl(crl_der(crl), crl_pem(crl), number, now, next_update)
-            self.current[group] = published
-            CRL_NEXT_UPDATE.labels(group=group).set(next_update.timestamp())
-            CRL_NUMBER.labels(group=group).set(number)
-            log.info("CRL for %s: number %d, %d entries, next update %s", group, number,
-                     len(entries), next_update.isoformat())
-            return published
+            return await self._regenerate_locked(group)
+
+    async def _regenerate_locked(self, group: str) -> PublishedCrl:
+        self._dirty.discard(group)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        next_update = now + self.validity
+        entries = [RevokedEntry(serial, at, reason)
+                   for serial, at, reason in await self.runtime.store.revoked_entries(group)]
+        number = await self.runtime.store.next_crl_number(group, now, next_update)
+        ca = self.runtime.pki.groups[group]
+        loop = asyncio.get_running_loop()
+        crl = await loop.run_in_executor(
+            None, build_crl, ca.certificate, ca.key, entries, number, now, next_update
+        )
+        published = PublishedCrl(crl_der(crl), crl_pem(crl), number, now, next_update)
+        self.current[group] = published
+        CRL_NEXT_UPDATE.labels(group=group).set(next_update.timestamp())
+        CRL_NUMBER.labels(group=group).set(number)
+        log.info("CRL for %s: number %d, %d entries, next update %s", group, number,
+                 len(entries), next_update.isoformat())
+        return published
 
     async def get(self, group: str) -> PublishedCrl:
-        crl = self.current.get(group)
-        if crl is None or group in self._dirty:
-            self._dirty.discard(group)
-            crl = await self.regenerate(group)
-        return crl
+        """The current CRL; waits for a regeneration in progress, so a revocation that was
+        acknowledged is always in the CRL served after it."""
+        async with self._locks[group]:
+            crl = self.current.get(group)
+            if crl is None or group in self._dirty:
+                crl = await self._regenerate_locked(group)
+            return crl
 
     def mark_dirty(self, group: str | None = None) -> None:
         self._dirty.update([group] if group else self.runtime.groups.names())
@@ -83,7 +89,6 @@ class CrlPublisher:
             crl = self.current.get(group)
             half_life = crl.this_update + (crl.next_update - crl.this_update) / 2 if crl else None
             if crl is None or group in self._dirty or now >= half_life:
-                self._dirty.discard(group)
                 await self.regenerate(group)
 
 
