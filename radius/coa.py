@@ -145,14 +145,8 @@ class Session:
             ipaddress.ip_address(self.nas_ip_address)  # ValueError if not an address
         if self.nas_ip_address is None and self.nas_identifier is None:
             raise ValueError("a Disconnect-Request needs nas_ip_address or nas_identifier")
-        if (
-            self.calling_station_id is None
-            and self.acct_session_id is None
-            and (self.user_name is None)
-        ):
-            raise ValueError(
-                "a Disconnect-Request needs calling_station_id, acct_session_id or user_name"
-            )
+        if self.calling_station_id is None and self.acct_session_id is None and (self.user_name is None):
+            raise ValueError("a Disconnect-Request needs calling_station_id, acct_session_id or user_name")
 
     def attributes(self) -> list[tuple[int, bytes]]:
         """Session-identification attributes, in wire order."""
@@ -395,9 +389,7 @@ async def send_disconnect(
                     ignored += 1
                     log.warning("ignoring reply from %s:%s: %s", host, port, exc.reason)
                     continue
-                return CoaResult(
-                    "ack" if reply.acked else "nak", reply.error_cause, attempt, ignored
-                )
+                return CoaResult("ack" if reply.acked else "nak", reply.error_cause, attempt, ignored)
             wait *= backoff
         return CoaResult("timeout", None, retries, ignored)
     finally:

@@ -110,9 +110,7 @@ def check_issuer(
         raise TypeError(f"issuer_cert must be x509.Certificate, not {type(issuer_cert).__name__}")
     signature_hash_for(issuer_key)  # TypeError for unsupported key types
     if _spki(issuer_key.public_key()) != _spki(issuer_cert.public_key()):
-        raise ValueError(
-            f"issuer key does not match certificate {issuer_cert.subject.rfc4514_string()}"
-        )
+        raise ValueError(f"issuer key does not match certificate {issuer_cert.subject.rfc4514_string()}")
     try:
         bc = issuer_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
@@ -138,11 +136,7 @@ def _authority_key_identifier(issuer_cert: x509.Certificate) -> x509.AuthorityKe
 
 
 def _revoked_certificate(entry: RevokedEntry) -> x509.RevokedCertificate:
-    builder = (
-        x509.RevokedCertificateBuilder()
-        .serial_number(entry.serial)
-        .revocation_date(entry.revoked_at)
-    )
+    builder = x509.RevokedCertificateBuilder().serial_number(entry.serial).revocation_date(entry.revoked_at)
     flag = to_flag(entry.reason)
     if flag is not x509.ReasonFlags.unspecified:
         builder = builder.add_extension(x509.CRLReason(flag), critical=False)
@@ -189,9 +183,7 @@ def build_crl(
         next_update=_naive_utc(next_update),
         extensions=[
             x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(crl_number)),
-            x509.Extension(
-                x509.AuthorityKeyIdentifier.oid, False, _authority_key_identifier(issuer_cert)
-            ),
+            x509.Extension(x509.AuthorityKeyIdentifier.oid, False, _authority_key_identifier(issuer_cert)),
         ],
         revoked_certificates=entries,
     )

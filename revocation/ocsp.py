@@ -230,9 +230,7 @@ class OcspAnswer:
 
 def unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
     """An unsigned error response (malformedRequest, internalError, tryLater, ...)."""
-    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
-        serialization.Encoding.DER
-    )
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(serialization.Encoding.DER)
 
 
 _MALFORMED = unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)

@@ -8,8 +8,8 @@ store rows) is parsed case-insensitively and may use snake_case or kebab-case:
 
 ``removeFromCRL`` is a valid reason *name* (it exists in RFC 5280 §5.3.1) but only
 makes sense in delta CRLs; certgate never publishes one, so it is not a valid
-reason to revoke with (see :data:`REVOCATION_REASONS` and
-:func:`parse_revocation_reason`).
+reason to revoke with: :func:`parse_reason` refuses it unless asked
+(``allow_remove_from_crl=True``), see :data:`REVOCATION_REASONS`.
 """
 
 from __future__ import annotations
@@ -64,27 +64,28 @@ class UnknownReason(ValueError):
     def __init__(self, text: str, valid: tuple[x509.ReasonFlags, ...]) -> None:
         self.text = text
         self.valid = tuple(flag.value for flag in valid)
-        super().__init__(
-            f"unknown revocation reason {text!r}; valid reasons: {', '.join(self.valid)}"
-        )
+        super().__init__(f"unknown revocation reason {text!r}; valid reasons: {', '.join(self.valid)}")
 
 
-def parse_reason(text: str) -> x509.ReasonFlags:
-    """Any RFC 5280 reason name (case-insensitive; camelCase, snake_case or kebab-case)."""
+def parse_reason(text: str, *, allow_remove_from_crl: bool = False) -> x509.ReasonFlags:
+    """An RFC 5280 reason name (case-insensitive; camelCase, snake_case or kebab-case).
+
+    ``removeFromCRL`` is refused unless ``allow_remove_from_crl``: it is not a reason
+    to revoke with, and a stored one would make every CRL build for the group fail.
+    UnknownReason (a ValueError) lists the valid names.
+    """
     if not isinstance(text, str):
         raise TypeError(f"reason must be str, not {type(text).__name__}")
     flag = _BY_FOLDED.get(_fold(text.strip()))
-    if flag is None:
-        raise UnknownReason(text, tuple(REASON_CODES))
+    valid = tuple(REASON_CODES) if allow_remove_from_crl else REVOCATION_REASONS
+    if flag is None or flag not in valid:
+        raise UnknownReason(text, valid)
     return flag
 
 
 def parse_revocation_reason(text: str) -> x509.ReasonFlags:
-    """Like :func:`parse_reason`, but rejects ``removeFromCRL`` (delta-CRL only)."""
-    flag = parse_reason(text)
-    if flag is _R.remove_from_crl:
-        raise UnknownReason(text, REVOCATION_REASONS)
-    return flag
+    """Same as ``parse_reason(text)``: any reason except ``removeFromCRL``."""
+    return parse_reason(text)
 
 
 def to_flag(reason: str | x509.ReasonFlags | None) -> x509.ReasonFlags:
@@ -102,7 +103,7 @@ def canonical_name(reason: str | x509.ReasonFlags) -> str:
     """The RFC 5280 spelling, e.g. ``canonical_name("key_compromise") == "keyCompromise"``."""
     if isinstance(reason, x509.ReasonFlags):
         return reason.value
-    return parse_reason(reason).value
+    return parse_reason(reason, allow_remove_from_crl=True).value
 
 
 def reason_code(reason: x509.ReasonFlags) -> int:

@@ -217,9 +217,7 @@ def verify(
     event = _field(obj, "event")
     event_id = _field(obj, "event_id")
     if event not in EVENTS:
-        raise _reject(
-            RejectReason.MALFORMED, f"unsupported event {event!r}; known: {sorted(EVENTS)}"
-        )
+        raise _reject(RejectReason.MALFORMED, f"unsupported event {event!r}; known: {sorted(EVENTS)}")
     return WebhookEvent(
         device_id=device_id,
         event=event,

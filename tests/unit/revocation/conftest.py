@@ -77,9 +77,7 @@ def _cert(subject, subject_key, issuer, issuer_key, serial, *, ca: bool, path_le
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName(subject.rfc4514_string().split("=")[-1])]
-                ),
+                x509.SubjectAlternativeName([x509.DNSName(subject.rfc4514_string().split("=")[-1])]),
                 critical=False,
             )
         )

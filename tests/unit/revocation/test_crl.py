@@ -211,9 +211,7 @@ class TestOpenssl:
 
     def test_verify_crl_check_all(self, pki, now, openssl, files):
         both = files / "both.crl.pem"
-        both.write_bytes(
-            (files / "staff.crl.pem").read_bytes() + (files / "root.crl.pem").read_bytes()
-        )
+        both.write_bytes((files / "staff.crl.pem").read_bytes() + (files / "root.crl.pem").read_bytes())
         args = (
             "verify",
             "-attime",

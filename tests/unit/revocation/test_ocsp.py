@@ -33,9 +33,7 @@ S = ocsp.OCSPResponseStatus
 
 @pytest.fixture(scope="module")
 def signers(pki) -> SignerTable:
-    return SignerTable(
-        {"staff": (pki.staff, pki.staff_key), "guests": (pki.guests, pki.guests_key)}
-    )
+    return SignerTable({"staff": (pki.staff, pki.staff_key), "guests": (pki.guests, pki.guests_key)})
 
 
 @pytest.fixture
@@ -76,13 +74,10 @@ class TestAnswer:
         assert r.hash_algorithm.name == algorithm.name
         assert r.this_update_utc == now and r.next_update_utc == now + H == a.next_update
         assert (
-            r.responder_key_hash
-            == x509.SubjectKeyIdentifier.from_public_key(pki.staff.public_key()).digest
+            r.responder_key_hash == x509.SubjectKeyIdentifier.from_public_key(pki.staff.public_key()).digest
         )
         assert r.certificates == []
-        pki.staff.public_key().verify(
-            r.signature, r.tbs_response_bytes, ec.ECDSA(r.signature_hash_algorithm)
-        )
+        pki.staff.public_key().verify(r.signature, r.tbs_response_bytes, ec.ECDSA(r.signature_hash_algorithm))
 
     def test_revoked_with_reason(self, pki, now, signers, table):
         r = ocsp.load_der_ocsp_response(respond(_request(pki.leaf, pki.staff), table, signers, now))
@@ -101,9 +96,7 @@ class TestAnswer:
         # a staff-looking CertID for a serial the store has never seen
         req = (
             ocsp.OCSPRequestBuilder()
-            .add_certificate_by_hash(
-                *_hashes(pki.leaf, pki.staff, hashes.SHA256()), 0xDEAD, hashes.SHA256()
-            )
+            .add_certificate_by_hash(*_hashes(pki.leaf, pki.staff, hashes.SHA256()), 0xDEAD, hashes.SHA256())
             .build()
             .public_bytes(serialization.Encoding.DER)
         )
@@ -119,9 +112,7 @@ class TestAnswer:
         assert r.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"n" * 16
 
     def test_no_nonce_no_extension(self, pki, now, signers, table):
-        r = ocsp.load_der_ocsp_response(
-            respond(_request(pki.leaf2, pki.staff), table, signers, now)
-        )
+        r = ocsp.load_der_ocsp_response(respond(_request(pki.leaf2, pki.staff), table, signers, now))
         assert len(r.extensions) == 0
 
     def test_validity(self, pki, now, signers, table):
@@ -137,9 +128,7 @@ def _hashes(leaf, issuer, algorithm):
 
 
 class TestErrors:
-    @pytest.mark.parametrize(
-        "der", [b"", b"\x30\x00", b"garbage", b"\x30\x82\xff\xff" + b"\x00" * 20]
-    )
+    @pytest.mark.parametrize("der", [b"", b"\x30\x00", b"garbage", b"\x30\x82\xff\xff" + b"\x00" * 20])
     def test_malformed(self, now, signers, table, der):
         a = answer(der, table, signers, now)
         assert a.outcome is Outcome.MALFORMED
@@ -195,9 +184,7 @@ class TestErrors:
 
         with pytest.raises(RuntimeError):
             answer(_request(pki.leaf2, pki.staff), broken, signers, now)
-        assert ocsp.load_der_ocsp_response(unsuccessful(S.TRY_LATER)).response_status is (
-            S.TRY_LATER
-        )
+        assert ocsp.load_der_ocsp_response(unsuccessful(S.TRY_LATER)).response_status is (S.TRY_LATER)
 
     def test_argument_checks(self, pki, now, signers, table):
         req = _request(pki.leaf2, pki.staff)
@@ -217,9 +204,7 @@ class TestSignerTable:
         ours = {alg: (n, k) for alg, n, k in signer.cert_id_hashes()}
         for algorithm in (hashes.SHA1(), hashes.SHA224(), hashes.SHA256(), hashes.SHA384()):
             assert ours[algorithm.name] == _hashes(pki.leaf, pki.staff, algorithm)
-        rsa_ours = {
-            a: (n, k) for a, n, k in OcspSigner("g", pki.guests, pki.guests_key).cert_id_hashes()
-        }
+        rsa_ours = {a: (n, k) for a, n, k in OcspSigner("g", pki.guests, pki.guests_key).cert_id_hashes()}
         assert rsa_ours["sha1"] == _hashes(pki.guest_leaf, pki.guests, hashes.SHA1())
 
     def test_rejects(self, pki):
@@ -292,9 +277,7 @@ class TestOpensslRelyingParty:
 
     def _check(self, openssl, pki, tmp_path, signers, table, now, leaf, issuer, *extra):
         req, resp = tmp_path / "req.der", tmp_path / "resp.der"
-        openssl(
-            "ocsp", "-issuer", pki.path(issuer), *extra, "-cert", pki.path(leaf), "-reqout", req
-        )
+        openssl("ocsp", "-issuer", pki.path(issuer), *extra, "-cert", pki.path(leaf), "-reqout", req)
         resp.write_bytes(respond(req.read_bytes(), table, signers, now))
         p = openssl(
             "ocsp",
@@ -331,9 +314,7 @@ class TestOpensslRelyingParty:
 
     @pytest.mark.parametrize("digest", [[], ["-sha256"]])
     def test_good(self, openssl, pki, tmp_path, signers, table, now, digest):
-        rc, out = self._check(
-            openssl, pki, tmp_path, signers, table, now, "leaf2.pem", "staff.pem", *digest
-        )
+        rc, out = self._check(openssl, pki, tmp_path, signers, table, now, "leaf2.pem", "staff.pem", *digest)
         assert rc == 0, out
         assert "Response verify OK" in out and "Cert Status: good" in out
         assert "OCSP Nonce" in out and "Nonce Verify error" not in out
@@ -346,9 +327,7 @@ class TestOpensslRelyingParty:
         rc, out = self._check(openssl, pki, tmp_path, signers, table, now, "leaf.pem", "staff.pem")
         assert rc == 0 and "Response verify OK" in out, out
         assert "Cert Status: revoked" in out and "Revocation Reason: keyCompromise" in out
-        rc, out = self._summary(
-            openssl, pki, tmp_path, signers, table, now, "leaf.pem", "staff.pem"
-        )
+        rc, out = self._summary(openssl, pki, tmp_path, signers, table, now, "leaf.pem", "staff.pem")
         assert f"{pki.path('leaf.pem')}: revoked" in out and "Reason: keyCompromise" in out
 
     def test_revoked_rsa_group(self, openssl, pki, tmp_path, signers, table, now):
@@ -394,13 +373,9 @@ class TestOpensslRelyingParty:
 
     def test_wrong_trust_anchor_fails(self, openssl, pki, tmp_path, signers, table, now):
         req, resp = tmp_path / "req.der", tmp_path / "resp.der"
-        openssl(
-            "ocsp", "-issuer", pki.path("staff.pem"), "-cert", pki.path("leaf2.pem"), "-reqout", req
-        )
+        openssl("ocsp", "-issuer", pki.path("staff.pem"), "-cert", pki.path("leaf2.pem"), "-reqout", req)
         resp.write_bytes(respond(req.read_bytes(), table, signers, now))
-        p = openssl(
-            "ocsp", "-respin", resp, "-reqin", req, "-CAfile", pki.path("guests.pem"), check=False
-        )
+        p = openssl("ocsp", "-respin", resp, "-reqin", req, "-CAfile", pki.path("guests.pem"), check=False)
         assert p.returncode != 0 and "Response verify OK" not in p.stdout + p.stderr
 
     def test_unauthorized(self, openssl, pki, tmp_path, signers, table, now):

@@ -34,7 +34,6 @@ class TestParseReason:
             ("Superseded", R.superseded),
             ("cessation_of_operation", R.cessation_of_operation),
             ("certificateHold", R.certificate_hold),
-            ("remove_from_crl", R.remove_from_crl),
             ("privilegeWithdrawn", R.privilege_withdrawn),
             ("aa_compromise", R.aa_compromise),
             ("AACOMPROMISE", R.aa_compromise),
@@ -45,13 +44,19 @@ class TestParseReason:
 
     def test_every_flag_round_trips_by_its_value(self):
         for flag in R:
-            assert parse_reason(flag.value) is flag
+            assert parse_reason(flag.value, allow_remove_from_crl=True) is flag
+
+    def test_remove_from_crl_only_on_request(self):
+        assert parse_reason("remove_from_crl", allow_remove_from_crl=True) is R.remove_from_crl
+        with pytest.raises(UnknownReason, match="valid reasons") as e:
+            parse_reason("removeFromCRL")
+        assert "removeFromCRL" not in e.value.valid and len(e.value.valid) == 9
 
     def test_unknown_lists_valid_names(self):
         with pytest.raises(UnknownReason, match="valid reasons: unspecified, keyCompromise") as e:
             parse_reason("stolen")
         assert isinstance(e.value, ValueError)
-        assert "aACompromise" in e.value.valid and len(e.value.valid) == 10
+        assert "aACompromise" in e.value.valid and "removeFromCRL" not in e.value.valid
 
     def test_wrong_type(self):
         with pytest.raises(TypeError):

@@ -94,9 +94,7 @@ class TestVerifyRejects:
 
     @pytest.mark.parametrize("skew", [-301, 301, 86400])
     def test_stale(self, skew):
-        assert self._reject(sign(SECRET, BODY, T0), now=T0 + skew * S) is (
-            RejectReason.STALE_TIMESTAMP
-        )
+        assert self._reject(sign(SECRET, BODY, T0), now=T0 + skew * S) is (RejectReason.STALE_TIMESTAMP)
 
     def test_wrong_secret(self):
         assert self._reject(sign(b"nope", BODY, T0)) is RejectReason.BAD_SIGNATURE
@@ -112,9 +110,7 @@ class TestVerifyRejects:
 
     def test_signature_checked_before_timestamp(self):
         """A forged header with an old t says bad_signature, not stale_timestamp."""
-        assert self._reject(sign(b"nope", BODY, T0), now=T0 + 3600 * S) is (
-            RejectReason.BAD_SIGNATURE
-        )
+        assert self._reject(sign(b"nope", BODY, T0), now=T0 + 3600 * S) is (RejectReason.BAD_SIGNATURE)
 
     def test_uppercase_hex_is_malformed(self):
         t, v1 = sign(SECRET, BODY, T0).split(",")
