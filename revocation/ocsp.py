@@ -25,8 +25,10 @@ Outcomes (wire response status / certStatus):
   unspecified) / unknown; thisUpdate = ``now``, nextUpdate = ``now + validity``;
   the request's nonce is echoed.
 
-``lookup`` exceptions propagate: a store outage is ours, not the client's; the shell
-may answer ``unsuccessful(OCSPResponseStatus.TRY_LATER)``.
+The core is synchronous; an async shell pre-fetches the row for
+:func:`requested_serial` and closes ``lookup`` over it. ``lookup`` exceptions
+propagate: a store outage is ours, not the client's; the shell may answer
+``unsuccessful(OCSPResponseStatus.TRY_LATER)``.
 
 Caveat: cryptography stamps producedAt with the wall clock (no API to pass it);
 every other time in the response comes from ``now``.
@@ -75,6 +77,7 @@ __all__ = [
     "Unknown",
     "answer",
     "decode_get",
+    "requested_serial",
     "respond",
     "unsuccessful",
 ]
@@ -335,6 +338,18 @@ def respond(
 ) -> bytes:
     """The DER OCSPResponse for ``request_der``; see :func:`answer`."""
     return answer(request_der, lookup, signers, now, validity=validity).der
+
+
+def requested_serial(request_der: bytes) -> int | None:
+    """The serial a request asks about, or None when :func:`answer` would say
+    malformedRequest. Lets an async shell pre-fetch the one store row before calling
+    the synchronous core (never raises for peer input)."""
+    if len(request_der) > MAX_REQUEST_SIZE:
+        return None
+    try:
+        return ocsp.load_der_ocsp_request(bytes(request_der)).serial_number
+    except (ValueError, NotImplementedError):
+        return None
 
 
 # ---------------------------------------------------------------- HTTP GET

@@ -23,6 +23,7 @@ from revocation.ocsp import (
     SignerTable,
     answer,
     decode_get,
+    requested_serial,
     respond,
     unsuccessful,
 )
@@ -174,6 +175,17 @@ class TestErrors:
         )
         assert answer(req, table, signers, now).outcome is Outcome.UNAUTHORIZED
 
+    def test_unsupported_certid_hash_is_unauthorized(self, pki, now, signers, table):
+        from asn1crypto import ocsp as asn1_ocsp
+
+        req = asn1_ocsp.OCSPRequest.load(_request(pki.leaf2, pki.staff))
+        cert_id = req["tbs_request"]["request_list"][0]["req_cert"]
+        cert_id["hash_algorithm"] = {"algorithm": "md5"}
+        cert_id["issuer_name_hash"] = b"\x00" * 16
+        cert_id["issuer_key_hash"] = b"\x00" * 16
+        a = answer(req.dump(force=True), table, signers, now)
+        assert a.outcome is Outcome.UNAUTHORIZED and table.calls == []
+
     def test_lookup_returning_junk_is_our_bug(self, pki, now, signers):
         with pytest.raises(TypeError, match="lookup returned"):
             answer(_request(pki.leaf2, pki.staff), lambda g, s: "good", signers, now)
@@ -196,6 +208,25 @@ class TestErrors:
             answer("req", table, signers, now)
         with pytest.raises(ValueError, match="validity"):
             answer(req, table, signers, now, validity=dt.timedelta(0))
+
+
+class TestRequestedSerial:
+    def test_serial_or_none(self, pki, tmp_path, openssl):
+        assert requested_serial(_request(pki.leaf, pki.staff)) == pki.leaf.serial_number
+        assert requested_serial(b"garbage") is None
+        assert requested_serial(b"\x30" * 20000) is None
+        openssl(
+            "ocsp",
+            "-issuer",
+            pki.path("staff.pem"),
+            "-cert",
+            pki.path("leaf.pem"),
+            "-cert",
+            pki.path("leaf2.pem"),
+            "-reqout",
+            tmp_path / "multi.der",
+        )
+        assert requested_serial((tmp_path / "multi.der").read_bytes()) is None
 
 
 class TestSignerTable:
