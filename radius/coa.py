@@ -354,7 +354,8 @@ async def send_disconnect(
     ``retries`` is the number of transmissions (pyrad's convention): the identical
     packet is sent up to ``retries`` times, waiting ``timeout``, then ``timeout *
     backoff``, ``timeout * backoff**2`` ... seconds. Invalid datagrams are ignored.
-    ``now`` (default: the wall clock) is the Event-Timestamp.
+    ``now`` (default: the wall clock) is the Event-Timestamp. ValueError/TypeError for
+    bad arguments and OSError for an unresolvable ``host`` (configuration: ours).
     """
     if retries < 1:
         raise ValueError("retries must be at least 1")

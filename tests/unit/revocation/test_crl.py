@@ -209,6 +209,16 @@ class TestOpenssl:
         proc = self._verify(openssl, pki, now, files, "leaf.pem", "staff-empty.crl.pem")
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
+    def test_large_crl(self, pki, now, openssl, tmp_path):
+        entries = [RevokedEntry(0x10000 + i, now - i * H, ("superseded", None)[i % 2]) for i in range(3000)]
+        path = tmp_path / "big.crl"
+        path.write_bytes(crl_der(_crl(pki, now, entries)))
+        openssl(
+            "crl", "-inform", "DER", "-in", path, "-noout", "-verify", "-CAfile", pki.path("chain-staff.pem")
+        )
+        crl = x509.load_der_x509_crl(path.read_bytes())
+        assert len(crl) == 3000 and crl.get_revoked_certificate_by_serial_number(0x10000 + 2999)
+
     def test_verify_crl_check_all(self, pki, now, openssl, files):
         both = files / "both.crl.pem"
         both.write_bytes((files / "staff.crl.pem").read_bytes() + (files / "root.crl.pem").read_bytes())
