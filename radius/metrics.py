@@ -1,0 +1,47 @@
+"""Prometheus metrics of the RADIUS/EAP-TLS side (default registry).
+
+Declared here, incremented only by the shell (radius/server.py). Label values are closed
+sets: ``client`` = configured NAS name or ``unknown``; ``code`` = RADIUS code name;
+``reason`` = radius.reasons.Reason / radius.packet.DropReason; ``group`` = configured
+group or ``none``; ``tls_version`` = 1.2 / 1.3 / none. Never MACs, user names, serials.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "certgate_radius_requests_total", "RADIUS requests accepted for processing", ["client", "code"]
+)
+RESPONSES = Counter("certgate_radius_responses_total", "RADIUS replies sent", ["client", "code"])
+DROPPED = Counter("certgate_radius_dropped_total", "RADIUS datagrams dropped silently", ["client", "reason"])
+DUPLICATES = Counter(
+    "certgate_radius_duplicate_requests_total",
+    "Retransmitted requests answered from the duplicate cache (or dropped in progress)",
+    ["client"],
+)
+AUTHENTICATIONS = Counter(
+    "certgate_eap_authentications_total",
+    "Finished EAP authentications",
+    ["result", "reason", "group", "tls_version"],
+)
+AUTH_DURATION = Histogram(
+    "certgate_eap_authentication_duration_seconds",
+    "From the first EAP message to Accept/Reject",
+    ["result"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+ROUND_TRIPS = Histogram(
+    "certgate_eap_round_trips",
+    "RADIUS round trips per finished EAP authentication",
+    buckets=(2, 4, 6, 8, 10, 12, 16, 20, 30),
+)
+SESSIONS_ACTIVE = Gauge("certgate_eap_sessions_active", "EAP conversations in progress")
+SESSIONS_EXPIRED = Counter(
+    "certgate_eap_sessions_expired_total", "EAP conversations dropped after the timeout"
+)
+RESUMPTIONS = Counter(
+    "certgate_tls_resumptions_total",
+    "TLS session resumption outcomes (resumed, refused_revoked, refused)",
+    ["result"],
+)

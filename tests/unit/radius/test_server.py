@@ -1,0 +1,429 @@
+"""radius.server: the shell, driven synchronously through handle_datagram and over a
+real UDP socket on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY
+
+from radius import eap
+from radius import packet as rp
+from radius.options import EapOptions, RadiusClient
+from radius.packet import Attr, Code
+from radius.server import ClientTable, RadiusServer
+
+SECRET = b"testing123"
+ADDR = ("127.0.0.1", 40000)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Nas:
+    """Plays the NAS: wraps EAP from an EapTlsPeer into Access-Requests."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes], bytes | None],
+        peer,  # type: ignore[no-untyped-def]
+        secret: bytes = SECRET,
+        proxy_state: tuple[bytes, ...] = (),
+    ) -> None:
+        self.send = send
+        self.peer = peer
+        self.secret = secret
+        self.proxy_state = proxy_state
+        self.state: bytes | None = None
+        self.ident = 0
+        self.requests = 0
+        self.last_raw = b""
+
+    def build(self, eap_message: bytes) -> tuple[bytes, bytes]:
+        self.ident = (self.ident + 1) & 0xFF
+        auth = os.urandom(16)
+        attrs = [
+            (Attr.USER_NAME, b"anonymous@example.test"),
+            (Attr.CALLING_STATION_ID, b"02-00-00-00-00-01"),
+            (Attr.FRAMED_MTU, rp.integer(1400)),
+            *rp.eap_message_attributes(eap_message),
+        ]
+        if self.state is not None:
+            attrs.append((Attr.STATE, self.state))
+        attrs += [(Attr.PROXY_STATE, p) for p in self.proxy_state]
+        return rp.encode_access_request(self.ident, auth, self.secret, attrs), auth
+
+    def step(self, eap_message: bytes) -> rp.Reply:
+        raw, auth = self.build(eap_message)
+        self.last_raw = raw
+        self.requests += 1
+        out = self.send(raw)
+        assert out is not None, "no reply"
+        reply = rp.decode_reply(out, self.secret, auth)
+        if reply.code == Code.ACCESS_CHALLENGE:
+            self.state = reply.get(Attr.STATE)
+        self.last_auth = auth
+        return reply
+
+    def run(self, max_trips: int = 60) -> rp.Reply:
+        message = self.peer.first()
+        for _ in range(max_trips):
+            reply = self.step(message)
+            if reply.code != Code.ACCESS_CHALLENGE:
+                return reply
+            assert reply.eap_message is not None
+            message = self.peer.respond(reply.eap_message)
+        raise AssertionError("Too many roundtrips!")
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_server(pki, context_factory, authorize_fn, clock):  # type: ignore[no-untyped-def]
+    def make(options: EapOptions | None = None, clients=None, **kw) -> RadiusServer:  # type: ignore[no-untyped-def]
+        options = options or EapOptions()
+        clients = clients or [
+            RadiusClient("nas1", ipaddress.ip_network("127.0.0.0/8"), SECRET),
+        ]
+        kw.setdefault("authorize", authorize_fn)
+        return RadiusServer(clients, options, context_factory(options), monotonic=clock, **kw)
+
+    return make
+
+
+def _direct(server: RadiusServer, addr=ADDR) -> Callable[[bytes], bytes | None]:  # type: ignore[no-untyped-def]
+    return lambda data: server.handle_datagram(data, addr)
+
+
+class TestEapOverRadius:
+    @pytest.mark.parametrize("tls", ["1.2", "1.3"])
+    def test_accept_with_group_attributes(self, make_server, peer_factory, tls) -> None:  # type: ignore[no-untyped-def]
+        seen = []
+        server = make_server(on_accept=lambda *a: seen.append(a))
+        peer = peer_factory("staff-ok", tls=tls)
+        nas = Nas(_direct(server), peer, proxy_state=(b"proxy-1", b"proxy-2"))
+        before = _metric(
+            "certgate_eap_authentications_total",
+            result="accept",
+            reason="ok",
+            group="staff",
+            tls_version=tls,
+        )
+        reply = nas.run()
+        assert reply.code == Code.ACCESS_ACCEPT
+        assert reply.attributes[0][0] == Attr.MESSAGE_AUTHENTICATOR
+        assert eap.parse(reply.eap_message).code == eap.EapCode.SUCCESS
+        vsas = [v for t, v in reply.attributes if t == Attr.VENDOR_SPECIFIC]
+        keys = {}
+        for v in vsas:
+            vendor, vtype, vlen = struct.unpack("!IBB", v[:6])
+            assert vendor == 311 and vlen == len(v) - 4
+            keys[vtype] = rp.salt_decrypt(v[6:], SECRET, nas.last_auth)
+        msk = peer.msk()
+        assert keys[17] == msk[:32] and keys[16] == msk[32:64]
+        assert reply.get(Attr.USER_NAME) == b"alice@example.test"
+        assert reply.get(Attr.TUNNEL_TYPE) == b"\x00\x00\x00\x0d"
+        assert reply.get(Attr.TUNNEL_MEDIUM_TYPE) == b"\x00\x00\x00\x06"
+        assert reply.get(Attr.TUNNEL_PRIVATE_GROUP_ID) == b"10"
+        assert reply.get(Attr.FILTER_ID) == b"staff-acl"
+        assert reply.get(Attr.CLASS) == b"cg-staff"
+        assert 0 < int.from_bytes(reply.get(Attr.SESSION_TIMEOUT), "big") <= 3600
+        assert reply.get(Attr.TERMINATION_ACTION) == b"\x00\x00\x00\x01"
+        assert [v for t, v in reply.attributes if t == Attr.PROXY_STATE] == [
+            b"proxy-1",
+            b"proxy-2",
+        ]
+        assert len(server.conversations) == 0
+        assert len(seen) == 1 and seen[0][0] == "nas1" and seen[0][2].group.name == "staff"
+        assert seen[0][3] == seen[0][2].serial
+        after = _metric(
+            "certgate_eap_authentications_total",
+            result="accept",
+            reason="ok",
+            group="staff",
+            tls_version=tls,
+        )
+        assert after == before + 1
+
+    def test_reject_revoked(self, make_server, peer_factory) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        reply = Nas(_direct(server), peer_factory("staff-revoked")).run()
+        assert reply.code == Code.ACCESS_REJECT
+        assert eap.parse(reply.eap_message).code == eap.EapCode.FAILURE
+        assert reply.attributes[0][0] == Attr.MESSAGE_AUTHENTICATOR
+        assert len(server.conversations) == 0
+
+    def test_duplicate_gets_identical_bytes_and_does_not_advance(  # type: ignore[no-untyped-def]
+        self, make_server, peer_factory
+    ) -> None:
+        server = make_server()
+        peer = peer_factory("staff-ok")
+        nas = Nas(_direct(server), peer)
+        reply = nas.step(peer.first())
+        client_hello = peer.respond(reply.eap_message)
+        raw, auth = nas.build(client_hello)
+        first = server.handle_datagram(raw, ADDR)
+        before = _metric("certgate_radius_duplicate_requests_total", client="nas1")
+        again = server.handle_datagram(raw, ADDR)
+        assert first is not None and again == first
+        assert _metric("certgate_radius_duplicate_requests_total", client="nas1") == before + 1
+        # the retransmission did not advance EAP/TLS: continuing from the first reply works
+        decoded = rp.decode_reply(first, SECRET, auth)
+        nas.state = decoded.get(Attr.STATE)
+        message = peer.respond(decoded.eap_message)
+        reply = None
+        for _ in range(20):
+            reply = nas.step(message)
+            if reply.code != Code.ACCESS_CHALLENGE:
+                break
+            message = peer.respond(reply.eap_message)
+        assert reply is not None and reply.code == Code.ACCESS_ACCEPT
+
+    def test_unknown_state_rejected(self, make_server, peer_factory) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        nas = Nas(_direct(server), peer_factory())
+        nas.state = os.urandom(16)
+        reply = nas.step(eap.response(3, eap.EapType.TLS, b"\x00"))
+        assert reply.code == Code.ACCESS_REJECT
+        assert eap.parse(reply.eap_message) == eap.EapPacket(4, 3, None, b"")
+
+    def test_state_from_another_client_rejected(self, make_server, peer_factory) -> None:  # type: ignore[no-untyped-def]
+        clients = [
+            RadiusClient("nas1", ipaddress.ip_network("127.0.0.1/32"), SECRET),
+            RadiusClient("nas2", ipaddress.ip_network("127.0.0.2/32"), SECRET),
+        ]
+        server = make_server(clients=clients)
+        peer = peer_factory()
+        nas1 = Nas(_direct(server), peer)
+        reply = nas1.step(peer.first())
+        nas2 = Nas(_direct(server, ("127.0.0.2", 1)), peer)
+        nas2.state = nas1.state
+        reply = nas2.step(peer.respond(reply.eap_message))
+        assert reply.code == Code.ACCESS_REJECT
+
+    def test_not_eap_rejected(self, make_server) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        auth = os.urandom(16)
+        raw = rp.encode_access_request(1, auth, SECRET, [(Attr.USER_NAME, b"bob")])
+        reply = rp.decode_reply(server.handle_datagram(raw, ADDR), SECRET, auth)
+        assert reply.code == Code.ACCESS_REJECT and reply.eap_message is None
+
+    def test_overloaded_refuses_new_keeps_existing(self, make_server, peer_factory) -> None:  # type: ignore[no-untyped-def]
+        server = make_server(EapOptions(max_conversations=1))
+        peer_a = peer_factory("staff-ok")
+        nas_a = Nas(_direct(server), peer_a)
+        first = nas_a.step(peer_a.first())
+        assert first.code == Code.ACCESS_CHALLENGE
+        before = _metric(
+            "certgate_eap_authentications_total",
+            result="reject",
+            reason="overloaded",
+            group="none",
+            tls_version="none",
+        )
+        reply_b = Nas(_direct(server), peer_factory("guests-ok")).run()
+        assert reply_b.code == Code.ACCESS_REJECT
+        after = _metric(
+            "certgate_eap_authentications_total",
+            result="reject",
+            reason="overloaded",
+            group="none",
+            tls_version="none",
+        )
+        assert after == before + 1
+        message = peer_a.respond(first.eap_message)
+        while True:
+            reply = nas_a.step(message)
+            if reply.code != Code.ACCESS_CHALLENGE:
+                break
+            message = peer_a.respond(reply.eap_message)
+        assert reply.code == Code.ACCESS_ACCEPT
+
+    def test_expired_conversation(self, make_server, peer_factory, clock) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        peer = peer_factory()
+        nas = Nas(_direct(server), peer)
+        reply = nas.step(peer.first())
+        before = _metric("certgate_eap_sessions_expired_total")
+        clock.t += 61
+        server.housekeeping(clock.t)
+        assert len(server.conversations) == 0
+        assert _metric("certgate_eap_sessions_expired_total") == before + 1
+        reply = nas.step(peer.respond(reply.eap_message))
+        assert reply.code == Code.ACCESS_REJECT
+
+    def test_policy_bug_does_not_escape(self, make_server, peer_factory) -> None:  # type: ignore[no-untyped-def]
+        def broken(*a):  # type: ignore[no-untyped-def]
+            raise RuntimeError("bug in policy")
+
+        server = make_server(authorize=broken)
+        peer = peer_factory()
+        nas = Nas(_direct(server), peer)
+        before = _metric("certgate_radius_dropped_total", client="nas1", reason="internal_error")
+        with pytest.raises(AssertionError, match="no reply"):
+            nas.run()
+        assert _metric("certgate_radius_dropped_total", client="nas1", reason="internal_error") == before + 1
+        assert len(server.conversations) == 0
+
+    def test_resumption_refused_after_revocation_is_counted(  # type: ignore[no-untyped-def]
+        self, make_server, peer_factory, pki
+    ) -> None:
+        server = make_server(EapOptions(resumption=True))
+        first = peer_factory("staff-ok", tls="1.2")
+        assert Nas(_direct(server), first).run().code == Code.ACCESS_ACCEPT
+        serial = pki.clients["staff-ok"].cert.serial_number
+        pki.revoked.add("staff", serial)
+        try:
+            before = _metric("certgate_tls_resumptions_total", result="refused_revoked")
+            second = peer_factory(context=first.context, session=first.conn.get_session())
+            assert Nas(_direct(server), second).run().code == Code.ACCESS_REJECT
+            assert _metric("certgate_tls_resumptions_total", result="refused_revoked") == before + 1
+        finally:
+            pki.revoked.discard("staff", serial)
+
+
+class TestDrops:
+    def test_unknown_client(self, make_server) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        raw = rp.encode_access_request(1, os.urandom(16), SECRET, [])
+        before = _metric("certgate_radius_dropped_total", client="unknown", reason="unknown_client")
+        assert server.handle_datagram(raw, ("192.0.2.1", 1812)) is None
+        after = _metric("certgate_radius_dropped_total", client="unknown", reason="unknown_client")
+        assert after == before + 1
+
+    def test_missing_message_authenticator(self, make_server) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        raw = struct.pack("!BBH", 1, 1, 20) + os.urandom(16)
+        reason = "missing_message_authenticator"
+        before = _metric("certgate_radius_dropped_total", client="nas1", reason=reason)
+        assert server.handle_datagram(raw, ADDR) is None
+        assert _metric("certgate_radius_dropped_total", client="nas1", reason=reason) == before + 1
+
+    def test_wrong_secret(self, make_server) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        raw = rp.encode_access_request(1, os.urandom(16), b"wrong", [])
+        assert server.handle_datagram(raw, ADDR) is None
+
+    def test_status_server(self, make_server) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        auth = os.urandom(16)
+        raw = rp.encode_access_request(9, auth, SECRET, [], code=Code.STATUS_SERVER)
+        reply = rp.decode_reply(server.handle_datagram(raw, ADDR), SECRET, auth)
+        assert reply.code == Code.ACCESS_ACCEPT and reply.identifier == 9
+        assert reply.attributes[0][0] == Attr.MESSAGE_AUTHENTICATOR
+        assert len(server.duplicates) == 0
+
+
+class TestClientTable:
+    def test_most_specific_wins(self) -> None:
+        table = ClientTable(
+            [
+                RadiusClient("wide", ipaddress.ip_network("10.0.0.0/8"), b"a"),
+                RadiusClient("narrow", ipaddress.ip_network("10.1.2.0/24"), b"b"),
+                RadiusClient("v6", ipaddress.ip_network("2001:db8::/32"), b"c"),
+            ]
+        )
+        assert table.match("10.1.2.3").name == "narrow"
+        assert table.match("10.9.9.9").name == "wide"
+        assert table.match("::ffff:10.1.2.3").name == "narrow"
+        assert table.match("2001:db8::1").name == "v6"
+        assert table.match("192.0.2.1") is None
+        assert table.match("not-an-ip") is None
+
+    def test_duplicate_names(self) -> None:
+        net = ipaddress.ip_network("10.0.0.0/8")
+        with pytest.raises(ValueError):
+            ClientTable([RadiusClient("a", net, b"x"), RadiusClient("a", net, b"y")])
+
+
+# --- real UDP socket ----------------------------------------------------------------
+
+
+def _udp_exchange(addr: tuple[str, int], data: bytes, timeout: float = 2.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(data, addr)
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
+
+
+class TestUdp:
+    async def test_full_exchange_status_and_silence(self, make_server, peer_factory) -> None:  # type: ignore[no-untyped-def]
+        server = make_server()
+        server._mono = __import__("time").monotonic  # real clock for the real socket
+        await server.start("127.0.0.1", 0)
+        try:
+            addr = server.address
+
+            # One socket per NAS (fixed source port), as a real NAS does.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.settimeout(2.0)
+
+            def send(data: bytes) -> bytes | None:
+                sock.sendto(data, addr)
+                try:
+                    return sock.recv(65535)
+                except TimeoutError:
+                    return None
+
+            peer = peer_factory("staff-ok", tls="1.3")
+            nas = Nas(send, peer)
+            reply = await asyncio.to_thread(nas.run)
+            assert reply.code == Code.ACCESS_ACCEPT
+            # retransmission of the final request -> identical bytes from the cache
+            again = await asyncio.to_thread(send, nas.last_raw)
+            assert again is not None
+            assert rp.decode_reply(again, SECRET, nas.last_auth).code == Code.ACCESS_ACCEPT
+            sock.close()
+
+            auth = os.urandom(16)
+            status = rp.encode_access_request(1, auth, SECRET, [], code=Code.STATUS_SERVER)
+            out = await asyncio.to_thread(_udp_exchange, addr, status)
+            assert out is not None
+            assert rp.decode_reply(out, SECRET, auth).code == Code.ACCESS_ACCEPT
+
+            bad = rp.encode_access_request(2, os.urandom(16), b"wrong-secret", [])
+            assert await asyncio.to_thread(_udp_exchange, addr, bad, 0.3) is None
+        finally:
+            await server.stop()
+
+    async def test_unknown_client_gets_no_answer(self, make_server) -> None:  # type: ignore[no-untyped-def]
+        clients = [RadiusClient("far", ipaddress.ip_network("192.0.2.0/24"), SECRET)]
+        server = make_server(clients=clients)
+        await server.start("127.0.0.1", 0)
+        try:
+            raw = rp.encode_access_request(1, os.urandom(16), SECRET, [], code=Code.STATUS_SERVER)
+            assert await asyncio.to_thread(_udp_exchange, server.address, raw, 0.3) is None
+        finally:
+            await server.stop()
+
+    async def test_opt_out_logged_loudly(self, make_server, caplog) -> None:  # type: ignore[no-untyped-def]
+        clients = [
+            RadiusClient(
+                "legacy", ipaddress.ip_network("127.0.0.1/32"), SECRET, require_message_authenticator=False
+            )
+        ]
+        server = make_server(clients=clients)
+        await server.start("127.0.0.1", 0)
+        await server.stop()
+        assert any(r.levelname == "WARNING" and "legacy" in r.getMessage() for r in caplog.records)
