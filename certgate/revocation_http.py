@@ -57,9 +57,8 @@ class RevocationHttp:
         now = dt.datetime.now(dt.UTC)
         # The pure core is synchronous: pre-fetch the one CertID's row from the store.
         try:
-            record = await self.runtime.store.get(x509_ocsp.load_der_ocsp_request(der).serial_number)
-        except ValueError:  # undecodable or several CertIDs: the core answers malformedRequest
-            record = None
+            serial = ocsp.requested_serial(der)  # None: undecodable or several CertIDs
+            record = await self.runtime.store.get(serial) if serial is not None else None
         except Exception:
             log.exception("OCSP store lookup failed")
             return web.Response(body=ocsp.unsuccessful(x509_ocsp.OCSPResponseStatus.TRY_LATER),
