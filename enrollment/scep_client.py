@@ -86,10 +86,15 @@ class CertRepResult:
 
 
 def transaction_id_for(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
-    """micromdm style: base64(SHA-1(subjectPublicKey BIT STRING contents))."""
+    """scepclient 2.1.0 style: base64(SHA-256(subjectPublicKey)[:20]).
+
+    subjectPublicKey is the SPKI BIT STRING's contents (PKCS#1 RSAPublicKey for
+    RSA), not the whole SPKI; older micromdm used SHA-1 over the same bytes.
+    Checked against tests/vectors/scep/scepclient-2.1.0-pkcsreq.der.
+    """
     spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     bits = asn1_x509.PublicKeyInfo.load(spki)["public_key"].contents[1:]
-    return base64.b64encode(hashlib.sha1(bits).digest()).decode()
+    return base64.b64encode(hashlib.sha256(bits).digest()[:20]).decode()
 
 
 def self_signed_signer(

@@ -78,6 +78,9 @@ def _decode_string(encoded: bytes) -> tuple[str, _ASN1Type]:
 
 
 def _raw(value: core.Asn1Value) -> bytes:
+    """The value's own TLV (a parsed Choice keeps only its alternative's contents)."""
+    while isinstance(value, core.Choice):
+        value = value.chosen
     return value._header + value.contents + (value._trailer or b"")
 
 

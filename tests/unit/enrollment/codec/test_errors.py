@@ -1,0 +1,234 @@
+"""Tampering, wrong recipients, missing attributes: the error split
+UndecodableRequest (HTTP 400) vs ScepError (signed FAILURE), and that a FAILURE
+can always be built from ScepError.request."""
+
+from __future__ import annotations
+
+import pytest
+from asn1crypto import cms
+
+from enrollment import cms_envelope, cms_signed, scep_client, scep_codec
+from enrollment.scep_types import (
+    ContentCipher,
+    DigestAlgorithm,
+    FailInfo,
+    PKIStatus,
+    ScepError,
+    ScepString,
+    UndecodableRequest,
+)
+
+
+def _attr(name, value):
+    return cms.CMSAttribute({"type": name, "values": [value]})
+
+
+def _p(value: str) -> ScepString:
+    return ScepString(name="printable_string", value=value)
+
+
+def _signed(pki, content: bytes, attrs, digest=DigestAlgorithm.SHA256) -> bytes:
+    return cms_signed.build_signed_data(content, pki.signer, pki.client_key, digest, attrs)
+
+
+def _request(pki) -> scep_client.ClientRequest:
+    return scep_client.build_pkcs_req(pki.csr, pki.signer, pki.client_key, pki.ra_cert)
+
+
+def _answer_failure(pki, err: ScepError, req: scep_client.ClientRequest) -> None:
+    """The shell's path: a FAILURE from err.request that the client accepts."""
+    assert err.request is not None
+    rep = scep_codec.build_cert_rep_failure(err.request, err.fail_info, pki.ra_cert, pki.ra_key)
+    result = scep_client.parse_cert_rep(rep, pki.signer, pki.client_key, ra_cert=pki.ra_cert, request=req)
+    assert result.status is PKIStatus.FAILURE
+    assert result.fail_info is err.fail_info
+
+
+class TestTampering:
+    def test_tampered_signature(self, pki) -> None:
+        req = _request(pki)
+        der = bytearray(req.der)
+        der[-1] ^= 0x01  # the SignerInfo signature is the last field
+        with pytest.raises(ScepError) as err:
+            scep_codec.parse_pki_message(bytes(der))
+        assert err.value.fail_info is FailInfo.badMessageCheck
+        assert err.value.request.signature_verified is False
+        assert err.value.request.transaction_id == req.transaction_id
+        _answer_failure(pki, err.value, req)
+
+    def test_tampered_content_breaks_message_digest(self, pki) -> None:
+        req = _request(pki)
+        msg = scep_codec.parse_pki_message(req.der)
+        tail = msg.enveloped_content[-16:]  # last ciphertext block inside eContent
+        assert req.der.count(tail) == 1
+        flipped = bytes([tail[0] ^ 0x01]) + tail[1:]
+        with pytest.raises(ScepError, match="messageDigest") as err:
+            scep_codec.parse_pki_message(req.der.replace(tail, flipped))
+        assert err.value.fail_info is FailInfo.badMessageCheck
+        _answer_failure(pki, err.value, req)
+
+    def test_wrong_message_digest_attribute_with_valid_signature(self, pki) -> None:
+        envelope = cms_envelope.encrypt(pki.csr.public_bytes(_der()), pki.ra_cert)
+        attrs = _base_attrs()
+        good = _signed(pki, envelope, attrs)
+        # Re-sign a copy whose messageDigest is over other content.
+        other = _signed(pki, envelope + b"x", attrs)
+        sd_good = cms.ContentInfo.load(good)
+        sd_other = cms.ContentInfo.load(other)
+        sd_good["content"]["signer_infos"] = sd_other["content"]["signer_infos"]
+        forged = sd_good.dump(force=True)
+        with pytest.raises(ScepError, match="messageDigest"):
+            scep_codec.parse_pki_message(forged)
+
+    def test_content_type_attribute_must_match(self, pki) -> None:
+        envelope = cms_envelope.encrypt(b"x", pki.ra_cert)
+        attrs = [*_base_attrs(), _attr("content_type", "enveloped_data")]
+        with pytest.raises((ScepError, UndecodableRequest)):
+            scep_codec.parse_pki_message(_signed(pki, envelope, attrs))
+
+    def test_signature_from_another_key(self, pki, other_key) -> None:
+        req = scep_client.build_pkcs_req(pki.csr, pki.signer, other_key, pki.ra_cert)
+        with pytest.raises(ScepError) as err:
+            scep_codec.parse_pki_message(req.der)
+        assert err.value.fail_info is FailInfo.badMessageCheck
+
+
+class TestDecryption:
+    def test_wrong_recipient_maps_to_bad_message_check(self, pki) -> None:
+        req = scep_client.build_pkcs_req(pki.csr, pki.signer, pki.client_key, pki.ca_cert)
+        msg = scep_codec.parse_pki_message(req.der)  # outer layer is fine
+        with pytest.raises(ScepError) as err:
+            scep_codec.decrypt_inner(msg, pki.ra_cert, pki.ra_key)
+        assert err.value.fail_info is FailInfo.badMessageCheck
+        assert err.value.reason == "cannot decrypt"  # nothing more for the peer
+        _answer_failure(pki, err.value, req)
+
+    def test_unsupported_cipher_maps_to_bad_alg(self, pki) -> None:
+        envelope = cms_envelope.encrypt(
+            pki.csr.public_bytes(_der()), pki.ra_cert, ContentCipher.AES128_CBC
+        )
+        aes128_cbc = bytes.fromhex("0609608648016503040102")
+        aes128_ecb = bytes.fromhex("0609608648016503040101")
+        der = _signed(pki, envelope.replace(aes128_cbc, aes128_ecb), _base_attrs())
+        msg = scep_codec.parse_pki_message(der)
+        assert msg.envelope_algorithms.cipher is None
+        with pytest.raises(ScepError) as err:
+            scep_codec.decrypt_inner(msg, pki.ra_cert, pki.ra_key)
+        assert err.value.fail_info is FailInfo.badAlg
+
+    def test_garbage_envelope_maps_to_bad_message_check(self, pki) -> None:
+        der = _signed(pki, b"\x30\x03\x02\x01\x00", _base_attrs())
+        msg = scep_codec.parse_pki_message(der)
+        assert msg.envelope_algorithms is None
+        with pytest.raises(ScepError) as err:
+            scep_codec.decrypt_inner(msg, pki.ra_cert, pki.ra_key)
+        assert err.value.fail_info is FailInfo.badMessageCheck
+        # A FAILURE can still be built: nothing of the envelope is needed.
+        scep_codec.build_cert_rep_failure(
+            err.value.request, FailInfo.badMessageCheck, pki.ra_cert, pki.ra_key
+        )
+
+    def test_no_envelope_is_bad_request(self, pki) -> None:
+        msg = scep_codec.parse_pki_message(
+            cms_signed.build_signed_data(
+                None, pki.signer, pki.client_key, DigestAlgorithm.SHA256, _base_attrs()
+            )
+        )
+        with pytest.raises(ScepError) as err:
+            scep_codec.decrypt_inner(msg, pki.ra_cert, pki.ra_key)
+        assert err.value.fail_info is FailInfo.badRequest
+
+    def test_bad_csr_is_bad_request(self, pki) -> None:
+        req = scep_client.build_request(
+            scep_codec.MessageType.PKCSReq,
+            b"not a csr",
+            pki.signer,
+            pki.client_key,
+            pki.ra_cert,
+            transaction_id="t",
+        )
+        msg = scep_codec.parse_pki_message(req.der)
+        inner = scep_codec.decrypt_inner(msg, pki.ra_cert, pki.ra_key)
+        with pytest.raises(ScepError) as err:
+            scep_codec.parse_csr(inner.content, msg)
+        assert err.value.fail_info is FailInfo.badRequest
+        assert err.value.request is msg
+
+
+class TestUndecodable:
+    @pytest.mark.parametrize("data", [b"", b"garbage", b"\x30\x80", b"\x30\x03\x02\x01\x00"])
+    def test_not_cms(self, data: bytes) -> None:
+        with pytest.raises(UndecodableRequest):
+            scep_codec.parse_pki_message(data)
+
+    def test_enveloped_data_is_not_a_pki_message(self, pki) -> None:
+        with pytest.raises(UndecodableRequest):
+            scep_codec.parse_pki_message(cms_envelope.encrypt(b"x", pki.ra_cert))
+
+    def test_degenerate_has_no_signer(self, pki) -> None:
+        with pytest.raises(UndecodableRequest, match="signerInfos"):
+            scep_codec.parse_pki_message(scep_codec.degenerate_certificates([pki.ra_cert]))
+
+    @pytest.mark.parametrize("missing", ["scep_message_type", "scep_transaction_id", "scep_sender_nonce"])
+    def test_missing_required_attribute(self, pki, missing: str) -> None:
+        attrs = [a for a in _base_attrs() if a["type"].native != missing]
+        der = _signed(pki, cms_envelope.encrypt(b"x", pki.ra_cert), attrs)
+        with pytest.raises(UndecodableRequest):
+            scep_codec.parse_pki_message(der)
+
+    def test_unknown_message_type(self, pki) -> None:
+        attrs = [a for a in _base_attrs() if a["type"].native != "scep_message_type"]
+        attrs.append(_attr("scep_message_type", _p("18")))  # UpdateReq: gone in RFC 8894
+        der = _signed(pki, cms_envelope.encrypt(b"x", pki.ra_cert), attrs)
+        with pytest.raises(UndecodableRequest, match="messageType|message_type"):
+            scep_codec.parse_pki_message(der)
+
+    def test_signer_certificate_missing(self, pki) -> None:
+        der = _signed(pki, cms_envelope.encrypt(b"x", pki.ra_cert), _base_attrs())
+        info = cms.ContentInfo.load(der)
+        info["content"]["certificates"] = [
+            cms.CertificateChoices(name="certificate", value=_asn1(pki.ra_cert))
+        ]
+        with pytest.raises(UndecodableRequest, match="signer certificate"):
+            scep_codec.parse_pki_message(info.dump(force=True))
+
+    def test_unsupported_digest_is_bad_alg(self, pki) -> None:
+        der = _request(pki).der
+        sha256 = bytes.fromhex("0609608648016503040201")
+        sha3_256 = bytes.fromhex("0609608648016503040208")
+        with pytest.raises(ScepError) as err:
+            scep_codec.parse_pki_message(der.replace(sha256, sha3_256))
+        assert err.value.fail_info is FailInfo.badAlg
+        assert err.value.request.digest_algorithm is None
+        # reply digest falls back to SHA-256
+        scep_codec.build_cert_rep_failure(err.value.request, FailInfo.badAlg, pki.ra_cert, pki.ra_key)
+
+
+def _der():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def _asn1(cert):
+    from asn1crypto import x509 as asn1_x509
+
+    return asn1_x509.Certificate.load(cert.public_bytes(_der()))
+
+
+def _base_attrs():
+    return [
+        _attr("scep_message_type", _p("19")),
+        _attr("scep_transaction_id", _p("tx-1")),
+        _attr("scep_sender_nonce", b"\x07" * 16),
+    ]
+
+
+def test_cipher_floor_reported_for_policy(pki) -> None:
+    opts = scep_client.RequestOptions(cipher=ContentCipher.DES_CBC)
+    req = scep_client.build_pkcs_req(pki.csr, pki.signer, pki.client_key, pki.ra_cert, options=opts)
+    msg = scep_codec.parse_pki_message(req.der)
+    assert msg.envelope_algorithms.cipher is ContentCipher.DES_CBC
+    with pytest.raises(ScepError) as err:
+        scep_codec.check_algorithms(msg)
+    assert err.value.fail_info is FailInfo.badAlg
