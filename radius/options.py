@@ -77,8 +77,7 @@ class EapOptions:
     def __post_init__(self) -> None:
         if not MIN_FRAGMENT_SIZE <= self.fragment_size <= MAX_FRAGMENT_SIZE:
             raise ValueError(
-                f"fragment_size must be {MIN_FRAGMENT_SIZE}..{MAX_FRAGMENT_SIZE}, "
-                f"got {self.fragment_size}"
+                f"fragment_size must be {MIN_FRAGMENT_SIZE}..{MAX_FRAGMENT_SIZE}, got {self.fragment_size}"
             )
         if self.conversation_timeout <= 0:
             raise ValueError("conversation_timeout must be positive")

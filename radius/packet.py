@@ -220,9 +220,7 @@ def decode(data: bytes, client: RadiusClient) -> Request:
     if ma == -1:
         # RFC 5997 §3: Status-Server always carries one.
         if client.require_message_authenticator or code == Code.STATUS_SERVER:
-            raise MalformedPacket(
-                DropReason.MISSING_MESSAGE_AUTHENTICATOR, "no Message-Authenticator"
-            )
+            raise MalformedPacket(DropReason.MISSING_MESSAGE_AUTHENTICATOR, "no Message-Authenticator")
     else:
         expected = _hmac_md5(client.secret, data[:ma], _ZERO16, data[ma + 16 : length])
         if not hmac.compare_digest(expected, data[ma : ma + 16]):
@@ -260,9 +258,7 @@ def eap_message_attributes(eap: bytes) -> list[tuple[int, bytes]]:
     """Split an EAP packet into consecutive <= 253-byte EAP-Message attributes (E8)."""
     if not eap:
         return [(Attr.EAP_MESSAGE, b"")]
-    return [
-        (Attr.EAP_MESSAGE, eap[i : i + MAX_ATTR_VALUE]) for i in range(0, len(eap), MAX_ATTR_VALUE)
-    ]
+    return [(Attr.EAP_MESSAGE, eap[i : i + MAX_ATTR_VALUE]) for i in range(0, len(eap), MAX_ATTR_VALUE)]
 
 
 def vendor_specific(vendor: int, vendor_type: int, value: bytes) -> tuple[int, bytes]:
@@ -314,9 +310,7 @@ def salt_decrypt(value: bytes, secret: bytes, request_authenticator: bytes) -> b
     return bytes(plain[1 : 1 + n])
 
 
-def mppe_key_attributes(
-    msk: bytes, secret: bytes, request_authenticator: bytes
-) -> list[tuple[int, bytes]]:
+def mppe_key_attributes(msk: bytes, secret: bytes, request_authenticator: bytes) -> list[tuple[int, bytes]]:
     """MS-MPPE-Recv-Key = MSK[0:32], MS-MPPE-Send-Key = MSK[32:64] (RFC 5216 §2.3)."""
     if len(msk) < 64:
         raise ValueError("MSK must be 64 bytes")
@@ -384,9 +378,7 @@ def encode_reply(
     code: Code, request: Request, secret: bytes, attributes: Iterable[tuple[int, bytes]]
 ) -> bytes:
     """Encode a reply to ``request``: Message-Authenticator first, Proxy-State last."""
-    rest = _encode_attrs(attributes) + b"".join(
-        attribute(Attr.PROXY_STATE, p) for p in request.proxy_state
-    )
+    rest = _encode_attrs(attributes) + b"".join(attribute(Attr.PROXY_STATE, p) for p in request.proxy_state)
     return _sign(code, request.identifier, request.authenticator, secret, rest)
 
 
@@ -424,9 +416,7 @@ def decode_reply(data: bytes, secret: bytes, request_authenticator: bytes) -> Re
     attrs = _walk(data, length)
     ma = _ma_offset(data, length)
     if ma != -1:
-        mac = _hmac_md5(
-            secret, data[:4], request_authenticator, data[20:ma], _ZERO16, data[ma + 16 :]
-        )
+        mac = _hmac_md5(secret, data[:4], request_authenticator, data[20:ma], _ZERO16, data[ma + 16 :])
         if not hmac.compare_digest(mac, data[ma : ma + 16]):
             raise MalformedPacket(DropReason.BAD_AUTHENTICATOR, "Message-Authenticator mismatch")
     eap_parts = [v for t, v in attrs if t == Attr.EAP_MESSAGE]

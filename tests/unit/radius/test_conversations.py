@@ -1,0 +1,68 @@
+"""radius.conversations with an explicit clock."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from radius.conversations import ConversationTable, DuplicateCache, DupStatus, Overloaded
+
+
+def test_add_get_remove() -> None:
+    t: ConversationTable[str] = ConversationTable(10, 60.0)
+    state = t.add("a", 0.0)
+    assert len(state) >= 16
+    assert t.get(state, 1.0) == "a"
+    assert t.remove(state) == "a"
+    assert t.get(state, 1.0) is None
+
+
+def test_expiry_counts_from_last_request() -> None:
+    t: ConversationTable[str] = ConversationTable(10, 60.0)
+    a = t.add("a", 0.0)
+    t.add("b", 10.0)
+    assert t.get(a, 50.0) == "a"  # refreshed at 50
+    assert t.expire(69.0) == []
+    assert t.expire(70.0) == ["b"]
+    assert t.get(a, 110.0) is None  # idle 60 s: gone for lookups before expire() runs
+    assert t.expire(110.0) == ["a"]
+
+
+def test_cap_refuses_new_only() -> None:
+    t: ConversationTable[str] = ConversationTable(2, 60.0)
+    a = t.add("a", 0.0)
+    t.add("b", 0.0)
+    with pytest.raises(Overloaded):
+        t.add("c", 0.0)
+    assert t.get(a, 1.0) == "a"
+
+
+def test_state_collision_retried() -> None:
+    tokens = itertools.chain([b"x" * 16, b"x" * 16], iter(lambda: b"y" * 16, None))
+    t: ConversationTable[str] = ConversationTable(10, 60.0, token=lambda n: next(tokens))
+    assert t.add("a", 0.0) == b"x" * 16
+    assert t.add("b", 0.0) == b"y" * 16
+
+
+def test_duplicate_cache() -> None:
+    c = DuplicateCache(30.0)
+    key = ("127.0.0.1", 1000, 5, b"a" * 16)
+    assert c.begin(key, 0.0) == (DupStatus.NEW, None)
+    assert c.begin(key, 1.0) == (DupStatus.IN_PROGRESS, None)
+    c.finish(key, b"reply", 1.0)
+    assert c.begin(key, 2.0) == (DupStatus.DONE, b"reply")
+    other_port = ("127.0.0.1", 1001, 5, b"a" * 16)
+    assert c.begin(other_port, 2.0)[0] is DupStatus.NEW
+    assert c.expire(32.5) == 2
+    assert c.begin(key, 33.0)[0] is DupStatus.NEW
+
+
+def test_duplicate_abandon_and_bound() -> None:
+    c = DuplicateCache(30.0, max_entries=2)
+    keys = [("h", 1, i, b"") for i in range(3)]
+    for k in keys:
+        c.begin(k, 0.0)
+    assert len(c) == 2
+    c.abandon(keys[2])
+    assert c.begin(keys[2], 0.0)[0] is DupStatus.NEW
