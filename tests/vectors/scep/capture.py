@@ -71,9 +71,7 @@ def generate() -> None:
     (HERE / "ca-test.cert.pem").write_bytes(ca.public_bytes(pem))
     (HERE / "ra-test.cert.pem").write_bytes(ra.public_bytes(pem))
     (HERE / "ra-test.key.pem").write_bytes(
-        ra_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        ra_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
 
 

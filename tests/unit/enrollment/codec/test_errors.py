@@ -104,9 +104,7 @@ class TestDecryption:
         _answer_failure(pki, err.value, req)
 
     def test_unsupported_cipher_maps_to_bad_alg(self, pki) -> None:
-        envelope = cms_envelope.encrypt(
-            pki.csr.public_bytes(_der()), pki.ra_cert, ContentCipher.AES128_CBC
-        )
+        envelope = cms_envelope.encrypt(pki.csr.public_bytes(_der()), pki.ra_cert, ContentCipher.AES128_CBC)
         aes128_cbc = bytes.fromhex("0609608648016503040102")
         aes128_ecb = bytes.fromhex("0609608648016503040101")
         der = _signed(pki, envelope.replace(aes128_cbc, aes128_ecb), _base_attrs())
