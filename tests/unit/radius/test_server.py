@@ -115,7 +115,7 @@ def _direct(server: RadiusServer, addr=ADDR) -> Callable[[bytes], bytes | None]:
 
 class TestEapOverRadius:
     @pytest.mark.parametrize("tls", ["1.2", "1.3"])
-    def test_accept_with_group_attributes(self, make_server, peer_factory, tls) -> None:  # type: ignore[no-untyped-def]
+    def test_accept_with_group_attributes(self, make_server, peer_factory, pki, tls) -> None:  # type: ignore[no-untyped-def]
         seen = []
         server = make_server(on_accept=lambda *a: seen.append(a))
         peer = peer_factory("staff-ok", tls=tls)
@@ -144,7 +144,11 @@ class TestEapOverRadius:
         assert reply.get(Attr.TUNNEL_MEDIUM_TYPE) == b"\x00\x00\x00\x06"
         assert reply.get(Attr.TUNNEL_PRIVATE_GROUP_ID) == b"10"
         assert reply.get(Attr.FILTER_ID) == b"staff-acl"
-        assert reply.get(Attr.CLASS) == b"cg-staff"
+        classes = [v for t, v in reply.attributes if t == Attr.CLASS]
+        assert classes[0] == b"cg-staff"  # the group's Class comes first
+        serial = pki.clients["staff-ok"].cert.serial_number
+        # the accounting link Class (radius.accounting.class_value), when wired in
+        assert set(classes[1:]) <= {f"certgate:staff:{serial:x}".encode()}
         assert 0 < int.from_bytes(reply.get(Attr.SESSION_TIMEOUT), "big") <= 3600
         assert reply.get(Attr.TERMINATION_ACTION) == b"\x00\x00\x00\x01"
         assert [v for t, v in reply.attributes if t == Attr.PROXY_STATE] == [
