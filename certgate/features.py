@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from certgate.admin import AdminApi
+from certgate.radius_wiring import start_radius, stop_radius
 from certgate.revocation_http import RevocationHttp
 from certgate.revocations import CrlPublisher, RevocationService
 from certgate.runtime import Runtime
@@ -29,7 +30,9 @@ async def mount(runtime: Runtime, app: web.Application) -> None:
 async def start(runtime: Runtime) -> None:
     """Start what is not HTTP (RADIUS) and publish the first CRLs."""
     await runtime.services["crls"].refresh_due()
+    await start_radius(runtime)
 
 
 async def stop(runtime: Runtime) -> None:
     """Stop in reverse order."""
+    await stop_radius(runtime)

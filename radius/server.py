@@ -28,6 +28,7 @@ from OpenSSL import SSL
 
 from radius import eap, metrics
 from radius import packet as rp
+from radius.accounting import class_value
 from radius.authorize import Allow
 from radius.conversations import ConversationTable, DuplicateCache, DupStatus
 from radius.eap_tls import Accept, AuthorizeFn, Challenge, Discard, EapTlsSession, Reject
@@ -366,6 +367,8 @@ class RadiusServer:
             attrs.append((Attr.FILTER_ID, reply.filter_id.encode()))
         if reply.class_value:
             attrs.append((Attr.CLASS, reply.class_value.encode()))
+        # Echoed by the NAS in accounting: links the session to this certificate.
+        attrs.append((Attr.CLASS, class_value(allow.group.name, allow.serial)))
         attrs.append((Attr.SESSION_TIMEOUT, rp.integer(allow.session_timeout)))
         attrs.append((Attr.TERMINATION_ACTION, rp.integer(rp.TERMINATION_ACTION_RADIUS_REQUEST)))
         out = rp.encode_reply(Code.ACCESS_ACCEPT, request, client.secret, attrs)

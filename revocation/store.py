@@ -122,6 +122,23 @@ MIGRATIONS: list[str] = [
         UNIQUE (group_name, transaction_id)
     );
     """,
+    # v3: SCEP enrollment: pending requests remember their challenge; superseded certificates
+    # are revoked when their grace period ends (revocation/scep_store.py)
+    """
+    ALTER TABLE scep_requests ADD COLUMN challenge_jti TEXT;
+    ALTER TABLE scep_requests ADD COLUMN device_id TEXT;
+    ALTER TABLE scep_requests ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX scep_requests_status ON scep_requests(status, created_at);
+    CREATE TABLE revocations_due (
+        serial TEXT PRIMARY KEY,
+        group_name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        actor TEXT NOT NULL
+    );
+    CREATE INDEX revocations_due_at ON revocations_due(due_at);
+    """,
 ]
 
 _COLUMNS = (
@@ -558,6 +575,16 @@ class Store:
         keys = ("client", "acct_session_id", "nas_ip", "nas_identifier", "calling_station_id",
                 "user_name", "serial", "group", "started_at", "updated_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def stop_sessions_of(self, client: str, nas_ip: str | None,
+                               nas_identifier: str | None) -> int:
+        """Accounting-On/Off: the NAS restarted, all its sessions ended."""
+        cur = await self._db.execute(
+            "UPDATE sessions SET stopped_at=updated_at WHERE client=? AND stopped_at IS NULL "
+            "AND (nas_ip IS ? OR nas_identifier IS ?)",
+            (client, nas_ip, nas_identifier),
+        )
+        return cur.rowcount
 
     async def record_disconnect(self, client: str, acct_session_id: str, result: str) -> None:
         await self._db.execute(

@@ -1,0 +1,93 @@
+"""Builds the RADIUS authentication and accounting servers from settings + runtime."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from cryptography import x509
+
+from certgate.errors import OperatorError
+from certgate.runtime import Runtime
+from certgate.sessions import SessionTracker
+from radius.accounting import AccountingServer
+from radius.authorize import Decision, authorize
+from radius.options import EapOptions, RadiusClient
+from radius.server import ClientTable, RadiusServer
+from radius.tls_context import TlsConfigError, build_server_context
+
+log = logging.getLogger("certgate.radius")
+
+
+def eap_options(runtime: Runtime) -> EapOptions:
+    r = runtime.settings.radius
+    return EapOptions(
+        fragment_size=r.fragment_size,
+        conversation_timeout=r.conversation_timeout,
+        max_conversations=r.max_conversations,
+        tls_min_version=r.tls_min_version,
+        tls_max_version=r.tls_max_version,
+        tls_groups=r.tls_groups,
+        resumption=r.resumption,
+    )
+
+
+def radius_clients(runtime: Runtime) -> list[RadiusClient]:
+    return [
+        RadiusClient(c.name, c.address, c.secret.encode(), c.require_message_authenticator,
+                     c.coa_port)
+        for c in runtime.settings.radius.clients
+    ]
+
+
+async def start_radius(runtime: Runtime) -> None:
+    settings = runtime.settings.radius
+    options = eap_options(runtime)
+    try:
+        context = build_server_context(
+            certificate=runtime.pki.server_certificate,
+            private_key=runtime.pki.server_key,
+            chain=list(runtime.pki.server_chain),
+            root=runtime.pki.root,
+            intermediates=[g.intermediate for g in runtime.groups],
+            options=options,
+        )
+    except TlsConfigError as exc:
+        raise OperatorError(f"[radius] TLS settings: {exc}", exit_code=2) from None
+
+    groups, revoked = runtime.groups, runtime.revoked
+
+    def decide(leaf: x509.Certificate, chain: Sequence[x509.Certificate] | None, resumed: bool,
+               now: dt.datetime) -> Decision:
+        return authorize(leaf, chain, resumed, groups, revoked, now)
+
+    clients = radius_clients(runtime)
+    server = RadiusServer(clients, options, context, decide)
+    try:
+        await server.start(settings.listen.host, settings.listen.port)
+    except OSError as exc:
+        raise OperatorError(f"cannot bind RADIUS on {settings.listen} ([radius] listen): "
+                            f"{exc.strerror}") from None
+    runtime.services["radius"] = server
+
+    tracker = SessionTracker(runtime)
+    runtime.services["sessions"] = tracker
+    runtime.services["revocations"].disconnect_hooks.append(tracker.disconnect_revoked)
+    if settings.acct_listen is not None:
+        table = ClientTable(clients)
+        acct = AccountingServer(table.match, tracker.record)
+        try:
+            await acct.start(settings.acct_listen.host, settings.acct_listen.port)
+        except OSError as exc:
+            await server.stop()
+            raise OperatorError(f"cannot bind RADIUS accounting on {settings.acct_listen} "
+                                f"([radius] acct_listen): {exc.strerror}") from None
+        runtime.services["accounting"] = acct
+
+
+async def stop_radius(runtime: Runtime) -> None:
+    for name in ("accounting", "radius"):
+        service = runtime.services.pop(name, None)
+        if service is not None:
+            await service.stop()
