@@ -276,6 +276,12 @@ class RadiusServer:
                 return None
             self.duplicates.finish(key, reply, now)
             return self._respond(client, reply, reply[0])
+        except rp.PacketTooLarge as exc:  # e.g. an abusive Proxy-State pushes past 4096 bytes
+            log.warning("RADIUS reply to %s (%s) dropped: %s", client.name, addr[0], exc)
+            metrics.DROPPED.labels(client.name, DropReason.REPLY_TOO_LARGE.value).inc()
+            if key is not None:
+                self.duplicates.abandon(key)
+            return None
         except Exception:
             log.exception("RADIUS request from %s (%s) failed", client.name, addr[0])
             metrics.DROPPED.labels(client.name, DropReason.INTERNAL_ERROR.value).inc()
