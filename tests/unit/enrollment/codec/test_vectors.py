@@ -115,3 +115,21 @@ class TestCertmonger07917:
         assert result.certificates == (issued,)
         assert result.algorithms.cipher is ContentCipher.AES256_CBC
         assert result.message.transaction_id == msg.transaction_id
+
+
+class TestCertmongerGetCertInitial:
+    """certmonger's prebuilt CertPoll after a PENDING answer."""
+
+    def test_issuer_and_subject(self, pki) -> None:
+        msg = scep_codec.parse_pki_message(pki.vector("certmonger-0.79.17-getcertinitial.der"))
+        assert msg.message_type is MessageType.CertPoll
+        assert msg.transaction_id.isdigit()
+        key = pki.load_key("certmonger-0.79.17-getcertinitial-client.key.pem")
+        assert msg.signer_certificate.public_key() == key.public_key()
+        inner = scep_codec.decrypt_inner(msg, pki.ra_cert, pki.ra_key)
+        body = scep_codec.parse_inner(msg.message_type, inner.content, msg)
+        assert body.issuer == pki.ca_cert.subject  # the CA given with -N, not the RA
+        assert body.subject.rfc4514_string() == "CN=device01.example.com"
+        pending = scep_codec.build_cert_rep_pending(msg, pki.ra_cert, pki.ra_key)
+        result = scep_client.parse_cert_rep(pending, msg.signer_certificate, key)
+        assert result.status is PKIStatus.PENDING
