@@ -133,3 +133,19 @@ class TestCertmongerGetCertInitial:
         pending = scep_codec.build_cert_rep_pending(msg, pki.ra_cert, pki.ra_key)
         result = scep_client.parse_cert_rep(pending, msg.signer_certificate, key)
         assert result.status is PKIStatus.PENDING
+
+
+class TestScepclientRenewal:
+    """scepclient rerun with an existing cert: RenewalReq signed by the old cert."""
+
+    def test_renewal_req(self, pki) -> None:
+        msg = scep_codec.parse_pki_message(pki.vector("scepclient-2.1.0-renewalreq.der"))
+        assert msg.message_type is MessageType.RenewalReq
+        assert not msg.signer_is_self_signed
+        assert msg.signer_certificate.issuer == pki.ra_cert.subject
+        key = pki.load_key("scepclient-2.1.0-renewal-client.key.pem")
+        # Key reuse => the transactionID of the original PKCSReq, again.
+        assert msg.transaction_id == scep_client.transaction_id_for(key.public_key())
+        csr = scep_codec.parse_csr(scep_codec.decrypt_inner(msg, pki.ra_cert, pki.ra_key).content)
+        assert csr.public_key() == key.public_key() == msg.signer_certificate.public_key()
+        assert scep_codec.challenge_password(csr) == "x"
