@@ -113,10 +113,11 @@ async def serve(settings: Settings) -> int:
              settings.http.public_url)
 
     def poll_revocations() -> None:
-        if watcher.poll():
+        changes = watcher.poll()
+        if changes:
             set_revocation_gauges(runtime)
             for hook in runtime.services.get("on_revocation_change", []):
-                hook()
+                hook(changes)
 
     tasks = [
         asyncio.create_task(_periodic(settings.radius.revocation_poll_interval,

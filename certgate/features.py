@@ -23,7 +23,7 @@ async def mount(runtime: Runtime, app: web.Application) -> None:
     runtime.services["revocations"] = revocations
     RevocationHttp(runtime, crls).routes(app)
     AdminApi(runtime, revocations).routes(app)
-    runtime.services.setdefault("on_revocation_change", []).append(crls.mark_dirty)
+    runtime.services.setdefault("on_revocation_change", []).append(revocations.on_store_changes)
     runtime.services.setdefault("periodic", []).append((60.0, crls.refresh_due, "crl-refresh"))
 
 

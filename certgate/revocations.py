@@ -18,6 +18,7 @@ from certgate.runtime import Runtime
 from revocation.crl import RevokedEntry, build_crl, crl_der, crl_pem
 from revocation.inventory import REVOKED, CertRecord
 from revocation.store import RevokeOutcome
+from revocation.watcher import Change
 
 log = logging.getLogger("certgate.revocation")
 
@@ -100,6 +101,9 @@ class RevocationService:
         self.runtime = runtime
         self.crls = crls
         self.disconnect_hooks: list[DisconnectHook] = []
+        # revocations already acted on in this process, so the watcher seeing our own
+        # write does not count or disconnect twice
+        self._seen: set[tuple[str, int]] = set()
 
     async def revoke(self, serial: int, reason: str, actor: str,
                      details: dict | None = None) -> RevokeOutcome | None:
@@ -113,12 +117,14 @@ class RevocationService:
     def applied(self, record: CertRecord) -> None:
         """Effects after the durable write: index, metrics, CRL, Disconnect."""
         if record.status == REVOKED:
+            self._seen.add((record.group, record.serial))
             self.runtime.revoked.add(record.group, record.serial)
             REVOCATIONS.labels(group=record.group, reason=record.reason or "unspecified").inc()
             log.info("revoked %s (group %s, %s)", record.serial_hex, record.group, record.reason)
             for hook in self.disconnect_hooks:
                 asyncio.get_running_loop().create_task(hook(record))
         else:
+            self._seen.discard((record.group, record.serial))
             self.runtime.revoked.discard(record.group, record.serial)
         self.crls.mark_dirty(record.group)
         asyncio.get_running_loop().create_task(self._refresh(record.group))
@@ -128,6 +134,32 @@ class RevocationService:
             await self.crls.get(group)
         except Exception:
             log.exception("CRL regeneration for %s failed", group)
+
+    def on_store_changes(self, changes: list[Change]) -> None:
+        """Changes the watcher saw in the store (own writes included): count revocations made
+        by other processes (the CLI), refresh CRLs, and disconnect revoked sessions."""
+        for change in changes:
+            self.crls.mark_dirty(change.group)
+            if change.status != REVOKED:
+                self._seen.discard((change.group, change.serial))
+                continue
+            if (change.group, change.serial) in self._seen:
+                continue
+            self._seen.add((change.group, change.serial))
+            REVOCATIONS.labels(group=change.group, reason=change.reason or "unspecified").inc()
+            asyncio.get_running_loop().create_task(self._disconnect_serial(change.serial))
+
+    async def _disconnect_serial(self, serial: int) -> None:
+        record = await self.runtime.store.get(serial)
+        if record is None:
+            return
+        log.info("revoked elsewhere: %s (group %s, %s)", record.serial_hex, record.group,
+                 record.reason)
+        for hook in self.disconnect_hooks:
+            try:
+                await hook(record)
+            except Exception:
+                log.exception("disconnect hook failed for %s", record.serial_hex)
 
     async def release_hold(self, serial: int, actor: str) -> CertRecord | None:
         if not await self.runtime.store.release_hold(serial, actor):

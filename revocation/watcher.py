@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from revocation.snapshot import RevocationIndex
 
 log = logging.getLogger("certgate.revocation")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    group: str
+    serial: int
+    status: str
+    reason: str | None
 
 
 class RevocationWatcher:
@@ -41,24 +50,27 @@ class RevocationWatcher:
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         return len(self._index)
 
-    def poll(self) -> int:
-        """Apply changes committed since the last poll; returns how many rows changed."""
+    def poll(self) -> list[Change]:
+        """Apply changes committed since the last poll (by any connection) and return them."""
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
-            return 0
+            return []
         self._data_version = version
         rows = self._conn.execute(
-            "SELECT group_name, serial, status, change_seq FROM certificates "
+            "SELECT group_name, serial, status, reason, change_seq FROM certificates "
             "WHERE change_seq>? ORDER BY change_seq",
             (self._index.version,),
         ).fetchall()
-        for group, serial, status, seq in rows:
+        changes = []
+        for group, serial_text, status, reason, seq in rows:
+            serial = int(serial_text, 16)
             if status == "revoked":
-                self._index.add(group, int(serial, 16))
+                self._index.add(group, serial)
             else:
-                self._index.discard(group, int(serial, 16))
+                self._index.discard(group, serial)
             self._index.version = max(self._index.version, seq)
+            changes.append(Change(group, serial, status, reason))
         if rows:
             log.info("revocation index updated: %d change(s), %d revoked", len(rows),
                      len(self._index))
-        return len(rows)
+        return changes

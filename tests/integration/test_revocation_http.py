@@ -126,6 +126,9 @@ def test_revoke_cli_api_webhook_crl_ocsp(server: ServerProcess, initialized: Pat
     _, metrics = server.get("/metrics")
     text = metrics.decode()
     assert 'certgate_revocations_total{group="staff",reason="affiliationChanged"} 1.0' in text
+    # made by the CLI in another process, counted once the watcher saw it
+    assert 'certgate_revocations_total{group="staff",reason="keyCompromise"} 1.0' in text
+    assert 'certgate_revocations_total{group="staff",reason="cessationOfOperation"} 1.0' in text
     assert 'certgate_webhook_requests_total{result="bad_signature"} 1.0' in text
     assert "certgate_crl_next_update_timestamp_seconds{group=\"staff\"}" in text
 

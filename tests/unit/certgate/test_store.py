@@ -11,7 +11,7 @@ from pki import profiles
 from pki.keys import generate_key
 from revocation.inventory import CertRecord
 from revocation.snapshot import RevocationIndex
-from revocation.store import ChallengeUnavailable, ChallengeUse, SerialConflict, Store
+from revocation.store import MIGRATIONS, ChallengeUnavailable, ChallengeUse, SerialConflict, Store
 from revocation.watcher import RevocationWatcher
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
@@ -46,7 +46,7 @@ async def test_records_survive_restart(tmp_path: Path, ca) -> None:
     got = await store.get(rec.serial)
     assert got is not None and got.status == "revoked" and got.reason == "keyCompromise"
     assert got.device_id == "d1" and got.pem == rec.pem
-    assert await store.schema_version() == 2
+    assert await store.schema_version() == len(MIGRATIONS)
     seq, entries = await store.revocation_snapshot()
     assert entries == [("staff", rec.serial)] and seq == 1
     await store.close()
@@ -115,11 +115,11 @@ async def test_watcher_sees_revocations_from_another_connection(tmp_path: Path, 
     index = RevocationIndex()
     watcher = RevocationWatcher(path, index)
     assert watcher.load_all() == 1
-    assert watcher.poll() == 0  # nothing new: only a PRAGMA
+    assert watcher.poll() == []  # nothing new: only a PRAGMA
     other = await Store.open(path)  # e.g. the `certgate revoke` CLI process
     await other.revoke(recs[1].serial, "keyCompromise", "cli", NOW)
     await other.close()
-    assert watcher.poll() == 1
+    assert [c.serial for c in watcher.poll()] == [recs[1].serial]
     assert index.is_revoked("staff", recs[1].serial)
     assert not index.is_revoked("staff", recs[2].serial)
     assert not index.is_revoked("guests", recs[1].serial)
