@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from enrollment.cms_ber import BerError, normalize, string_value
+from enrollment.cms_ber import BerError, normalize, string_value, unwrap_explicit
 from enrollment.cms_envelope import hash_for
 from enrollment.scep_types import DigestAlgorithm, UnsupportedAlgorithm
 
@@ -153,7 +153,12 @@ def load_signed_data(data: bytes | cms.ContentInfo) -> ParsedSignedData:
         content: bytes | None = None
         if not isinstance(content_obj, core.Void):
             try:
-                content = string_value(_raw(content_obj))
+                # _raw() of an EXPLICIT value = [0] header + inner TLV.
+                inner = unwrap_explicit(_raw(content_obj))
+                if inner[:1] not in (b"\x04", b"\x24"):
+                    # PKCS#7 v1.5 allowed any type here; SCEP wraps in OCTET STRING.
+                    raise MalformedSignedData("eContent is not an OCTET STRING")
+                content = string_value(inner)
             except BerError as exc:
                 raise MalformedSignedData(f"bad eContent: {exc}") from exc
         attrs: dict[str, core.SetOf] = {}

@@ -230,3 +230,45 @@ def test_cipher_floor_reported_for_policy(pki) -> None:
     with pytest.raises(ScepError) as err:
         scep_codec.check_algorithms(msg)
     assert err.value.fail_info is FailInfo.badAlg
+
+
+def test_subject_key_identifier_signer(pki) -> None:
+    """SignerInfo v3 with sid = subjectKeyIdentifier (the sid is not signed)."""
+    from asn1crypto import x509 as asn1_x509
+
+    req = _request(pki)
+    info = cms.ContentInfo.load(req.der)
+    si = info["content"]["signer_infos"][0]
+    ski = asn1_x509.Certificate.load(pki.signer.public_bytes(_der())).public_key.sha1
+    si["version"] = "v3"
+    si["sid"] = cms.SignerIdentifier(name="subject_key_identifier", value=ski)
+    msg = scep_codec.parse_pki_message(info.dump(force=True))
+    assert msg.signer_certificate == pki.signer
+
+
+def test_econtent_must_be_an_octet_string(pki) -> None:
+    info = cms.ContentInfo.load(_request(pki).der)
+    der = info.dump()
+    env = cms.ContentInfo.load(scep_codec.parse_pki_message(der).enveloped_content)
+    # PKCS#7 v1.5 style: eContent [0] holds the EnvelopedData itself, no OCTET STRING.
+    encap = info["content"]["encap_content_info"]
+    inner = env.dump()
+    from enrollment.cms_ber import _encode_length
+
+    wrapped = b"\xa0" + _encode_length(len(inner)) + inner
+    body = encap["content_type"].dump() + wrapped
+    new_encap = b"\x30" + _encode_length(len(body)) + body
+    assert der.count(encap.dump()) == 1
+    sd = info["content"]
+    sd_body = (
+        sd["version"].dump()
+        + sd["digest_algorithms"].dump()
+        + new_encap
+        + sd["certificates"].dump()
+        + sd["signer_infos"].dump()
+    )
+    sd_der = b"\x30" + _encode_length(len(sd_body)) + sd_body
+    exp = b"\xa0" + _encode_length(len(sd_der)) + sd_der
+    top_body = info["content_type"].dump() + exp
+    with pytest.raises(UndecodableRequest, match="OCTET STRING"):
+        scep_codec.parse_pki_message(b"\x30" + _encode_length(len(top_body)) + top_body)
