@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pki import profiles
 from pki.keys import generate_key, load_private_key
+from revocation import webhook
 from tests import eap_client
-from tests.support import SECRET, TOKEN, ServerProcess, certgate, require_tool
+from tests.support import SECRET, TOKEN, WEBHOOK_SECRET, ServerProcess, certgate, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +51,11 @@ class Lab:
         self.root = self.pki / "root.crt"
         self.serials: dict[str, str] = {}
         for name, group in (("staff-ok", "staff"), ("guests-ok", "guests"),
-                            ("staff-revoked", "staff")):
+                            ("staff-revoked", "staff"), ("staff-device", "staff")):
             self.serials[name] = certgate(
                 "certs", "issue", "--group", group, "--cn", name, "--out", str(directory),
-                "--san", f"email:{name}@example.test", config=config,
+                "--san", f"email:{name}@example.test", "--device-id",
+                "MDM-DEVICE-7" if name == "staff-device" else f"dev-{name}", config=config,
             ).stdout.strip()
         self._forge()
 
@@ -186,11 +188,21 @@ def test_rejects_revoked_expired_rogue_nongroup_and_no_cert(server: ServerProces
     for tls in ("1.2", "1.3"):
         code, out = lab.eapol(server, "staff-revoked", tls)
         assert code != 0 and "Access-Reject" in out, out[-2000:]
-    # ... and through the CLI from another process (seen within a second)
+    # ... through the CLI from another process (seen within a second) ...
     certgate("revoke", "--serial", lab.serials["guests-ok"], "--reason", "superseded",
              config=lab.config)
     time.sleep(1.0)
     code, out = lab.eapol(server, "guests-ok")
+    assert code != 0 and "Access-Reject" in out, out[-2000:]
+    # ... and through the MDM webhook (device removed: all its certificates)
+    code, out = lab.eapol(server, "staff-device")
+    assert code == 0, out[-2000:]
+    body = json.dumps({"device_id": "MDM-DEVICE-7", "event": "device-removed",
+                       "event_id": "e-1"}).encode()
+    status, answer = server.post("/api/v1/webhooks/device-removed", body, {
+        webhook.HEADER: webhook.sign(WEBHOOK_SECRET, body, dt.datetime.now(dt.UTC))})
+    assert status == 200 and json.loads(answer)["revoked"] == [lab.serials["staff-device"]]
+    code, out = lab.eapol(server, "staff-device")
     assert code != 0 and "Access-Reject" in out, out[-2000:]
 
     for name in ("staff-expired", "rogue", "nongroup"):
