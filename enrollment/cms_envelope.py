@@ -120,10 +120,23 @@ def load_enveloped_data(data: bytes | cms.ContentInfo) -> cms.EnvelopedData:
     The returned object's encryptedContent is a raw ``core.Any``; use
     ``encrypted_content(env)`` to read it.
     """
+    if isinstance(data, cms.ContentInfo):
+        data = data.dump()
     try:
-        if isinstance(data, cms.ContentInfo):
-            data = data.dump()
-        info = _LenientContentInfo.load(normalize(data))
+        return _load_enveloped_data(data)
+    except MalformedEnvelope:
+        try:
+            normal = normalize(data)
+        except BerError as exc:
+            raise MalformedEnvelope(f"bad BER: {exc}") from exc
+        if normal is data:
+            raise
+        return _load_enveloped_data(normal)
+
+
+def _load_enveloped_data(data: bytes) -> cms.EnvelopedData:
+    try:
+        info = _LenientContentInfo.load(data)
         if info["content_type"].native != "enveloped_data":
             raise MalformedEnvelope(f"content type {info['content_type'].native!r}")
         env = info["content"]

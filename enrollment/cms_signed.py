@@ -10,7 +10,7 @@ checking the signature.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core
@@ -129,11 +129,28 @@ def _raw(value: core.Asn1Value) -> bytes:
 
 
 def load_signed_data(data: bytes | cms.ContentInfo) -> ParsedSignedData:
-    """Parse ContentInfo(SignedData) with exactly one SignerInfo; no crypto yet."""
+    """Parse ContentInfo(SignedData) with exactly one SignerInfo; no crypto yet.
+
+    DER goes straight to asn1crypto; if that fails, the input is normalised
+    from BER (cms_ber.normalize) and parsed once more.
+    """
+    if isinstance(data, cms.ContentInfo):
+        data = data.dump()
     try:
-        if isinstance(data, cms.ContentInfo):
-            data = data.dump()
-        info = _LenientContentInfo.load(normalize(data))
+        return _load_signed_data(data)
+    except MalformedSignedData:
+        try:
+            normal = normalize(data)
+        except BerError as exc:
+            raise MalformedSignedData(f"bad BER: {exc}") from exc
+        if normal is data:
+            raise
+        return _load_signed_data(normal)
+
+
+def _load_signed_data(data: bytes) -> ParsedSignedData:
+    try:
+        info = _LenientContentInfo.load(data)
         if info["content_type"].native != "signed_data":
             raise MalformedSignedData(f"content type {info['content_type'].native!r}")
         sd = info["content"]
@@ -193,18 +210,18 @@ def load_signed_data(data: bytes | cms.ContentInfo) -> ParsedSignedData:
         raise MalformedSignedData(f"not a SignedData: {exc}") from exc
 
 
-def _signed_attrs_candidates(signed_attrs: cms.CMSAttributes) -> list[bytes]:
-    """DER SET OF encodings the signer may have signed (received bytes first)."""
+def _signed_attrs_candidates(signed_attrs: cms.CMSAttributes) -> Iterator[bytes]:
+    """DER SET OF encodings the signer may have signed: the received bytes with
+    the SET tag, then (only if those fail) a forced DER re-encoding."""
     raw = signed_attrs.dump()
     first = b"\x31" + raw[1:]
-    out = [first]
+    yield first
     try:
         der = cms.CMSAttributes.load(first).dump(force=True)
     except ValueError:
-        return out
+        return
     if der != first:
-        out.append(der)
-    return out
+        yield der
 
 
 def _signature_hash(parsed: ParsedSignedData) -> DigestAlgorithm:

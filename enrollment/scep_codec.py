@@ -47,7 +47,15 @@ from enrollment.scep_types import (
 )
 
 __all__ = [
+    "ContentCipher",
     "Decrypted",
+    "DigestAlgorithm",
+    "FailInfo",
+    "KeyTransport",
+    "MessageType",
+    "PKIStatus",
+    "ScepError",
+    "UndecodableRequest",
     "EnvelopeAlgorithms",
     "IssuerAndSerial",
     "IssuerAndSubject",
