@@ -84,6 +84,7 @@ EnvelopeAlgorithms = cms_envelope.EnvelopeAlgorithms
 Decrypted = cms_envelope.Decrypted
 
 NONCE_SIZE = 16
+MAX_MESSAGE_SIZE = 2 * 1024 * 1024  # micromdm's POST cap; Intune blobs stay far below
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _bytes_attr(parsed: cms_signed.ParsedSignedData, name: str) -> bytes | None:
     return None if value is None else value.native
 
 
-def parse_pki_message(data: bytes) -> PkiMessage:
+def parse_pki_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> PkiMessage:
     """Parse and authenticate a pkiMessage (BER accepted).
 
     Raises UndecodableRequest when no reply can be addressed (not CMS, no signer
@@ -155,6 +156,8 @@ def parse_pki_message(data: bytes) -> PkiMessage:
     ``request`` set for bad signatures (badMessageCheck) and algorithms we
     cannot verify (badAlg).
     """
+    if len(data) > max_size:
+        raise UndecodableRequest(f"pkiMessage of {len(data)} bytes exceeds {max_size}")
     try:
         parsed = cms_signed.load_signed_data(data)
     except cms_signed.MalformedSignedData as exc:

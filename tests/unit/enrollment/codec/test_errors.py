@@ -272,3 +272,10 @@ def test_econtent_must_be_an_octet_string(pki) -> None:
     top_body = info["content_type"].dump() + exp
     with pytest.raises(UndecodableRequest, match="OCTET STRING"):
         scep_codec.parse_pki_message(b"\x30" + _encode_length(len(top_body)) + top_body)
+
+
+def test_size_cap(pki) -> None:
+    der = _request(pki).der
+    with pytest.raises(UndecodableRequest, match="exceeds"):
+        scep_codec.parse_pki_message(der, max_size=len(der) - 1)
+    scep_codec.parse_pki_message(der, max_size=len(der))
