@@ -3,7 +3,9 @@
     msg = parse_pki_message(body)            # verify signature + messageDigest
     inner = decrypt_inner(msg, ra_cert, ra_key)
     csr = parse_csr(inner.content, msg)      # or parse_issuer_and_subject / _serial
-    reply = build_cert_rep_success(msg, [issued], ra_cert, ra_key, algorithms=inner.algorithms)
+    reply = build_cert_rep_success(
+        msg, [issued], ra_cert, ra_key, ReplyOptions(algorithms=inner.algorithms)
+    )
 
 Errors: ``UndecodableRequest`` (answer HTTP 400) when no CertRep can be built;
 ``ScepError(fail_info, reason, request=msg)`` once signer and transactionID are
