@@ -296,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--release-hold", action="store_true",
                     help="release a certificateHold instead (with --serial)")
 
+    from certgate.cli_enroll import add_parsers as add_enrollment_parsers
+
+    add_enrollment_parsers(sub, add, _settings)  # challenge create|mint-blob, requests ...
+
     sp = add("demo", cmd_demo, "write a demo config (groups staff, guests), init, and serve")
     sp.add_argument("--dir", default="demo")
     sp.add_argument("--no-serve", action="store_true", help="only write config and PKI")

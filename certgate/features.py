@@ -22,7 +22,14 @@ async def mount(runtime: Runtime, app: web.Application) -> None:
     runtime.services["crls"] = crls
     runtime.services["revocations"] = revocations
     RevocationHttp(runtime, crls).routes(app)
-    AdminApi(runtime, revocations).routes(app)
+    admin = AdminApi(runtime, revocations)
+    admin.routes(app)
+    from certgate.scep_http import ScepHttp  # SCEP endpoints + challenge API
+
+    scep = ScepHttp(runtime, admin)
+    scep.routes(app)
+    runtime.services["scep"] = scep
+    runtime.services.setdefault("periodic", []).extend(scep.periodic())
     runtime.services.setdefault("on_revocation_change", []).append(revocations.on_store_changes)
     runtime.services.setdefault("periodic", []).append((60.0, crls.refresh_due, "crl-refresh"))
 

@@ -105,6 +105,13 @@ class RevocationSettings:
 
 
 @dataclass(frozen=True)
+class ScepSettings:
+    mdm_blob_keys: tuple[Path, ...] = ()  # trusted MDM blob-signing public keys (P-256 PEM)
+    max_pending_age_days: int = 7  # manual-approval requests left pending longer are rejected
+    signing_time_skew_seconds: int = 3600  # |signingTime - now| above this -> badTime
+
+
+@dataclass(frozen=True)
 class GroupSettings:
     name: str
     vlan: str | None = None
@@ -136,6 +143,7 @@ class Settings:
     admin: AdminSettings
     revocation: RevocationSettings = field(default_factory=RevocationSettings)
     groups: tuple[GroupSettings, ...] = field(default_factory=tuple)
+    scep: ScepSettings = field(default_factory=ScepSettings)
 
     def group(self, name: str) -> GroupSettings | None:
         return next((g for g in self.groups if g.name == name), None)
@@ -407,6 +415,8 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     )
     rv.finish()
 
+    scep = _parse_scep(_Reader(top.table_("scep"), "scep", errors), base)
+
     groups: list[GroupSettings] = []
     for gname, gtable in top.table_("groups").items():
         prefix = f"groups.{gname}"
@@ -463,4 +473,35 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         admin=admin,
         revocation=revocation,
         groups=tuple(groups),
+        scep=scep,
     )
+
+
+def _parse_scep(sc: _Reader, base: Path) -> ScepSettings:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    keys: list[Path] = []
+    for i, text in enumerate(sc.str_list("mdm_blob_keys", ())):
+        path = Path(os.path.expanduser(text))
+        path = path if path.is_absolute() else base / path
+        name = f"mdm_blob_keys[{i}]"
+        try:
+            key = load_pem_public_key(path.read_bytes())
+        except OSError as exc:
+            sc.error(name, f"cannot read {path}: {exc.strerror}")
+            continue
+        except ValueError:
+            sc.error(name, f"{path} is not a PEM public key (-----BEGIN PUBLIC KEY-----)")
+            continue
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+            sc.error(name, f"{path} must be a P-256 (ES256) public key")
+            continue
+        keys.append(path)
+    scep = ScepSettings(
+        mdm_blob_keys=tuple(keys),
+        max_pending_age_days=sc.int("max_pending_age_days", 7, 1, 365),
+        signing_time_skew_seconds=sc.int("signing_time_skew_seconds", 3600, 1, 7 * 86400),
+    )
+    sc.finish()
+    return scep

@@ -5,6 +5,8 @@ Layout under `[pki] dir`:
     server.crt server.key server-chain.pem      (RADIUS server, issued by the root)
     groups/<group>/ca.crt ca.key                (group intermediate)
     groups/<group>/ra.crt ra.key                (SCEP RA, RSA, issued by the group CA)
+    scep-challenge.secret                       (32 random bytes: MAC key of dynamic challenges)
+    blob.key blob.pub.pem                       (P-256: MDM challenge blobs are encrypted to it)
 `init` never overwrites a key: it only creates what is missing.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certgate.errors import OperatorError
 from certgate.settings import GroupSettings, PkiSettings
@@ -81,6 +83,8 @@ class LoadedPki:
     server_key: PrivateKey
     server_chain: tuple[x509.Certificate, ...]  # extra certs sent after the leaf
     groups: dict[str, GroupCa]
+    challenge_secret: bytes | None = None  # None: PKI made before SCEP; `certgate init` adds it
+    blob_key: ec.EllipticCurvePrivateKey | None = None
 
     def group_table(self, group_settings: tuple[GroupSettings, ...]) -> GroupTable:
         return GroupTable(
@@ -210,7 +214,54 @@ class Hierarchy:
                 write_certificate(gdir / "ra.crt", ra)
                 report.created.append(f"group {g.name} SCEP RA")
                 report.issued.append((f"ra:{g.name}", ra))
+        self._init_scep_secrets(report, passphrase)
         return report
+
+    @property
+    def challenge_secret_path(self) -> Path:
+        return self.dir / "scep-challenge.secret"
+
+    @property
+    def blob_key_path(self) -> Path:
+        return self.dir / "blob.key"
+
+    def _init_scep_secrets(self, report: InitReport, passphrase: bytes | None) -> None:
+        if self.challenge_secret_path.exists():
+            report.kept.append("scep challenge secret")
+        else:
+            fd = os.open(self.challenge_secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(os.urandom(32))
+            report.created.append("scep challenge secret")
+        if self.blob_key_path.exists():
+            report.kept.append("scep blob key")
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            write_private_key(self.blob_key_path, key, passphrase)
+            (self.dir / "blob.pub.pem").write_bytes(key.public_key().public_bytes(
+                PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            report.created.append("scep blob key (blob.pub.pem for MDMs)")
+
+    def _load_scep_secrets(
+        self, passphrase: bytes | None
+    ) -> tuple[bytes | None, ec.EllipticCurvePrivateKey | None]:
+        secret = None
+        if self.challenge_secret_path.exists():
+            mode = self.challenge_secret_path.stat().st_mode & 0o777
+            if mode & 0o077:
+                raise OperatorError(f"{self.challenge_secret_path} has mode {mode:o}: run "
+                                    f"`chmod 600 {self.challenge_secret_path}`")
+            secret = self.challenge_secret_path.read_bytes()
+            if len(secret) < 32:
+                raise OperatorError(f"{self.challenge_secret_path} is shorter than 32 bytes: "
+                                    "remove it and run `certgate init` (open challenges die)")
+        blob_key = None
+        if self.blob_key_path.exists():
+            key = load_private_key(self.blob_key_path, passphrase)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise OperatorError(f"{self.blob_key_path} must be a P-256 key")
+            blob_key = key
+        return secret, blob_key
 
     def _import_root(self, cert_path: Path, key_path: Path | None, passphrase: bytes | None) -> None:
         root = read_certificate(cert_path)
@@ -282,7 +333,8 @@ class Hierarchy:
         chain = tuple(
             x509.load_pem_x509_certificates((self.dir / "server-chain.pem").read_bytes())[1:]
         )
-        return LoadedPki(root, server, server_key, chain, loaded)
+        secret, blob_key = self._load_scep_secrets(passphrase)
+        return LoadedPki(root, server, server_key, chain, loaded, secret, blob_key)
 
     def load_certificates_only(self, groups: tuple[GroupSettings, ...]) -> dict[str, x509.Certificate]:
         """Intermediates without keys (for listing)."""

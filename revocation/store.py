@@ -11,7 +11,9 @@ and stamps the row's `change_seq`; a watcher polls `PRAGMA data_version`
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import json
 import sqlite3
 from collections.abc import Iterable
@@ -217,10 +219,23 @@ def _row_to_record(row: sqlite3.Row | tuple) -> CertRecord:
     )
 
 
+def _serialized(method):  # noqa: ANN001, ANN202
+    """One transaction at a time on the shared connection: a second BEGIN from another
+    coroutine while one is open fails ("cannot start a transaction within a transaction")."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        async with self.write_lock:
+            return await method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self.write_lock = asyncio.Lock()  # held around every BEGIN ... COMMIT
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -269,6 +284,7 @@ class Store:
 
     # -- certificates -----------------------------------------------------------------
 
+    @_serialized
     async def record_certificate(
         self,
         record: CertRecord,
@@ -365,6 +381,7 @@ class Store:
             rows = await cur.fetchall()
         return [_row_to_record(r) for r in rows]
 
+    @_serialized
     async def revoke(
         self, serial: int, reason: str, actor: str, now: dt.datetime | None = None,
         details: dict | None = None,
@@ -406,6 +423,7 @@ class Store:
         assert updated is not None
         return RevokeOutcome(updated, changed=True)
 
+    @_serialized
     async def release_hold(self, serial: int, actor: str, now: dt.datetime | None = None) -> bool:
         now = now or dt.datetime.now(dt.UTC)
         await self._db.execute("BEGIN IMMEDIATE")
@@ -471,6 +489,7 @@ class Store:
 
     # -- challenges ---------------------------------------------------------------------
 
+    @_serialized
     async def add_challenge(
         self, jti: str, kind: str, group: str, token_hash: str | None, binding: dict,
         created_at: dt.datetime, expires_at: dt.datetime, created_by: str,
@@ -518,6 +537,7 @@ class Store:
 
     # -- CRL numbering -------------------------------------------------------------------
 
+    @_serialized
     async def next_crl_number(self, group: str, this_update: dt.datetime,
                               next_update: dt.datetime) -> int:
         """Reserve the next CRL number for `group` (monotonic, durable)."""

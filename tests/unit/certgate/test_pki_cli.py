@@ -49,7 +49,8 @@ def test_init_creates_one_intermediate_per_group_chaining_to_root(initialized: P
 def test_keys_are_0600_and_init_never_overwrites(initialized: Path) -> None:
     pki = pki_dir(initialized)
     keys = list(pki.rglob("*.key"))
-    assert len(keys) == 1 + 1 + 2 * 2  # root, server, (ca, ra) per group
+    assert len(keys) == 1 + 1 + 2 * 2 + 1  # root, server, (ca, ra) per group, SCEP blob key
+    keys.append(pki / "scep-challenge.secret")
     for key in keys:
         assert (key.stat().st_mode & 0o777) == 0o600, key
     before = {k: k.read_bytes() for k in keys}

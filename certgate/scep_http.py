@@ -1,0 +1,233 @@
+"""SCEP over HTTP: /scep/<group>[/anything] (GET, POST) and the challenge admin API.
+
+The operation comes from the query; a GET PKIOperation's `message` is read from the raw
+query string (clients leave '+' and '/' unescaped, use URL-safe base64, insert %0A
+newlines or drop the padding). Unknown group -> 404; undecodable -> 400 with a short
+reason; every parsed request gets a signed CertRep, never an HTTP 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+import re
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from certgate.admin import AdminApi
+from certgate.errors import OperatorError
+from certgate.runtime import Runtime
+from certgate.settings import GroupSettings, Settings
+from enrollment.challenge_store import create_dynamic, parse_ttl
+from enrollment.challenges import StaticSecret
+from enrollment.metrics import SCEP_DURATION, SCEP_REQUESTS
+from enrollment.scep_enroll import ServiceConfig, revoke_due
+from enrollment.scep_service import PKI_MESSAGE, ScepConfigError, ScepService
+from enrollment.scep_types import UndecodableRequest
+from revocation.scep_store import ScepStore
+from revocation.store import ChallengeUnavailable
+
+log = logging.getLogger("certgate.scep")
+
+EXECUTOR_WORKERS = 2
+OPERATIONS = ("GetCACaps", "GetCACert", "PKIOperation", "GetNextCACert")
+
+
+def decode_get_message(raw_query: str) -> bytes:
+    """The base64 `message` of a GET PKIOperation, tolerating what clients send."""
+    for part in raw_query.split("&"):
+        name, sep, value = part.partition("=")
+        if sep and urllib.parse.unquote(name) == "message":
+            text = urllib.parse.unquote(value)  # not unquote_plus: '+' is base64
+            text = re.sub(r"\s+", "", text).replace("-", "+").replace("_", "/").rstrip("=")
+            try:
+                return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+            except (binascii.Error, ValueError):
+                raise UndecodableRequest("message is not base64") from None
+    raise UndecodableRequest("PKIOperation by GET needs a message parameter")
+
+
+def _operation(raw_query: str) -> str | None:
+    for part in raw_query.split("&"):
+        name, _, value = part.partition("=")
+        if urllib.parse.unquote_plus(name) == "operation":
+            return urllib.parse.unquote_plus(value)
+    return None
+
+
+def _static_secrets(g: GroupSettings) -> tuple[StaticSecret, ...]:
+    if not g.static_secret or "static" not in g.challenge_modes:
+        return ()
+    log.warning("group %s: static SCEP challenge enabled (legacy: one shared secret for every "
+                "device); prefer dynamic challenges or MDM blobs", g.name)
+    if g.static_secret.startswith("pbkdf2-sha256$"):
+        return (StaticSecret.from_encoded(g.static_secret),)
+    return (StaticSecret.from_secret(g.static_secret),)
+
+
+def service_config(s: Settings, g: GroupSettings, runtime: Runtime) -> ServiceConfig:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    mdm_keys = tuple(load_pem_public_key(p.read_bytes()) for p in s.scep.mdm_blob_keys)
+    pki = runtime.pki
+    return ServiceConfig(
+        group=g.name,
+        public_url=s.http.public_url,
+        validity_days=g.validity_days,
+        key_types=g.key_types,
+        challenge_modes=g.challenge_modes,
+        static_secrets=_static_secrets(g),
+        legacy_algorithms=g.legacy_algorithms,
+        ca_is_ra=g.ca_is_ra,
+        include_root=g.include_root,
+        manual_approval=g.manual_approval,
+        renewal_window=dt.timedelta(days=g.renewal_window_days),
+        superseded_grace=dt.timedelta(hours=g.superseded_grace_hours),
+        signing_time_skew=dt.timedelta(seconds=s.scep.signing_time_skew_seconds),
+        challenge_secret=getattr(pki, "challenge_secret", None),
+        blob_keys=(pki.blob_key,) if getattr(pki, "blob_key", None) is not None else (),
+        mdm_keys=mdm_keys,  # type: ignore[arg-type]
+    )
+
+
+class ScepHttp:
+    def __init__(self, runtime: Runtime, admin: AdminApi) -> None:
+        self.runtime = runtime
+        self.admin = admin
+        self.executor = ThreadPoolExecutor(EXECUTOR_WORKERS, thread_name_prefix="scep")
+        s = runtime.settings
+        if getattr(runtime.pki, "challenge_secret", None) is None:
+            log.warning("no SCEP challenge secret in %s: dynamic challenges disabled; run "
+                        "`certgate init` to create it", s.pki.dir)
+        revocations = runtime.services.get("revocations")
+        crls = runtime.services.get("crls")
+        self.services: dict[str, ScepService] = {}
+        for g in s.groups:
+            async def crl_source(name: str = g.name) -> bytes:
+                return (await crls.get(name)).der
+
+            try:
+                self.services[g.name] = ScepService(
+                    service_config(s, g, runtime), runtime.pki.groups[g.name], runtime.pki.root,
+                    runtime.groups, runtime.store, self.executor,
+                    crl_source=crl_source if crls is not None else None,
+                    revoke=revocations.revoke if revocations is not None else None,
+                )
+            except ScepConfigError as exc:
+                raise OperatorError(str(exc), exit_code=2) from None
+
+    def routes(self, app: web.Application) -> None:
+        r = app.router
+        for path in ("/scep/{group}", "/scep/{group}/{tail:.*}"):
+            r.add_get(path, self.handle)
+            r.add_post(path, self.handle)
+        r.add_post("/api/v1/groups/{group}/challenges", self.create_challenge)
+
+    def periodic(self) -> list[tuple[float, object, str]]:
+        return [(60.0, self.housekeeping, "scep-housekeeping")]
+
+    async def housekeeping(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        revocations = self.runtime.services.get("revocations")
+        if revocations is not None:
+            await revoke_due(self.runtime.store, revocations.revoke, now)
+        age = dt.timedelta(days=self.runtime.settings.scep.max_pending_age_days)
+        expired = await ScepStore(self.runtime.store).expire_pending(now - age, now)
+        if expired:
+            log.info("%d pending SCEP request(s) expired without a decision", expired)
+
+    # -- SCEP -----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        group = request.match_info["group"]
+        service = self.services.get(group)
+        raw_query = request.query_string
+        op = _operation(raw_query)
+        op_label = op if op in OPERATIONS else "unknown"
+        if service is None:
+            SCEP_REQUESTS.labels(group="-", operation=op_label, message_type="-",
+                                 result="not_found").inc()
+            return web.Response(status=404, text=f"no SCEP endpoint for group {group!r}\n")
+        started = time.perf_counter()
+        mtype, result = "-", "success"
+        try:
+            if op == "GetCACaps":
+                return web.Response(text=service.caps(), content_type="text/plain")
+            if op == "GetCACert":
+                body, ctype = service.ca_certs()
+                return web.Response(body=body, content_type=ctype)
+            if op != "PKIOperation":
+                result = "bad_request"
+                return web.Response(status=400, text=f"unsupported operation {op!r}\n")
+            try:
+                message = await self._message(request, raw_query)
+                reply = await service.pki_operation(message)
+            except UndecodableRequest as exc:
+                result = "bad_request"
+                log.info("group %s: undecodable PKIOperation: %s", group, exc.reason)
+                return web.Response(status=400, text=f"bad SCEP request: {exc.reason}\n")
+            mtype, result = reply.message_type, reply.result
+            return web.Response(body=reply.body, content_type=PKI_MESSAGE)
+        except web.HTTPException:
+            result = "bad_request"
+            raise
+        except Exception:  # never a 500 page for a client mistake we did not foresee
+            result = "error"
+            log.exception("group %s: SCEP %s failed", group, op)
+            return web.Response(status=400, text="bad SCEP request\n")
+        finally:
+            SCEP_REQUESTS.labels(group=group, operation=op_label, message_type=mtype,
+                                 result=result).inc()
+            SCEP_DURATION.labels(operation=op_label).observe(time.perf_counter() - started)
+
+    async def _message(self, request: web.Request, raw_query: str) -> bytes:
+        if request.method == "POST":
+            limit = self.runtime.settings.http.max_body_bytes
+            body = await request.content.read(limit + 1)
+            if len(body) > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+            if not body:
+                raise UndecodableRequest("empty POST body")
+            return body
+        return decode_get_message(raw_query)
+
+    # -- admin API: dynamic challenges ----------------------------------------------------
+
+    async def create_challenge(self, request: web.Request) -> web.Response:
+        actor = self.admin.authorize(request)
+        group = request.match_info["group"]
+        if group not in self.services:
+            return web.json_response({"error": f"unknown group {group!r}"}, status=404)
+        secret = getattr(self.runtime.pki, "challenge_secret", None)
+        if secret is None:
+            return web.json_response({"error": "no challenge secret: run certgate init"}, status=503)
+        body = await self.admin._body(request)  # noqa: SLF001 - same JSON rules as the admin API
+        unknown = set(body) - {"ttl", "subject", "sans", "device_id", "key_types"}
+        if unknown:
+            return web.json_response({"error": f"unknown field(s) {sorted(unknown)}"}, status=400)
+        try:
+            sans = body.get("sans") or []
+            key_types = body.get("key_types") or []
+            for name, value in (("sans", sans), ("key_types", key_types)):
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{name} must be a list of strings")
+            for name in ("subject", "device_id"):
+                if body.get(name) is not None and not isinstance(body[name], str):
+                    raise ValueError(f"{name} must be a string")
+            created = await create_dynamic(
+                self.runtime.store, secret, group, now=dt.datetime.now(dt.UTC).replace(microsecond=0),
+                actor=actor, ttl=parse_ttl(body.get("ttl")), subject_cn=body.get("subject"),
+                sans=sans, device_id=body.get("device_id"), key_types=key_types,
+            )
+        except (ValueError, re.error) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except ChallengeUnavailable:
+            return web.json_response({"error": "jti collision, retry"}, status=503)
+        log.info("challenge %s created for group %s by %s (expires %s)", created.jti, group,
+                 actor, created.expires_at.isoformat())
+        return web.json_response(created.to_json(), status=201)

@@ -1,0 +1,32 @@
+"""SCEP metrics (declared once; incremented by the service and HTTP shells only).
+
+Label values are closed sets: operation is a SCEP operation name or "unknown";
+message_type a MessageType name or "-"; result one of RESULTS; reason a
+ChallengeReason / RenewalReason / CsrReason value or a failInfo name.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RESULTS = ("success", "failure", "pending", "bad_request", "not_found", "error")
+
+SCEP_REQUESTS = Counter(
+    "certgate_scep_requests_total",
+    "SCEP requests by group, operation, message type and result",
+    ["group", "operation", "message_type", "result"],
+)
+SCEP_DURATION = Histogram(
+    "certgate_scep_request_duration_seconds",
+    "Time to answer a SCEP request (HTTP handler, all operations)",
+    ["operation"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CERTIFICATES_ISSUED = Counter(
+    "certgate_certificates_issued_total", "Certificates issued through SCEP", ["group"]
+)
+CHALLENGE_FAILURES = Counter(
+    "certgate_scep_challenge_failures_total",
+    "SCEP enrollment refusals by reason (challenge, CSR policy, renewal, algorithm)",
+    ["group", "reason"],
+)
