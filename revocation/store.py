@@ -220,8 +220,9 @@ def _row_to_record(row: sqlite3.Row | tuple) -> CertRecord:
 
 
 def _serialized(method):  # noqa: ANN001, ANN202
-    """One transaction at a time on the shared connection: a second BEGIN from another
-    coroutine while one is open fails ("cannot start a transaction within a transaction")."""
+    """One writer at a time on the shared connection: a second BEGIN from another coroutine
+    while one is open fails ("cannot start a transaction within a transaction"), and a plain
+    write issued meanwhile would silently join (and roll back with) the open transaction."""
 
     @functools.wraps(method)
     async def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
@@ -528,6 +529,7 @@ class Store:
             issued_serial=int(row[10], 16) if row[10] else None,
         )
 
+    @_serialized
     async def sweep_challenges(self, now: dt.datetime) -> int:
         cur = await self._db.execute(
             "DELETE FROM challenges WHERE used_at IS NULL AND expires_at<?",
@@ -562,6 +564,7 @@ class Store:
 
     # -- accounting sessions --------------------------------------------------------------
 
+    @_serialized
     async def upsert_session(self, client: str, acct_session_id: str, *, nas_ip: str | None,
                              nas_identifier: str | None, calling_station_id: str | None,
                              user_name: str | None, serial: int | None, group: str | None,
@@ -596,6 +599,7 @@ class Store:
                 "user_name", "serial", "group", "started_at", "updated_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    @_serialized
     async def stop_sessions_of(self, client: str, nas_ip: str | None,
                                nas_identifier: str | None) -> int:
         """Accounting-On/Off: the NAS restarted, all its sessions ended."""
@@ -606,6 +610,7 @@ class Store:
         )
         return cur.rowcount
 
+    @_serialized
     async def record_disconnect(self, client: str, acct_session_id: str, result: str) -> None:
         await self._db.execute(
             "UPDATE sessions SET disconnect_result=? WHERE client=? AND acct_session_id=?",
@@ -614,6 +619,7 @@ class Store:
 
     # -- audit ----------------------------------------------------------------------------
 
+    @_serialized
     async def audit(self, actor: str, action: str, serial: int | None = None,
                     group: str | None = None, details: dict | None = None,
                     now: dt.datetime | None = None) -> None:
