@@ -144,6 +144,9 @@ def _decode_string_der(der: bytes) -> str:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CsrRejected(CsrReason.BAD_FORMAT, "OCTET STRING is not UTF-8") from exc
+    if isinstance(value, asn1.TeletexString):
+        # T.61 in theory; Latin-1 in practice (OpenSSL and every client that sends it)
+        return value.contents.decode("latin-1")
     if isinstance(value, asn1.AbstractString):
         try:
             text = value.native

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asn1crypto import cms, core
-from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -160,25 +159,17 @@ def parse_inner(
     raise _bad(f"{message_type.name} is not a request", request)
 
 
-_CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"
-
-
 def challenge_password(csr: x509.CertificateRequest | bytes) -> str | None:
     """The CSR's challengePassword, whatever string type carries it.
 
-    Accepts PrintableString, UTF8String, IA5String, T61String, BMPString,
-    UniversalString, VisibleString and OCTET STRING (sscep #59, jscep #73,
-    micromdm/scep #44). None if absent; ValueError if undecodable.
+    Delegates to `enrollment.policy.challenge_password_from_der` (the one implementation:
+    PrintableString, UTF8String, IA5String, T61String, BMPString, UniversalString,
+    VisibleString, OCTET STRING). None if absent; ValueError if undecodable.
     """
+    from enrollment.policy import CsrRejected, challenge_password_from_der
+
     der = csr if isinstance(csr, bytes) else csr.public_bytes(Encoding.DER)
-    req = asn1_csr.CertificationRequest.load(der)
-    for attr in req["certification_request_info"]["attributes"]:
-        if attr["type"].dotted != _CHALLENGE_PASSWORD:
-            continue
-        values = attr["values"]
-        contents = values.contents
-        first = read_tlv(contents)
-        if first.end != len(contents):
-            raise ValueError("challengePassword has more than one value")
-        return _decode_string(contents[first.start : first.end])[0]
-    return None
+    try:
+        return challenge_password_from_der(der)
+    except CsrRejected as exc:
+        raise ValueError(exc.detail or str(exc)) from exc
