@@ -31,6 +31,10 @@ legacy_algorithms = true
 renewal_window_days = 30
 superseded_grace_hours = 0
 
+[groups.approval]
+vlan = 40
+manual_approval = true
+
 [scep]
 mdm_blob_keys = ["mdm.pub.pem"]
 """
@@ -221,3 +225,55 @@ def test_http_edges(env) -> None:
     assert server.post("/scep/staff?operation=PKIOperation", b"garbage")[0] == 400
     assert server.get("/scep/staff?operation=PKIOperation&message=%%%")[0] == 400
     assert server.get("/scep/staff?operation=Nope")[0] == 400
+
+
+def test_manual_approval_with_cli(env, tmp_path: Path) -> None:
+    """PKCSReq -> PENDING; `certgate requests approve` (another process); CertPoll -> cert."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import AttributeOID, NameOID
+
+    from enrollment import scep_client
+    from enrollment.scep_types import PKIStatus
+
+    config, server, _ = env
+    ra = x509.load_pem_x509_certificate((pki(config) / "groups/approval/ra.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((pki(config) / "groups/approval/ca.crt").read_bytes())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "needs-approval")])
+    token = challenge(config, "approval", "--subject", "needs-approval")
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(subject)
+           .add_attribute(AttributeOID.CHALLENGE_PASSWORD, token.encode()).sign(key, hashes.SHA256()))
+    signer = scep_client.self_signed_signer(key, subject, dt_now())
+
+    def post(req: scep_client.ClientRequest) -> scep_client.CertRepResult:
+        status, body = server.post("/scep/approval?operation=PKIOperation", req.der,
+                                   {"Content-Type": "application/x-pki-message"})
+        assert status == 200, body
+        return scep_client.parse_cert_rep(body, signer, key, ra_cert=ra, request=req)
+
+    req = scep_client.build_pkcs_req(csr, signer, key, ra)
+    assert post(req).status is PKIStatus.PENDING
+    rows = json.loads(certgate("requests", "list", "--json", "--status", "pending", config=config).stdout)
+    (row,) = [r for r in rows if r["transaction_id"] == req.transaction_id]
+    assert row["subject"] == "CN=needs-approval" and row["group"] == "approval"
+
+    def poll() -> scep_client.CertRepResult:
+        return post(scep_client.build_cert_poll(ca.subject, subject, signer, key, ra,
+                                                transaction_id=req.transaction_id))
+
+    assert poll().status is PKIStatus.PENDING
+    assert certgate("requests", "approve", str(row["id"]), config=config).returncode == 0
+    assert certgate("requests", "approve", str(row["id"]), config=config, check=False).returncode == 1
+    rep = poll()
+    assert rep.status is PKIStatus.SUCCESS
+    cert_path = tmp_path / "approved.pem"
+    cert_path.write_bytes(rep.certificates[0].public_bytes(serialization.Encoding.PEM))
+    verify_chain(config, "approval", cert_path)
+    assert inventory(config)[serial_of(cert_path)]["group"] == "approval"
+
+
+def dt_now():  # noqa: ANN201
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
