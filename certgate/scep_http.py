@@ -187,10 +187,7 @@ class ScepHttp:
 
     async def _message(self, request: web.Request, raw_query: str) -> bytes:
         if request.method == "POST":
-            limit = self.runtime.settings.http.max_body_bytes
-            body = await request.content.read(limit + 1)
-            if len(body) > limit:
-                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+            body = await request.read()  # capped by [http] max_body_bytes (client_max_size): 413
             if not body:
                 raise UndecodableRequest("empty POST body")
             return body

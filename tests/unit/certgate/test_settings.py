@@ -105,3 +105,34 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[radius\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(bad)
+
+
+def test_scep_section_per_key_errors(tmp_path) -> None:
+    import pytest as _pytest
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from certgate.errors import ConfigError
+    from certgate.settings import load_settings
+    from tests.support import write_config
+
+    good = ec.generate_private_key(ec.SECP256R1()).public_key()
+    bad = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = serialization.Encoding.PEM
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "good.pem").write_bytes(good.public_bytes(pem, spki))
+    (cg / "rsa.pem").write_bytes(bad.public_bytes(pem, spki))
+    config = write_config(cg, extra='\n[scep]\nmdm_blob_keys = ["good.pem"]\n'
+                          'signing_time_skew_seconds = 600\n')
+    s = load_settings(config)
+    assert s.scep.mdm_blob_keys == (cg / "good.pem",) and s.scep.signing_time_skew_seconds == 600
+    config = write_config(cg, extra='\n[scep]\nmdm_blob_keys = ["rsa.pem", "missing.pem"]\n'
+                          'max_pending_age_days = 0\ntypo = 1\n')
+    with _pytest.raises(ConfigError) as err:
+        load_settings(config)
+    details = "\n".join(err.value.details)
+    assert "scep.mdm_blob_keys[0]: " in details and "P-256" in details
+    assert "scep.mdm_blob_keys[1]: cannot read" in details
+    assert "scep.max_pending_age_days:" in details and "scep.typo: unknown key" in details
