@@ -20,13 +20,16 @@ pytestmark = pytest.mark.integration
 SCEP_SUBMIT = "/usr/lib/certmonger/scep-submit"
 
 RUN_CM = """#!/bin/bash
-S="$STATE_DIR"; mkdir -p "$S"/{cas,requests,local,tmp,out}
-export CERTMONGER_CAS_DIR="$S/cas" CERTMONGER_REQUESTS_DIR="$S/requests" \\
-       CERTMONGER_LOCAL_CA_DIR="$S/local" CERTMONGER_TMPDIR="$S/tmp"
+S="$STATE_DIR"
 certmonger -s -n -d 3 > "$S/cm.log" 2>&1 & CMPID=$!
-echo "$CMPID" > "$S/cm.pid"
 trap 'kill $CMPID 2>/dev/null' EXIT
-for i in $(seq 50); do getcert list-cas -s >/dev/null 2>&1 && break; sleep 0.1; done
+# wait for *our* daemon on the bus (getcert would D-Bus-activate another one)
+for i in $(seq 100); do
+  dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \\
+    org.freedesktop.DBus.NameHasOwner string:org.fedorahosted.certmonger 2>/dev/null \\
+    | grep -q 'boolean true' && break
+  sleep 0.1
+done
 getcert add-scep-ca -s -c Certgate -u "$SCEP_URL" -N "$CA_FILE" || exit 10
 for i in $(seq 100); do getcert list-cas -s -c Certgate | grep -q 'thumbprint' && break; sleep 0.1; done
 getcert request -s -c Certgate -k "$S/out/dev.key" -f "$S/out/dev.crt" \\
@@ -48,8 +51,13 @@ def run_certmonger(tmp_path: Path, url: str, ca_file: Path, challenge: str
     script.write_text(RUN_CM)
     script.chmod(0o755)
     state = tmp_path / "cm"
+    for d in ("cas", "requests", "local", "tmp", "out"):
+        (state / d).mkdir(parents=True, exist_ok=True)
+    # in the session's environment, so even a D-Bus-activated daemon stays in tmp_path
     env = {**os.environ, "STATE_DIR": str(state), "SCEP_URL": url, "CA_FILE": str(ca_file),
-           "CHALLENGE": challenge}
+           "CHALLENGE": challenge, "CERTMONGER_CAS_DIR": str(state / "cas"),
+           "CERTMONGER_REQUESTS_DIR": str(state / "requests"),
+           "CERTMONGER_LOCAL_CA_DIR": str(state / "local"), "CERTMONGER_TMPDIR": str(state / "tmp")}
     proc = subprocess.Popen([dbus, "--", str(script)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
