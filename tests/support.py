@@ -185,3 +185,45 @@ class ServerProcess:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
+
+
+def run_eapol_test(radius: tuple[str, int], root: Path, chain: Path, key: Path, workdir: Path,
+                   identity: str = "device@example.test", tls: str = "1.2",
+                   fragment: int | None = None, secret: str = SECRET,
+                   timeout: int = 8, server_name: str = "radius.certgate.test"
+                   ) -> tuple[int, str]:
+    """One EAP-TLS authentication by wpa_supplicant's eapol_test; (exit code, output)."""
+    eapol_test = require_tool("eapol_test")
+    versions = {"1.2": "tls_disable_tlsv1_2=0 tls_disable_tlsv1_3=1",
+                "1.3": "tls_disable_tlsv1_2=1 tls_disable_tlsv1_3=0"}
+    phase1 = f"tls_disable_tlsv1_0=1 tls_disable_tlsv1_1=1 {versions[tls]}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / f"eapol-{chain.stem}-{tls}-{fragment}.conf"
+    lines = ["network={", "\tkey_mgmt=WPA-EAP", "\teap=TLS", f'\tidentity="{identity}"',
+             f'\tca_cert="{root}"', f'\tdomain_suffix_match="{server_name}"',
+             f'\tclient_cert="{chain}"', f'\tprivate_key="{key}"', f'\tphase1="{phase1}"']
+    if fragment:
+        lines.append(f"\tfragment_size={fragment}")
+    conf.write_text("\n".join([*lines, "}"]) + "\n")
+    host, port = radius
+    r = subprocess.run([eapol_test, "-c", str(conf), "-a", host, "-p", str(port), "-s", secret,
+                        "-t", str(timeout), "-M", "02:00:00:00:00:01", "-N", "4:x:0x7f000001",
+                        "-N", "30:s:ssid-test", "-N", "61:d:19"],
+                       capture_output=True, text=True, timeout=timeout + 10)
+    return r.returncode, r.stdout + r.stderr
+
+
+def accept_attributes(out: str) -> str:
+    """The attribute dump eapol_test prints for the Access-Accept."""
+    import re
+
+    m = re.search(r"RADIUS message: code=2 \(Access-Accept\).*?(?=\n[^ \t]|\Z)", out, re.S)
+    return m.group(0) if m else ""
+
+
+def vlan_of(accept: str) -> str | None:
+    """The Tunnel-Private-Group-Id (eapol_test prints it in hex) of an Access-Accept dump."""
+    import re
+
+    m = re.search(r"Attribute 81 \(Tunnel-Private-Group-Id\) length=\d+\s+Value: ([0-9a-f]+)", accept)
+    return bytes.fromhex(m.group(1)).decode() if m else None

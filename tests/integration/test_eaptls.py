@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +22,15 @@ from pki import profiles
 from pki.keys import generate_key, load_private_key
 from revocation import webhook
 from tests import eap_client
-from tests.support import SECRET, TOKEN, WEBHOOK_SECRET, ServerProcess, certgate, require_tool
+from tests.support import (
+    SECRET,
+    TOKEN,
+    WEBHOOK_SECRET,
+    ServerProcess,
+    accept_attributes,
+    certgate,
+    run_eapol_test,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -118,41 +125,16 @@ class Lab:
 
     def eapol(self, server: ServerProcess, name: str, tls: str = "1.2", fragment: int | None = None,
               secret: str = SECRET, timeout: int = 8) -> tuple[int, str]:
-        eapol_test = require_tool("eapol_test")
-        if tls == "1.3":
-            phase1 = ("tls_disable_tlsv1_0=1 tls_disable_tlsv1_1=1 tls_disable_tlsv1_2=1 "
-                      "tls_disable_tlsv1_3=0")
-        else:
-            phase1 = ("tls_disable_tlsv1_0=1 tls_disable_tlsv1_1=1 tls_disable_tlsv1_2=0 "
-                      "tls_disable_tlsv1_3=1")
-        conf = self.dir / f"{name}-{tls}-{fragment}.conf"
-        lines = [
-            "network={", "\tkey_mgmt=WPA-EAP", "\teap=TLS", f'\tidentity="{name}@example.test"',
-            f'\tca_cert="{self.root}"', f'\tdomain_suffix_match="{SERVER_NAME}"',
-            f'\tclient_cert="{self.dir / (name + ".chain.pem")}"',
-            f'\tprivate_key="{self.dir / (name + ".key")}"', f'\tphase1="{phase1}"',
-        ]
-        if fragment:
-            lines.append(f"\tfragment_size={fragment}")
-        conf.write_text("\n".join([*lines, "}"]) + "\n")
-        host, port = server.radius
-        r = subprocess.run([eapol_test, "-c", str(conf), "-a", host, "-p", str(port), "-s", secret,
-                            "-t", str(timeout), "-M", "02:00:00:00:00:01", "-N", "4:x:0x7f000001",
-                            "-N", "30:s:ssid-test", "-N", "61:d:19"],
-                           capture_output=True, text=True, timeout=timeout + 10)
-        return r.returncode, r.stdout + r.stderr
+        return run_eapol_test(server.radius, self.root, self.dir / f"{name}.chain.pem",
+                              self.dir / f"{name}.key", self.dir, identity=f"{name}@example.test",
+                              tls=tls, fragment=fragment, secret=secret, timeout=timeout,
+                              server_name=SERVER_NAME)
 
 
 @pytest.fixture
 def lab(initialized: Path, tmp_path: Path) -> Lab:
     (tmp_path / "certs").mkdir()
     return Lab(initialized, tmp_path / "certs")
-
-
-def _accept_attrs(out: str) -> str:
-    """The attribute dump eapol_test prints for the Access-Accept."""
-    m = re.search(r"RADIUS message: code=2 \(Access-Accept\).*?(?=\n[^ \t]|\Z)", out, re.S)
-    return m.group(0) if m else ""
 
 
 def test_accepts_group_certificates_with_mppe_keys_and_vlan(server: ServerProcess, lab: Lab) -> None:
@@ -163,7 +145,7 @@ def test_accepts_group_certificates_with_mppe_keys_and_vlan(server: ServerProces
         assert code == 0, f"{name} TLS {tls} frag {frag}: exit {code}\n{out[-3000:]}"
         assert "MPPE keys OK: 1  mismatch: 0" in out
         assert f"TLSv{tls}" in out or f"TLS {tls}" in out or "SSL: Using TLS" in out
-        accept = _accept_attrs(out)
+        accept = accept_attributes(out)
         # eapol_test prints tunnel values in hex: VLAN (13), IEEE-802 (6), the VLAN id as text
         assert re.search(r"Attribute 64 \(Tunnel-Type\) length=6\s+Value: 0000000d", accept), accept
         assert re.search(r"Attribute 65 \(Tunnel-Medium-Type\) length=6\s+Value: 00000006", accept)

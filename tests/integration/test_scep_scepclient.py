@@ -277,3 +277,27 @@ def dt_now():  # noqa: ANN201
     import datetime as dt
 
     return dt.datetime.now(dt.UTC)
+
+
+def test_enrolled_certificate_authenticates_on_its_group_vlan(env, tmp_path: Path) -> None:
+    """The whole story: SCEP enrollment -> EAP-TLS accept on the group's VLAN -> revoke -> reject."""
+    from tests.support import accept_attributes, run_eapol_test, vlan_of
+
+    config, server, _ = env
+    token = challenge(config, "lab", "--subject", "laptop-42")
+    dev = tmp_path / "dev"
+    r = scepclient(server, config, dev, "lab", "laptop-42", token)
+    assert r.returncode == 0, r.stdout + r.stderr
+    chain = dev / "chain.pem"
+    chain.write_bytes((dev / "dev.pem").read_bytes() + (pki(config) / "groups/lab/ca.crt").read_bytes())
+    for tls in ("1.2", "1.3"):
+        code, out = run_eapol_test(server.radius, pki(config) / "root.crt", chain, dev / "dev.key",
+                                   tmp_path, identity="laptop-42", tls=tls)
+        assert code == 0 and "MPPE keys OK: 1  mismatch: 0" in out, out[-3000:]
+        assert vlan_of(accept_attributes(out)) == "30"
+    serial = serial_of(dev / "dev.pem")
+    certgate("revoke", "--serial", serial, "--reason", "keyCompromise", config=config)
+    time.sleep(1.0)
+    code, out = run_eapol_test(server.radius, pki(config) / "root.crt", chain, dev / "dev.key",
+                               tmp_path, identity="laptop-42")
+    assert code != 0 and "Access-Reject" in out, out[-3000:]
