@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 
@@ -36,10 +37,12 @@ async def issue_device_certificate(
 
     The certificate is only returned once the store committed it.
     """
+    loop = asyncio.get_running_loop()
     for _ in range(MAX_SERIAL_ATTEMPTS):
-        cert = profiles.device_certificate(
-            public_key, subject, sans, group.name, public_url, group.certificate, group.key,
-            profiles.new_serial(), now, days,
+        # Signing (0.1 ms EC, ~1 ms RSA) runs off the event loop: RADIUS latency stays flat.
+        cert = await loop.run_in_executor(
+            None, profiles.device_certificate, public_key, subject, sans, group.name, public_url,
+            group.certificate, group.key, profiles.new_serial(), now, days,
         )
         record = CertRecord.from_certificate(
             cert, group.name, device_id=device_id, source=source, issued_at=now,
