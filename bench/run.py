@@ -11,6 +11,8 @@
 4. revocation  bench/revocation_scale.py: 1,000,000 revoked certificates: start-up time,
                CRL build, auth CPU vs an empty store
 5. crlfast     bench/crl_fast.py: prototype of a faster CRL encoder vs build_crl, 1M entries
+6. revpatched  bench/revocation_scale.py --patched: the same 1M start-up and revocation with
+               the suggested CRL fixes monkeypatched in (bench/serve_patched.py)
 
 Each step's output is printed and saved under --out (default /tmp/certgate-bench-<time>/).
 --quick: 3 s points, fresh c=2 only, 100,000 rows (a smoke run, not for the README).
@@ -69,7 +71,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", default="codec,load,inproc,revocation,crlfast")
+    p.add_argument("--only", default="codec,load,inproc,revocation,crlfast,revpatched")
     a = p.parse_args()
     out = a.out or Path(f"/tmp/certgate-bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,10 @@ def main() -> int:
     if "crlfast" in only:
         steps.append(("crlfast", [PY, str(HERE / "crl_fast.py")]
                       + (["--n", "100000", "--check", "5000"] if a.quick else [])))
+
+    if "revpatched" in only:
+        steps.append(("revpatched", [PY, str(HERE / "revocation_scale.py"), "--patched"]
+                      + (["--rows", "100000", "--secs", "3"] if a.quick else [])))
 
     info = machine()
     print(f"# machine: {info}", flush=True)
