@@ -54,12 +54,8 @@ def set_pki_gauges(runtime: Runtime) -> None:
 
 
 def set_revocation_gauges(runtime: Runtime) -> None:
-    per_group: dict[str, int] = dict.fromkeys(runtime.groups.names(), 0)
-    for g, _ in list(runtime.revoked._revoked):  # noqa: SLF001 - a cheap count
-        if g in per_group:
-            per_group[g] += 1
-    for g, n in per_group.items():
-        metrics.REVOCATION_ENTRIES.labels(group=g).set(n)
+    for g in runtime.groups.names():
+        metrics.REVOCATION_ENTRIES.labels(group=g).set(runtime.revoked.count_for(g))
     metrics.REVOCATION_LAST_UPDATE.set(dt.datetime.now(dt.UTC).timestamp())
 
 
