@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -35,11 +36,23 @@ async def mount(runtime: Runtime, app: web.Application) -> None:
 
 
 async def start(runtime: Runtime) -> None:
-    """Start what is not HTTP (RADIUS) and publish the first CRLs."""
-    await runtime.services["crls"].refresh_due()
+    """Start RADIUS; publish the first CRLs in the background (a CRL of a million entries takes
+    seconds to sign and must not hold up authentication; /crl waits for it if asked first)."""
     await start_radius(runtime)
+    crls = runtime.services["crls"]
+
+    async def publish_first_crls() -> None:
+        try:
+            await crls.refresh_due()
+        except Exception:
+            log.exception("initial CRL publication failed; retried by the periodic refresh")
+
+    runtime.services["initial_crls"] = asyncio.get_running_loop().create_task(publish_first_crls())
 
 
 async def stop(runtime: Runtime) -> None:
     """Stop in reverse order."""
+    task = runtime.services.pop("initial_crls", None)
+    if task is not None and not task.done():
+        task.cancel()
     await stop_radius(runtime)
