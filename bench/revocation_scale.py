@@ -432,8 +432,9 @@ def main() -> int:
     a = p.parse_args()
     Instance.patched = a.patched
     if a.patched:
-        print("PATCHED: certgate serve with bench/serve_patched.py (RADIUS before the first "
-              "CRL, CRL rebuilt off the event loop with the crl_fast encoder)")
+        print("PATCHED: certgate serve through bench/serve_patched.py (CRL rebuilt off the event "
+              "loop with the crl_fast encoder; on trees without them also RADIUS before the "
+              "first CRL and per-group revocation counts: see serve.log warnings)")
     a.secs = max(1, min(a.secs, 10))
     eapol = not a.no_eapol and shutil.which("eapol_test") is not None
 

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
+import inspect
 import logging
 import sqlite3
 import sys
@@ -52,7 +53,11 @@ def apply_patches() -> None:
         task = asyncio.get_running_loop().create_task(crls.refresh_due())
         runtime.services["initial-crl-task"] = task  # keep a reference
 
-    features.start = start
+    # Fixes 1 and 4 landed in the product on 2026-11-22 (e357406, 50f522a): patch only
+    # an older tree that lacks them.
+    if "create_task" not in inspect.getsource(features.start):
+        features.start = start
+        log.warning("serve_patched: fix 1 (RADIUS before the first CRL) patched in")
 
     async def regenerate_locked(self, group: str):  # type: ignore[no-untyped-def]
         self._dirty.discard(group)
@@ -95,6 +100,10 @@ def apply_patches() -> None:
 
     from certgate import app, metrics
     from revocation.snapshot import RevocationIndex
+
+    if "_counts" in vars(RevocationIndex()):
+        return  # fix 4 is in the product already
+    log.warning("serve_patched: fix 4 (per-group revocation counts) patched in")
 
     orig_replace, orig_add, orig_discard = (RevocationIndex.replace, RevocationIndex.add,
                                             RevocationIndex.discard)
