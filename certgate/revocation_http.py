@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
@@ -48,7 +49,8 @@ class RevocationHttp:
             "Cache-Control": "public, max-age=60",
         }
         if fmt == "pem":
-            return web.Response(body=published.pem, content_type="application/x-pem-file",
+            pem = await asyncio.get_running_loop().run_in_executor(None, lambda: published.pem)
+            return web.Response(body=pem, content_type="application/x-pem-file",
                                 headers=headers)
         return web.Response(body=published.der, content_type="application/pkix-crl",
                             headers=headers)

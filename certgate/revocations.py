@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
 from certgate.runtime import Runtime
-from revocation.crl import RevokedEntry, build_crl, crl_der, crl_pem
+from revocation.crl_der import build_crl_der, der_to_pem
 from revocation.inventory import REVOKED, CertRecord
 from revocation.store import RevokeOutcome
 from revocation.watcher import Change
@@ -28,13 +30,46 @@ CRL_NEXT_UPDATE = Gauge("certgate_crl_next_update_timestamp_seconds", "nextUpdat
 CRL_NUMBER = Gauge("certgate_crl_number", "CRL number of the published CRL", ["group"])
 
 
-@dataclass(frozen=True)
+@dataclass
 class PublishedCrl:
     der: bytes
-    pem: bytes
     number: int
     this_update: dt.datetime
     next_update: dt.datetime
+    entries: int
+    _pem: bytes | None = None
+
+    @property
+    def pem(self) -> bytes:
+        if self._pem is None:
+            self._pem = der_to_pem(self.der)
+        return self._pem
+
+
+def _read_revoked(path: Path, group: str) -> list[tuple[int, dt.datetime, str | None]]:
+    """Revoked rows of one group through a private read-only connection (executor thread)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT serial, revoked_at, reason FROM certificates "
+            "WHERE group_name=? AND status='revoked'", (group,)
+        ).fetchall()
+    finally:
+        conn.close()
+    times: dict[int, dt.datetime] = {}
+    out = []
+    for serial, at, reason in rows:
+        when = times.get(at)
+        if when is None:
+            when = times[at] = dt.datetime.fromtimestamp(at, dt.UTC)
+        out.append((int(serial, 16), when, reason))
+    return out
+
+
+def _build(path: Path, group: str, cert, key, number: int, now: dt.datetime,
+           next_update: dt.datetime) -> tuple[bytes, int]:
+    entries = _read_revoked(path, group)
+    return build_crl_der(cert, key, entries, number, now, next_update), len(entries)
 
 
 class CrlPublisher:
@@ -55,20 +90,19 @@ class CrlPublisher:
         self._dirty.discard(group)
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         next_update = now + self.validity
-        entries = [RevokedEntry(serial, at, reason)
-                   for serial, at, reason in await self.runtime.store.revoked_entries(group)]
         number = await self.runtime.store.next_crl_number(group, now, next_update)
         ca = self.runtime.pki.groups[group]
-        loop = asyncio.get_running_loop()
-        crl = await loop.run_in_executor(
-            None, build_crl, ca.certificate, ca.key, entries, number, now, next_update
+        # One executor call reads the rows and signs: a million entries stay off the loop.
+        der, count = await asyncio.get_running_loop().run_in_executor(
+            None, _build, self.runtime.store.path, group, ca.certificate, ca.key, number, now,
+            next_update,
         )
-        published = PublishedCrl(crl_der(crl), crl_pem(crl), number, now, next_update)
+        published = PublishedCrl(der, number, now, next_update, count)
         self.current[group] = published
         CRL_NEXT_UPDATE.labels(group=group).set(next_update.timestamp())
         CRL_NUMBER.labels(group=group).set(number)
-        log.info("CRL for %s: number %d, %d entries, next update %s", group, number,
-                 len(entries), next_update.isoformat())
+        log.info("CRL for %s: number %d, %d entries, next update %s", group, number, count,
+                 next_update.isoformat())
         return published
 
     async def get(self, group: str) -> PublishedCrl:
