@@ -23,6 +23,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from radius.options import RadiusClient
 
@@ -89,6 +90,10 @@ TERMINATION_ACTION_RADIUS_REQUEST = 1
 
 # Codes a RADIUS authentication server accepts (RFC 2865, RFC 5997).
 _REQUEST_CODES = frozenset({Code.ACCESS_REQUEST, Code.STATUS_SERVER})
+_REQUEST_CODE_MEMBERS = {int(c): c for c in _REQUEST_CODES}  # int -> Code without Code(n)
+_HEADER = struct.Struct("!BBH")
+_MA_HEADER = b"\x50\x12"  # Message-Authenticator type and length
+_MA_ZERO = _MA_HEADER + bytes(16)  # ... with the value zeroed, as it is MACed
 
 
 class DropReason(StrEnum):
@@ -196,27 +201,80 @@ def _ma_offset(data: bytes, end: int) -> int:
     return found
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # bytes.translate tables: key XOR ipad/opad
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_HMAC_STATES: dict[bytes, tuple[Any, Any]] = {}
+_HMAC_STATES_MAX = 256
+
+
 def _hmac_md5(secret: bytes, *parts: bytes) -> bytes:
-    h = hmac.new(secret, digestmod=hashlib.md5)
+    """HMAC-MD5 (RFC 2104) of the concatenated parts.
+
+    The MD5 states after the key-XOR-ipad and key-XOR-opad blocks are computed once per
+    secret and copied per call: OpenSSL's HMAC (``hmac.digest``/``hmac.new``) fetches the
+    digest and sets up both pads on every call, ~2 µs of a 60-byte MAC's 3.6 µs.
+    """
+    states = _HMAC_STATES.get(secret)
+    if states is None:
+        key = hashlib.md5(secret).digest() if len(secret) > 64 else secret
+        key = key.ljust(64, b"\0")
+        states = (hashlib.md5(key.translate(_IPAD)), hashlib.md5(key.translate(_OPAD)))
+        if len(_HMAC_STATES) >= _HMAC_STATES_MAX:  # secrets are per configured client
+            _HMAC_STATES.clear()
+        _HMAC_STATES[secret] = states
+    inner = states[0].copy()
     for p in parts:
-        h.update(p)
-    return h.digest()
+        inner.update(p)
+    outer = states[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def decode(data: bytes, client: RadiusClient) -> Request:
     """Decode and authenticate a request from ``client``; raise ``MalformedPacket``."""
     if len(data) < MIN_LENGTH:
         raise MalformedPacket(DropReason.MALFORMED, f"datagram of {len(data)} bytes")
-    code, identifier, length = struct.unpack_from("!BBH", data)
+    code, identifier, length = _HEADER.unpack_from(data)
     if length < MIN_LENGTH or length > MAX_LENGTH:
         raise MalformedPacket(DropReason.MALFORMED, f"Length field {length}")
     if length > len(data):
         raise MalformedPacket(DropReason.MALFORMED, f"Length {length} > datagram {len(data)}")
     # Octets past Length are padding and ignored (RFC 2865 §3).
-    if code not in _REQUEST_CODES:
+    request_code = _REQUEST_CODE_MEMBERS.get(code)
+    if request_code is None:
         raise MalformedPacket(DropReason.UNKNOWN_CODE, f"code {code}")
-    attrs = _walk(data, length)
-    ma = _ma_offset(data, length)
+    # One walk does what _walk + _ma_offset do, with the same checks and the same error
+    # precedence: every length problem first, then the first Message-Authenticator problem.
+    attrs: list[tuple[int, bytes]] = []
+    eap_parts: list[bytes] = []
+    proxy_state: list[bytes] = []
+    ma = -1
+    ma_error: str | None = None
+    pos = MIN_LENGTH
+    while pos < length:
+        if pos + 2 > length:
+            raise MalformedPacket(DropReason.MALFORMED, "truncated attribute header")
+        t = data[pos]
+        alen = data[pos + 1]
+        if alen < 2 or pos + alen > length:
+            raise MalformedPacket(DropReason.MALFORMED, f"bad attribute length {alen}")
+        value = data[pos + 2 : pos + alen]
+        attrs.append((t, value))
+        if t == 79:  # EAP-Message
+            eap_parts.append(value)
+        elif t == 80:  # Message-Authenticator
+            if ma_error is None:
+                if alen != 18:
+                    ma_error = "Message-Authenticator length"
+                elif ma != -1:
+                    ma_error = "two Message-Authenticators"
+                else:
+                    ma = pos + 2
+        elif t == 33:  # Proxy-State
+            proxy_state.append(value)
+        pos += alen
+    if ma_error is not None:
+        raise MalformedPacket(DropReason.MALFORMED, ma_error)
     if ma == -1:
         # RFC 5997 §3: Status-Server always carries one.
         if client.require_message_authenticator or code == Code.STATUS_SERVER:
@@ -225,14 +283,13 @@ def decode(data: bytes, client: RadiusClient) -> Request:
         expected = _hmac_md5(client.secret, data[:ma], _ZERO16, data[ma + 16 : length])
         if not hmac.compare_digest(expected, data[ma : ma + 16]):
             raise MalformedPacket(DropReason.BAD_AUTHENTICATOR, "Message-Authenticator mismatch")
-    eap_parts = [v for t, v in attrs if t == Attr.EAP_MESSAGE]
     return Request(
-        code=Code(code),
+        code=request_code,
         identifier=identifier,
         authenticator=bytes(data[4:20]),
         attributes=tuple(attrs),
         eap_message=b"".join(eap_parts) if eap_parts else None,
-        proxy_state=tuple(v for t, v in attrs if t == Attr.PROXY_STATE),
+        proxy_state=tuple(proxy_state),
         has_message_authenticator=ma != -1,
     )
 
@@ -287,7 +344,8 @@ def salt_encrypt(value: bytes, secret: bytes, request_authenticator: bytes, salt
     last = request_authenticator + salt
     for i in range(0, len(plain), 16):
         b = hashlib.md5(secret + last).digest()
-        block = bytes(p ^ k for p, k in zip(plain[i : i + 16], b, strict=True))
+        # XOR of two 16-byte blocks as integers (a generator per byte cost ~2x).
+        block = (int.from_bytes(plain[i : i + 16], "big") ^ int.from_bytes(b, "big")).to_bytes(16, "big")
         out += block
         last = block
     return bytes(out)
@@ -353,7 +411,16 @@ def tunnel_vlan_attributes(vlan: str, tag: int = 0) -> list[tuple[int, bytes]]:
 
 
 def _encode_attrs(attributes: Iterable[tuple[int, bytes]]) -> bytes:
-    return b"".join(attribute(t, v) for t, v in attributes)
+    """``attribute(t, v)`` for each pair, joined (inlined: no call per attribute)."""
+    parts: list[bytes] = []
+    append = parts.append
+    for t, v in attributes:
+        n = len(v)
+        if n > MAX_ATTR_VALUE:
+            raise ValueError(f"attribute {t} value of {n} bytes")
+        append(bytes((t, n + 2)))
+        append(v)
+    return b"".join(parts)
 
 
 def _sign(
@@ -367,18 +434,20 @@ def _sign(
     length = 20 + 18 + len(rest)
     if length > MAX_LENGTH:
         raise PacketTooLarge(f"reply of {length} bytes")
-    header = struct.pack("!BBH", code, identifier, length)
-    ma = _hmac_md5(secret, header, request_authenticator, b"\x50\x12", _ZERO16, rest)
-    body = b"\x50\x12" + ma + rest
-    auth = hashlib.md5(header + request_authenticator + body + secret).digest()
-    return header + auth + body
+    header = _HEADER.pack(code, identifier, length)
+    ma = _hmac_md5(secret, header, request_authenticator, _MA_ZERO, rest)
+    body = b"".join((_MA_HEADER, ma, rest))
+    auth = hashlib.md5(b"".join((header, request_authenticator, body, secret))).digest()
+    return b"".join((header, auth, body))
 
 
 def encode_reply(
     code: Code, request: Request, secret: bytes, attributes: Iterable[tuple[int, bytes]]
 ) -> bytes:
     """Encode a reply to ``request``: Message-Authenticator first, Proxy-State last."""
-    rest = _encode_attrs(attributes) + b"".join(attribute(Attr.PROXY_STATE, p) for p in request.proxy_state)
+    rest = _encode_attrs(attributes)
+    if request.proxy_state:
+        rest += _encode_attrs([(Attr.PROXY_STATE, p) for p in request.proxy_state])
     return _sign(code, request.identifier, request.authenticator, secret, rest)
 
 
