@@ -206,3 +206,30 @@ def test_import_root_and_intermediate(tmp_path: Path, initialized: Path) -> None
     r = certgate("ca", "import", "--group", "iot", "--cert", str(src / "groups/staff/ca.crt"),
                  "--key", str(src / "groups/staff/ca.key"), config=third, check=False)
     assert r.returncode == 1 and "already has an intermediate" in r.stderr
+
+
+def test_bulk_revocation_needs_confirmation(initialized: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bulk"
+    for i in range(3):
+        certgate("certs", "issue", "--group", "guests", "--cn", f"g{i}", "--out", str(out),
+                 "--device-id", "shared-kiosk" if i < 2 else "other", config=initialized)
+    r = certgate("revoke", "--group", "guests", "--reason", "affiliationChanged",
+                 config=initialized, check=False)
+    assert r.returncode == 2 and "re-run with --yes" in r.stderr
+    assert json.loads(certgate("certs", "list", "--status", "revoked", "--json",
+                               config=initialized).stdout) == []
+    r = certgate("revoke", "--device-id", "shared-kiosk", "--reason", "cessation_of_operation",
+                 "--yes", config=initialized)
+    assert r.stdout.count("revoked ") == 2 and "2 certificate(s) revoked" in r.stderr
+    r = certgate("revoke", "--subject", "g2", "--reason", "certificateHold", config=initialized)
+    revoked = json.loads(certgate("certs", "list", "--status", "revoked", "--json",
+                                  config=initialized).stdout)
+    assert sorted(c["reason"] for c in revoked) == ["certificateHold", "cessationOfOperation",
+                                                    "cessationOfOperation"]
+    held = next(c["serial"] for c in revoked if c["reason"] == "certificateHold")
+    certgate("revoke", "--serial", held, "--reason", "certificateHold", "--release-hold",
+             config=initialized)
+    assert json.loads(certgate("certs", "show", held, config=initialized).stdout)["status"] == "active"
+    r = certgate("revoke", "--group", "guests", "--reason", "removeFromCRL", "--yes",
+                 config=initialized, check=False)
+    assert r.returncode == 2  # not a revocation reason
