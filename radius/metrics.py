@@ -8,7 +8,34 @@ group or ``none``; ``tls_version`` = 1.2 / 1.3 / none. Never MACs, user names, s
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class LabelCache(Generic[M]):
+    """``metric.labels(*values)`` memoised per label tuple, for the per-packet path.
+
+    prometheus_client validates the values and takes a lock on every ``labels()`` call
+    (measured 1.1 µs against 0.3 µs for this lookup, ~12 calls per auth). The label
+    values are closed sets (above), so the cache is bounded like the metric itself; the
+    children are never removed from these metrics, so a cached child stays the live one.
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 REQUESTS = Counter(
     "certgate_radius_requests_total", "RADIUS requests accepted for processing", ["client", "code"]
@@ -45,3 +72,12 @@ RESUMPTIONS = Counter(
     "TLS session resumption outcomes (resumed, refused_revoked, refused)",
     ["result"],
 )
+
+# Cached children of the labelled metrics above (the shell's hot path uses these).
+requests = LabelCache(REQUESTS)
+responses = LabelCache(RESPONSES)
+dropped = LabelCache(DROPPED)
+duplicates = LabelCache(DUPLICATES)
+authentications = LabelCache(AUTHENTICATIONS)
+auth_duration = LabelCache(AUTH_DURATION)
+resumptions = LabelCache(RESUMPTIONS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -63,11 +64,33 @@ class Conversation:
     outer_identity: str | None = None
 
 
+_CODE_LABELS = {int(c): c.name.lower() for c in Code}
+_TERMINATION_ACTION = (Attr.TERMINATION_ACTION, rp.integer(rp.TERMINATION_ACTION_RADIUS_REQUEST))
+_RESULT_FIELDS = (
+    "eap result=%s reason=%s client=%s group=%s tls=%s resumed=%s "
+    "calling_station=%s outer_identity=%r round_trips=%d ms=%.1f "
+)
+_RESULT_LINE = _RESULT_FIELDS + "%s"
+_ACCEPT_LINE = _RESULT_FIELDS + "identity=%r serial=%x session_timeout=%d"
+
+
 def _code_label(code: int) -> str:
-    try:
-        return Code(code).name.lower()
-    except ValueError:
-        return "other"
+    return _CODE_LABELS.get(code, "other")
+
+
+@functools.lru_cache(maxsize=256)
+def _group_reply_attributes(
+    vlan: str | None, filter_id: str | None, class_value: str | None
+) -> tuple[tuple[int, bytes], ...]:
+    """The Access-Accept attributes of a group's [reply] settings, built once per value."""
+    attrs: list[tuple[int, bytes]] = []
+    if vlan:
+        attrs += rp.tunnel_vlan_attributes(vlan)
+    if filter_id:
+        attrs.append((Attr.FILTER_ID, filter_id.encode()))
+    if class_value:
+        attrs.append((Attr.CLASS, class_value.encode()))
+    return tuple(attrs)
 
 
 class ClientTable:
@@ -232,7 +255,7 @@ class RadiusServer:
                 sock.sendto(reply, addr)
             except OSError as e:
                 if e.errno in (errno.EAGAIN, errno.ENOBUFS):
-                    metrics.DROPPED.labels("unknown", DropReason.QUEUE_FULL.value).inc()
+                    metrics.dropped("unknown", DropReason.QUEUE_FULL.value).inc()
                 else:
                     log.warning("sendto %s: %s", addr, e)
 
@@ -240,7 +263,7 @@ class RadiusServer:
         """Process one datagram; return the reply bytes or None. Never raises."""
         client = self.clients.match(addr[0])
         if client is None:
-            metrics.DROPPED.labels("unknown", DropReason.UNKNOWN_CLIENT.value).inc()
+            metrics.dropped("unknown", DropReason.UNKNOWN_CLIENT.value).inc()
             log.debug("drop datagram from unknown client %s", addr[0])
             return None
         key = None
@@ -248,11 +271,11 @@ class RadiusServer:
             try:
                 request = rp.decode(data, client)
             except MalformedPacket as e:
-                metrics.DROPPED.labels(client.name, e.reason.value).inc()
+                metrics.dropped(client.name, e.reason.value).inc()
                 log.info("drop from %s (%s): %s", client.name, addr[0], e)
                 return None
             code = _code_label(request.code)
-            metrics.REQUESTS.labels(client.name, code).inc()
+            metrics.requests(client.name, code).inc()
             if request.code is Code.STATUS_SERVER:  # RFC 5997, outside the duplicate cache
                 return self._respond(
                     client,
@@ -263,12 +286,12 @@ class RadiusServer:
             key = (addr[0], addr[1], request.identifier, request.authenticator)
             status, cached = self.duplicates.begin(key, now)
             if status is not DupStatus.NEW:
-                metrics.DUPLICATES.labels(client.name).inc()
+                metrics.duplicates(client.name).inc()
                 key = None  # the original owns the cache entry
                 if cached is None:
-                    metrics.DROPPED.labels(client.name, DropReason.DUPLICATE_IN_PROGRESS.value).inc()
+                    metrics.dropped(client.name, DropReason.DUPLICATE_IN_PROGRESS.value).inc()
                     return None
-                metrics.RESPONSES.labels(client.name, _code_label(cached[0])).inc()
+                metrics.responses(client.name, _code_label(cached[0])).inc()
                 return cached
             reply = self._access_request(client, request, now)
             if reply is None:
@@ -278,19 +301,19 @@ class RadiusServer:
             return self._respond(client, reply, reply[0])
         except rp.PacketTooLarge as exc:  # e.g. an abusive Proxy-State pushes past 4096 bytes
             log.warning("RADIUS reply to %s (%s) dropped: %s", client.name, addr[0], exc)
-            metrics.DROPPED.labels(client.name, DropReason.REPLY_TOO_LARGE.value).inc()
+            metrics.dropped(client.name, DropReason.REPLY_TOO_LARGE.value).inc()
             if key is not None:
                 self.duplicates.abandon(key)
             return None
         except Exception:
             log.exception("RADIUS request from %s (%s) failed", client.name, addr[0])
-            metrics.DROPPED.labels(client.name, DropReason.INTERNAL_ERROR.value).inc()
+            metrics.dropped(client.name, DropReason.INTERNAL_ERROR.value).inc()
             if key is not None:
                 self.duplicates.abandon(key)
             return None
 
     def _respond(self, client: RadiusClient, reply: bytes, code: int) -> bytes:
-        metrics.RESPONSES.labels(client.name, _code_label(code)).inc()
+        metrics.responses(client.name, _code_label(code)).inc()
         return reply
 
     # --- EAP ------------------------------------------------------------------------
@@ -308,7 +331,7 @@ class RadiusServer:
                 client.name,
                 request.text(Attr.USER_NAME),
             )
-            metrics.AUTHENTICATIONS.labels("reject", Reason.NOT_EAP.value, "none", "none").inc()
+            metrics.authentications("reject", Reason.NOT_EAP.value, "none", "none").inc()
             return rp.encode_reply(Code.ACCESS_REJECT, request, secret, [])
         state = request.state
         conv: Conversation | None
@@ -344,7 +367,7 @@ class RadiusServer:
             attrs.append((Attr.STATE, state))
             return rp.encode_reply(Code.ACCESS_CHALLENGE, request, secret, attrs)
         if isinstance(result, Discard):
-            metrics.DROPPED.labels(client.name, DropReason.EAP_DISCARDED.value).inc()
+            metrics.dropped(client.name, DropReason.EAP_DISCARDED.value).inc()
             log.info("drop from %s: %s", client.name, result.detail)
             return None
         if state is not None:
@@ -367,19 +390,14 @@ class RadiusServer:
         attrs = rp.eap_message_attributes(result.eap)
         attrs += rp.mppe_key_attributes(result.keys.msk, client.secret, request.authenticator)
         attrs.append((Attr.USER_NAME, allow.identity.encode()[: rp.MAX_ATTR_VALUE]))
-        if reply.vlan:
-            attrs += rp.tunnel_vlan_attributes(reply.vlan)
-        if reply.filter_id:
-            attrs.append((Attr.FILTER_ID, reply.filter_id.encode()))
-        if reply.class_value:
-            attrs.append((Attr.CLASS, reply.class_value.encode()))
+        attrs += _group_reply_attributes(reply.vlan, reply.filter_id, reply.class_value)
         # Echoed by the NAS in accounting: links the session to this certificate.
         attrs.append((Attr.CLASS, class_value(allow.group.name, allow.serial)))
         attrs.append((Attr.SESSION_TIMEOUT, rp.integer(allow.session_timeout)))
-        attrs.append((Attr.TERMINATION_ACTION, rp.integer(rp.TERMINATION_ACTION_RADIUS_REQUEST)))
+        attrs.append(_TERMINATION_ACTION)
         out = rp.encode_reply(Code.ACCESS_ACCEPT, request, client.secret, attrs)
         if result.resumed:
-            metrics.RESUMPTIONS.labels("resumed").inc()
+            metrics.resumptions("resumed").inc()
         self._record_result(
             conv,
             "accept",
@@ -387,8 +405,9 @@ class RadiusServer:
             allow.group.name,
             result.tls_version,
             now,
-            f"identity={allow.identity!r} serial={allow.serial:x} session_timeout={allow.session_timeout}",
+            "",
             resumed=result.resumed,
+            allow=allow,
         )
         if self._on_accept is not None:
             try:
@@ -407,7 +426,7 @@ class RadiusServer:
     ) -> bytes:
         if result.resumed:
             refused = "refused_revoked" if result.reason is Reason.REVOKED else "refused"
-            metrics.RESUMPTIONS.labels(refused).inc()
+            metrics.resumptions(refused).inc()
         self._record_result(
             conv,
             "reject",
@@ -426,7 +445,7 @@ class RadiusServer:
         eap_message = request.eap_message or b""
         if len(eap_message) >= 2:
             ident = eap_message[1]
-        metrics.AUTHENTICATIONS.labels("reject", reason.value, "none", "none").inc()
+        metrics.authentications("reject", reason.value, "none", "none").inc()
         log.info(
             "eap result=reject reason=%s client=%s calling_station=%s user=%r",
             reason.value,
@@ -448,14 +467,37 @@ class RadiusServer:
         detail: str,
         *,
         resumed: bool = False,
+        allow: Allow | None = None,
     ) -> None:
+        """Metrics and the per-auth INFO line (the audit trail: one per result).
+
+        With ``allow`` the detail is ``identity=%r serial=%x session_timeout=%d`` of it,
+        formatted by logging (lazily) rather than here.
+        """
         duration = max(0.0, now - conv.started)
-        metrics.AUTHENTICATIONS.labels(result, reason.value, group or "none", tls_version or "none").inc()
-        metrics.AUTH_DURATION.labels(result).observe(duration)
+        metrics.authentications(result, reason.value, group or "none", tls_version or "none").inc()
+        metrics.auth_duration(result).observe(duration)
         metrics.ROUND_TRIPS.observe(conv.session.round_trips)
+        if allow is not None:
+            log.info(
+                _ACCEPT_LINE,
+                result,
+                reason.value,
+                conv.client,
+                group or "-",
+                tls_version or "-",
+                resumed,
+                conv.calling_station_id,
+                conv.outer_identity,
+                conv.session.round_trips,
+                duration * 1000,
+                allow.identity,
+                allow.serial,
+                allow.session_timeout,
+            )
+            return
         log.info(
-            "eap result=%s reason=%s client=%s group=%s tls=%s resumed=%s "
-            "calling_station=%s outer_identity=%r round_trips=%d ms=%.1f %s",
+            _RESULT_LINE,
             result,
             reason.value,
             conv.client,
