@@ -233,3 +233,19 @@ def test_bulk_revocation_needs_confirmation(initialized: Path, tmp_path: Path) -
     r = certgate("revoke", "--group", "guests", "--reason", "removeFromCRL", "--yes",
                  config=initialized, check=False)
     assert r.returncode == 2  # not a revocation reason
+
+
+def test_rsa_hierarchy_selectable(config: Path) -> None:
+    text = config.read_text().replace("[radius]", '[pki]\nkey_type = "rsa-3072"\n\n[radius]')
+    text = text.replace("[groups.guests]", '[groups.guests]\nca_key_type = "rsa-2048"')
+    config.write_text(text)
+    certgate("init", config=config)
+    pki = pki_dir(config)
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    root = x509.load_pem_x509_certificate((pki / "root.crt").read_bytes())
+    guests = x509.load_pem_x509_certificate((pki / "groups/guests/ca.crt").read_bytes())
+    staff = x509.load_pem_x509_certificate((pki / "groups/staff/ca.crt").read_bytes())
+    assert isinstance(root.public_key(), rsa.RSAPublicKey) and root.public_key().key_size == 3072
+    assert guests.public_key().key_size == 2048 and staff.public_key().key_size == 3072
+    guests.verify_directly_issued_by(root)
