@@ -37,6 +37,7 @@ class LabelCache(Generic[M]):
             child = self._children[values] = self._metric.labels(*values)
         return child
 
+
 REQUESTS = Counter(
     "certgate_radius_requests_total", "RADIUS requests accepted for processing", ["client", "code"]
 )
