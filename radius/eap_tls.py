@@ -55,6 +55,7 @@ _TLS13_KEY_LABEL = b"EXPORTER_EAP_TLS_Key_Material"
 _TLS13_METHOD_ID_LABEL = b"EXPORTER_EAP_TLS_Method-Id"
 _EAP_TLS_TYPE = bytes((EapType.TLS,))
 _VERSIONS = {"TLSv1.2": "1.2", "TLSv1.3": "1.3"}
+_BIO_READ_SIZE = 65536
 _NO_CERT_MARKERS = ("peer did not return a certificate", "certificate required")
 
 
@@ -155,7 +156,8 @@ class EapTlsSession:
 
     def _set_state(self, new: State) -> None:
         if new is not self.state:
-            log.debug("EAP-TLS %s: %s -> %s", self._name, self.state.value, new.value)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("EAP-TLS %s: %s -> %s", self._name, self.state.value, new.value)
             self.state = new
 
     @property
@@ -344,10 +346,15 @@ class EapTlsSession:
         chunks = []
         while True:
             try:
-                chunks.append(conn.bio_read(65536))
+                chunk = conn.bio_read(_BIO_READ_SIZE)
             except SSL.WantReadError:
                 break
-        return b"".join(chunks)
+            chunks.append(chunk)
+            if len(chunk) < _BIO_READ_SIZE:
+                # A memory BIO hands over everything it holds, up to the size asked for:
+                # a short read emptied it (saves a read that would raise WantReadError).
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _send(self, data: bytes) -> Challenge:
         return self._request(self._fragmenter.start(data))

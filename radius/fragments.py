@@ -137,7 +137,8 @@ class Fragmenter:
 
     def _set_state(self, new: FragState) -> None:
         if new is not self.state:
-            log.debug("EAP-TLS fragments: %s -> %s", self.state.value, new.value)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("EAP-TLS fragments: %s -> %s", self.state.value, new.value)
             self.state = new
 
     def start(self, data: bytes, flags: int = 0) -> bytes:

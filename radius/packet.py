@@ -327,7 +327,8 @@ def vendor_specific(vendor: int, vendor_type: int, value: bytes) -> tuple[int, b
 def new_salt(used: Sequence[bytes] = ()) -> bytes:
     """A random 2-byte salt with the high bit set, distinct from ``used`` (RFC 2548)."""
     while True:
-        salt = bytes((os.urandom(1)[0] | 0x80,)) + os.urandom(1)
+        r = os.urandom(2)
+        salt = bytes((r[0] | 0x80, r[1]))
         if salt not in used:
             return salt
 
