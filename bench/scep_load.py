@@ -313,13 +313,15 @@ class Server:
             c.close()
 
 
-def start_certgate(work: Path, log: Callable[[str], None], variant: str = "none"
-                   ) -> tuple[Server, dict]:
+def start_certgate(work: Path, log: Callable[[str], None], variant: str = "none",
+                   scep_workers: int | None = None) -> tuple[Server, dict]:
     from tests.support import SECRET, TOKEN, certgate, write_config
 
     cg = work / "certgate"
     extra = "".join(rsa_group(p) if p.startswith("rsa") else default_group(p)
                     for p in (ph.replace("_", "") for ph in PHASES))
+    if scep_workers is not None:
+        extra += f"\n[scep]\nworkers = {scep_workers}\n"
     config = write_config(cg, extra=extra)
     t0 = time.monotonic()
     certgate("init", config=config)
@@ -703,7 +705,10 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="py-spy a second burst")
     ap.add_argument("--variant", default="none",
                     help="run certgate under bench/scep_serve_variant.py with these candidate "
-                         "fixes (switch1ms, workers1, procpool; comma-separated)")
+                         "fixes (switch1ms, workers1; comma-separated)")
+    ap.add_argument("--scep-workers", type=int, default=None,
+                    help="[scep] workers for certgate (default: the config default, 2 "
+                         "processes; 0 = SCEP crypto in threads, the pre-process-pool layout)")
     ap.add_argument("--radius-only", action="store_true",
                     help="only the RADIUS idle/burst phases (e.g. to compare --variant runs)")
     ap.add_argument("--out", type=Path)
@@ -734,10 +739,12 @@ def main() -> int:
     try:
         burst_n = int(min(args.n * 3, 900))
         keys = client_keys(max(args.n, burst_n), log)
-        cg, radius = start_certgate(work, log, args.variant)
+        cg, radius = start_certgate(work, log, args.variant, args.scep_workers)
         sc = start_scepserver(work, log)
         if args.variant != "none":
             emit(f"# certgate variant: {args.variant} (bench/scep_serve_variant.py)")
+        if args.scep_workers is not None:
+            emit(f"# certgate [scep] workers = {args.scep_workers}")
         emit(f"# loadavg at start: {Path('/proc/loadavg').read_text().split()[:3]} on "
              f"{os.cpu_count()} CPUs (other busy processes skew every figure)")
         log(f"certgate pid {cg.pid} http {cg.port}; scepserver pid {sc.pid} port {sc.port}; "

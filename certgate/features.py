@@ -56,3 +56,6 @@ async def stop(runtime: Runtime) -> None:
     if task is not None and not task.done():
         task.cancel()
     await stop_radius(runtime)
+    scep = runtime.services.get("scep")
+    if scep is not None:
+        await scep.close()  # the SCEP crypto worker processes

@@ -4,6 +4,13 @@ The operation comes from the query; a GET PKIOperation's `message` is read from 
 query string (clients leave '+' and '/' unescaped, use URL-safe base64, insert %0A
 newlines or drop the padding). Unknown group -> 404; undecodable -> 400 with a short
 reason; every parsed request gets a signed CertRep, never an HTTP 500.
+
+The crypto of a PKIOperation (parse/verify/decrypt, certificate signing, CertRep) runs in
+`[scep] workers` spawned processes (`enrollment.scep_crypto.ProcessCrypto`) that load the
+PKI from the settings file themselves and run at nice 10: the event loop (RADIUS) keeps
+its GIL and, on a busy machine, its CPU. `workers = 0` runs it in threads of this process.
+A worker that dies is replaced; the request it was serving gets a FAILURE, or HTTP 503
+when it could not be read or answered.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import base64
 import binascii
 import datetime as dt
 import logging
+import os
 import re
 import time
 import urllib.parse
@@ -22,19 +30,21 @@ from aiohttp import web
 from certgate.admin import AdminApi
 from certgate.errors import OperatorError
 from certgate.runtime import Runtime
-from certgate.settings import GroupSettings, Settings
+from certgate.settings import GroupSettings, Settings, load_settings
 from enrollment.challenge_store import create_dynamic, parse_ttl
 from enrollment.challenges import StaticSecret
 from enrollment.metrics import SCEP_DURATION, SCEP_REQUESTS
+from enrollment.scep_crypto import CryptoRunner, CryptoUnavailable, GroupCrypto, ProcessCrypto, ThreadCrypto
 from enrollment.scep_enroll import ServiceConfig, revoke_due
-from enrollment.scep_service import PKI_MESSAGE, ScepConfigError, ScepService
+from enrollment.scep_service import PKI_MESSAGE, ScepConfigError, ScepService, check_service_config
 from enrollment.scep_types import UndecodableRequest
 from revocation.scep_store import ScepStore
 from revocation.store import ChallengeUnavailable
 
 log = logging.getLogger("certgate.scep")
 
-EXECUTOR_WORKERS = 2
+EXECUTOR_WORKERS = 2  # threads for the static-secret / blob checks (and crypto if workers = 0)
+RETRY_AFTER_SECONDS = 5
 OPERATIONS = ("GetCACaps", "GetCACert", "PKIOperation", "GetNextCACert")
 
 
@@ -70,11 +80,11 @@ def _static_secrets(g: GroupSettings) -> tuple[StaticSecret, ...]:
     return (StaticSecret.from_secret(g.static_secret),)
 
 
-def service_config(s: Settings, g: GroupSettings, runtime: Runtime) -> ServiceConfig:
+def service_config(s: Settings, g: GroupSettings, pki: object) -> ServiceConfig:
+    """One group's ServiceConfig; `pki` is the loaded PKI (challenge secret, blob key)."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     mdm_keys = tuple(load_pem_public_key(p.read_bytes()) for p in s.scep.mdm_blob_keys)
-    pki = runtime.pki
     return ServiceConfig(
         group=g.name,
         public_url=s.http.public_url,
@@ -95,12 +105,50 @@ def service_config(s: Settings, g: GroupSettings, runtime: Runtime) -> ServiceCo
     )
 
 
+def load_group_crypto(config_path: str) -> dict[str, GroupCrypto]:
+    """In a SCEP worker process: every group's GroupCrypto, from the settings file."""
+    from pki.hierarchy import Hierarchy
+
+    s = load_settings(config_path)
+    pki = Hierarchy(s.pki).load(s.groups)
+    groups = pki.group_table(s.groups)
+    return {g.name: GroupCrypto(crypto_config(s, g), pki.groups[g.name], groups) for g in s.groups}
+
+
+def crypto_config(s: Settings, g: GroupSettings) -> ServiceConfig:
+    """What GroupCrypto reads of a group's ServiceConfig (no secrets, nothing to log)."""
+    return ServiceConfig(
+        group=g.name, public_url=s.http.public_url, legacy_algorithms=g.legacy_algorithms,
+        ca_is_ra=g.ca_is_ra,
+        signing_time_skew=dt.timedelta(seconds=s.scep.signing_time_skew_seconds))
+
+
+def crypto_workers(configured: int) -> int:
+    """`[scep] workers`, capped at the CPU count (0 = in-thread)."""
+    return min(configured, os.cpu_count() or 1)
+
+
 class ScepHttp:
     def __init__(self, runtime: Runtime, admin: AdminApi) -> None:
         self.runtime = runtime
         self.admin = admin
         self.executor = ThreadPoolExecutor(EXECUTOR_WORKERS, thread_name_prefix="scep")
         s = runtime.settings
+        configs = {g.name: service_config(s, g, runtime.pki) for g in s.groups}
+        for g in s.groups:  # before any worker is spawned
+            try:
+                check_service_config(configs[g.name], runtime.pki.groups[g.name])
+            except ScepConfigError as exc:
+                raise OperatorError(str(exc), exit_code=2) from None
+        workers = crypto_workers(s.scep.workers)
+        self.crypto: CryptoRunner
+        if workers:
+            self.crypto = ProcessCrypto(workers, load_group_crypto, (str(s.path),))
+            log.info("SCEP crypto in %d worker process(es)", workers)
+        else:
+            self.crypto = ThreadCrypto(self.executor, {
+                g.name: GroupCrypto(configs[g.name], runtime.pki.groups[g.name], runtime.groups)
+                for g in s.groups})
         if getattr(runtime.pki, "challenge_secret", None) is None:
             log.warning("no SCEP challenge secret in %s: dynamic challenges disabled; run "
                         "`certgate init` to create it", s.pki.dir)
@@ -111,15 +159,12 @@ class ScepHttp:
             async def crl_source(name: str = g.name) -> bytes:
                 return (await crls.get(name)).der
 
-            try:
-                self.services[g.name] = ScepService(
-                    service_config(s, g, runtime), runtime.pki.groups[g.name], runtime.pki.root,
-                    runtime.groups, runtime.store, self.executor,
-                    crl_source=crl_source if crls is not None else None,
-                    revoke=revocations.revoke if revocations is not None else None,
-                )
-            except ScepConfigError as exc:
-                raise OperatorError(str(exc), exit_code=2) from None
+            self.services[g.name] = ScepService(
+                configs[g.name], runtime.pki.groups[g.name], runtime.pki.root,
+                runtime.groups, runtime.store, self.executor, crypto=self.crypto,
+                crl_source=crl_source if crls is not None else None,
+                revoke=revocations.revoke if revocations is not None else None,
+            )
 
     def routes(self, app: web.Application) -> None:
         r = app.router
@@ -127,6 +172,11 @@ class ScepHttp:
             r.add_get(path, self.handle)
             r.add_post(path, self.handle)
         r.add_post("/api/v1/groups/{group}/challenges", self.create_challenge)
+
+    async def close(self) -> None:
+        """Stop the crypto workers (at shutdown)."""
+        await self.crypto.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def periodic(self) -> list[tuple[float, object, str]]:
         return [(60.0, self.housekeeping, "scep-housekeeping")]
@@ -171,6 +221,11 @@ class ScepHttp:
                 result = "bad_request"
                 log.info("group %s: undecodable PKIOperation: %s", group, exc.reason)
                 return web.Response(status=400, text=f"bad SCEP request: {exc.reason}\n")
+            except CryptoUnavailable as exc:
+                result = "unavailable"
+                log.error("group %s: PKIOperation not answered: %s", group, exc)
+                return web.Response(status=503, text="SCEP temporarily unavailable, retry\n",
+                                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
             mtype, result = reply.message_type, reply.result
             return web.Response(body=reply.body, content_type=PKI_MESSAGE)
         except web.HTTPException:

@@ -109,6 +109,7 @@ class ScepSettings:
     mdm_blob_keys: tuple[Path, ...] = ()  # trusted MDM blob-signing public keys (P-256 PEM)
     max_pending_age_days: int = 7  # manual-approval requests left pending longer are rejected
     signing_time_skew_seconds: int = 3600  # |signingTime - now| above this -> badTime
+    workers: int = 2  # SCEP crypto processes (capped at the CPU count); 0 = threads in-process
 
 
 @dataclass(frozen=True)
@@ -502,6 +503,7 @@ def _parse_scep(sc: _Reader, base: Path) -> ScepSettings:
         mdm_blob_keys=tuple(keys),
         max_pending_age_days=sc.int("max_pending_age_days", 7, 1, 365),
         signing_time_skew_seconds=sc.int("signing_time_skew_seconds", 3600, 1, 7 * 86400),
+        workers=sc.int("workers", 2, 0, 64),
     )
     sc.finish()
     return scep

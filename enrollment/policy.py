@@ -73,7 +73,10 @@ class CsrRejected(EnrollmentRejected):
 
 @dataclass(frozen=True)
 class CsrFacts:
-    subject: x509.Name
+    """Plain values only (str, int, bytes, tuples): picklable, so they cross from the SCEP
+    crypto worker processes to the event loop."""
+
+    subject: str  # RFC 4514 (cryptography's rfc4514_string of the CSR subject)
     subject_cn: str | None
     sans: tuple[str, ...]
     ekus: tuple[str, ...]  # dotted OIDs, in request order
@@ -283,7 +286,7 @@ def extract_csr_facts(csr: x509.CertificateSigningRequest | bytes) -> CsrFacts:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return CsrFacts(
-        subject=subject,
+        subject=subject.rfc4514_string(),
         subject_cn=cn,
         sans=sans,
         ekus=ekus,

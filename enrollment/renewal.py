@@ -154,10 +154,10 @@ def check_renewal(
     new_name = endpoint_group if isinstance(endpoint_group, str) else endpoint_group.name
     if old_name != new_name:
         raise RenewalRejected(RenewalReason.WRONG_GROUP, f"{old_name} -> {new_name}")
-    if new_csr_facts.subject != old_cert.subject:
+    old_subject = old_cert.subject.rfc4514_string()
+    if new_csr_facts.subject != old_subject:
         raise RenewalRejected(
-            RenewalReason.SUBJECT_CHANGED,
-            f"{old_cert.subject.rfc4514_string()} -> {new_csr_facts.subject.rfc4514_string()}",
+            RenewalReason.SUBJECT_CHANGED, f"{old_subject} -> {new_csr_facts.subject}"
         )
     start = window_start(old_cert, window)
     if now < start or now < old_cert.not_valid_before_utc:

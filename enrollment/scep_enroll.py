@@ -1,10 +1,12 @@
 """PKCSReq / RenewalReq decisions for one group: challenge modes, renewal, manual approval.
 
 The crypto-heavy work (parse, verify, decrypt, CSR facts, renewal signer check) was
-done off the event loop by `ScepService`; this module runs on the loop between that
-and the reply: store reads/writes plus the pure checks of `enrollment.challenges`,
-`enrollment.blob`, `enrollment.policy` and `enrollment.renewal`. Every refusal is an
-`EnrollmentRejected` (reason = metric label) that the service turns into a FAILURE.
+done off the event loop by `ScepService` (`enrollment.scep_crypto`, maybe in another
+process); this module runs on the loop between that and the reply: store reads/writes
+plus the pure checks of `enrollment.challenges`, `enrollment.blob`, `enrollment.policy`
+and `enrollment.renewal`. Certificates are signed off the loop by the `sign` callable.
+Every refusal is an `EnrollmentRejected` (reason = metric label) that the service turns
+into a FAILURE. Requests and outcomes are plain data (DER bytes, no cryptography objects).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -37,10 +40,11 @@ from enrollment.challenges import (
 )
 from enrollment.metrics import CERTIFICATES_ISSUED
 from enrollment.policy import CsrFacts, EnrollmentRejected, GroupCsrPolicy, apply_policy
-from enrollment.renewal import Initial, Renewal, check_renewal
-from enrollment.scep_codec import PkiMessage
+from enrollment.renewal import check_renewal
+from enrollment.scep_types import MessageType
 from pki.hierarchy import GroupCa
-from pki.issuance import issue_device_certificate
+from pki.issuance import Issued, record_signed
+from revocation.inventory import CertRecord
 from revocation.scep_store import APPROVED, ISSUED, PENDING, REJECTED, RequestConflict, ScepRequest, ScepStore
 from revocation.store import ChallengeUnavailable, ChallengeUse, Store
 
@@ -97,7 +101,7 @@ class Outcome:
     """What to answer: SUCCESS with certificates, PENDING, or FAILURE (fail_info name)."""
 
     status: str  # "success" | "pending" | "failure"
-    certificates: tuple[x509.Certificate, ...] = ()
+    certificates: tuple[bytes, ...] = ()  # DER, issued certificate first
     crl: bytes | None = None
     fail_info: str | None = None
     reason: str | None = None
@@ -105,23 +109,35 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def success(*certs: x509.Certificate) -> Outcome:
+def success(*certs: bytes) -> Outcome:
+    """SUCCESS with these DER certificates."""
     return Outcome("success", certificates=tuple(certs))
+
+
+def record_der(record: CertRecord) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(record.pem)
 
 
 PENDING_OUTCOME = Outcome("pending")
 
 
 @dataclass(frozen=True)
-class EnrollRequest:
-    msg: PkiMessage
-    csr: x509.CertificateSigningRequest
-    facts: CsrFacts
-    classification: Initial | Renewal
+class RenewalSigner:
+    """The request is signed by a certificate of one of our groups (a renewal)."""
 
-    @property
-    def txid(self) -> str:
-        return self.msg.transaction_id
+    old_cert_der: bytes
+    group: str
+
+
+@dataclass(frozen=True)
+class EnrollRequest:
+    """A verified, decrypted PKCSReq / RenewalReq."""
+
+    message_type: MessageType
+    txid: str
+    csr_der: bytes
+    facts: CsrFacts
+    renewal: RenewalSigner | None = None  # None: initial enrollment (a challenge applies)
 
     @property
     def spki_hex(self) -> str:
@@ -129,17 +145,20 @@ class EnrollRequest:
 
 
 RevokeFn = Callable[[int, str, str], Awaitable[Any]]
+# sign(csr_der, serial, now, days, *, device_id, source, transaction_id) -> Issued, off the loop
+SignFn = Callable[..., Awaitable[Issued]]
 
 
 class Enroller:
     def __init__(self, cfg: ServiceConfig, ca: GroupCa, store: Store, executor: Executor,
-                 revoke: RevokeFn | None = None) -> None:
+                 revoke: RevokeFn | None = None, *, sign: SignFn) -> None:
         self.cfg = cfg
         self.ca = ca
         self.store = store
         self.requests = ScepStore(store)
         self.executor = executor
         self.revoke = revoke
+        self.sign = sign
         self.policy = csr_policy(cfg.key_types, cfg.validity_days)
         self._approval_lock = asyncio.Lock()
 
@@ -150,8 +169,8 @@ class Enroller:
 
     async def enroll(self, req: EnrollRequest, now: dt.datetime) -> Outcome:
         apply_policy(req.facts, self.policy)
-        if isinstance(req.classification, Renewal):
-            return await self._renew(req, req.classification, now)
+        if req.renewal is not None:
+            return await self._renew(req, req.renewal, now)
         if self.cfg.manual_approval:
             existing = await self.requests.find_request(self.cfg.group, req.txid)
             if existing is not None:
@@ -239,7 +258,7 @@ class Enroller:
             raise ChallengeRejected(ChallengeReason.REPLAY, f"{jti}: issued {serial:x} not found")
         log.info("group %s: idempotent retry for %s returns %s", self.cfg.group, jti,
                  record.serial_hex)
-        return success(record.certificate())
+        return success(record_der(record))
 
     async def _retry_pending(self, req: EnrollRequest, now: dt.datetime) -> Outcome:
         """The challenge is reserved for this transaction but no certificate yet."""
@@ -254,8 +273,8 @@ class Enroller:
         if self.cfg.manual_approval:
             try:
                 pending = await self.requests.add_request(
-                    self.cfg.group, req.txid, req.csr.subject.rfc4514_string(), req.spki_hex,
-                    req.csr.public_bytes(_DER), now, challenge=challenge, device_id=device_id,
+                    self.cfg.group, req.txid, req.facts.subject, req.spki_hex,
+                    req.csr_der, now, challenge=challenge, device_id=device_id,
                     details={"days": days} if days else None)
             except RequestConflict:
                 existing = await self.requests.find_request(self.cfg.group, req.txid)
@@ -267,29 +286,28 @@ class Enroller:
                      pending.subject)
             return PENDING_OUTCOME
         try:
-            cert = await self.issue(req.csr, req.txid, now, challenge=challenge,
-                                    device_id=device_id, days=days)
+            issued = await self.issue(req.csr_der, req.txid, now, challenge=challenge,
+                                      device_id=device_id, days=days)
         except ChallengeUnavailable as exc:
             raise ChallengeRejected(ChallengeReason.REPLAY, f"{exc} consumed meanwhile") from None
-        return success(cert)
+        return success(issued.der)
 
-    async def issue(self, csr: x509.CertificateSigningRequest, txid: str, now: dt.datetime, *,
+    async def issue(self, csr_der: bytes, txid: str, now: dt.datetime, *,
                     challenge: ChallengeUse | None = None, device_id: str | None = None,
-                    supersedes: int | None = None, days: int | None = None) -> x509.Certificate:
-        try:
-            sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-        except x509.ExtensionNotFound:
-            sans = []
-        cert = await issue_device_certificate(
-            self.store, self.ca, csr.public_key(), csr.subject, sans,
-            public_url=self.cfg.public_url, days=days or self.cfg.validity_days, now=now,
-            actor=f"scep:{self.cfg.group}", source="scep", device_id=device_id,
-            challenge=challenge, supersedes=supersedes, transaction_id=txid,
-        )
+                    supersedes: int | None = None, days: int | None = None) -> Issued:
+        """Sign off the loop, then record (with the challenge consumed) before returning."""
+        days = days or self.cfg.validity_days
+
+        async def sign(serial: int) -> Issued:
+            return await self.sign(csr_der, serial, now, days, device_id=device_id,
+                                   source="scep", transaction_id=txid)
+
+        issued = await record_signed(self.store, sign, actor=f"scep:{self.cfg.group}",
+                                     challenge=challenge, supersedes=supersedes, now=now)
         CERTIFICATES_ISSUED.labels(group=self.cfg.group).inc()
-        log.info("group %s: issued %x to %s (transaction %s)", self.cfg.group, cert.serial_number,
-                 csr.subject.rfc4514_string(), txid)
-        return cert
+        log.info("group %s: issued %s to %s (transaction %s)", self.cfg.group,
+                 issued.record.serial_hex, issued.record.subject, txid)
+        return issued
 
     # -- manual approval ------------------------------------------------------------------
 
@@ -306,31 +324,30 @@ class Enroller:
             assert fresh is not None
             if fresh.status != APPROVED:
                 return await self.request_state(fresh, now)
-            csr = x509.load_der_x509_csr(fresh.csr_der)
-            cert = await self.issue(csr, fresh.transaction_id, now, device_id=fresh.device_id,
-                                    days=fresh.details.get("days"))
-            await self.requests.mark_issued(fresh.id, cert.serial_number)
-        return success(cert)
+            issued = await self.issue(fresh.csr_der, fresh.transaction_id, now,
+                                      device_id=fresh.device_id, days=fresh.details.get("days"))
+            await self.requests.mark_issued(fresh.id, issued.record.serial)
+        return success(issued.der)
 
     # -- renewal --------------------------------------------------------------------------
 
-    async def _renew(self, req: EnrollRequest, renewal: Renewal, now: dt.datetime) -> Outcome:
-        old = renewal.old_cert
+    async def _renew(self, req: EnrollRequest, renewal: RenewalSigner, now: dt.datetime) -> Outcome:
+        old = x509.load_der_x509_certificate(renewal.old_cert_der)
         record = await self.store.get(old.serial_number)
         if record is not None and record.superseded_by is not None:
             newer = await self.store.get(record.superseded_by)
             if (newer is not None and newer.transaction_id == req.txid
                     and newer.spki_sha256 == req.spki_hex):
-                return success(newer.certificate())  # retry of a renewal that went through
+                return success(record_der(newer))  # retry of a renewal that went through
         status = None if record is None else ("superseded" if record.superseded_by else record.status)
         check_renewal(old, status, record.group if record else None, self.cfg.group, req.facts,
                       now, window=self.cfg.renewal_window)
         use = await self._renewal_challenge(req, old, now)
-        cert = await self.issue(req.csr, req.txid, now, challenge=use,
-                                device_id=record.device_id if record else None,
-                                supersedes=old.serial_number)
+        issued = await self.issue(req.csr_der, req.txid, now, challenge=use,
+                                  device_id=record.device_id if record else None,
+                                  supersedes=old.serial_number)
         await self._retire(old.serial_number, now)
-        return success(cert)
+        return success(issued.der)
 
     async def _renewal_challenge(self, req: EnrollRequest, old: x509.Certificate,
                                  now: dt.datetime) -> ChallengeUse | None:
@@ -392,7 +409,3 @@ async def revoke_due(store: Store, revoke: RevokeFn, now: dt.datetime | None = N
         done += 1
     return done
 
-
-from cryptography.hazmat.primitives.serialization import Encoding as _Encoding  # noqa: E402
-
-_DER = _Encoding.DER

@@ -1,33 +1,44 @@
 """One group's SCEP endpoint (RFC 8894): GetCACaps, GetCACert, PKIOperation.
 
 PKIOperation in three steps:
-  1. off the event loop: parse + verify the pkiMessage, check algorithms and signingTime,
-     decrypt, parse the inner request, CSR facts and renewal classification;
-  2. on the loop: the decision (store reads/writes, `Enroller`);
-  3. off the loop: build and sign the CertRep.
+  1. off the event loop (`GroupCrypto.open`, in a worker process or thread): parse + verify
+     the pkiMessage, check algorithms and signingTime, decrypt, parse the inner request,
+     CSR facts and renewal classification;
+  2. on the loop: the decision (store reads/writes, `Enroller`; certificates are signed
+     off the loop by `GroupCrypto.sign_device`);
+  3. off the loop: build and sign the CertRep (`GroupCrypto.build`).
 Once the request parsed, every refusal is a signed CertRep FAILURE (failInfo + reason in
-the log and metrics); only undecodable input raises `UndecodableRequest` (HTTP 400).
+the log and metrics); only undecodable input raises `UndecodableRequest` (HTTP 400), and a
+crypto worker that died while opening or answering raises `CryptoUnavailable` (HTTP 503).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from enrollment import scep_codec as codec
 from enrollment.metrics import CHALLENGE_FAILURES
-from enrollment.policy import CsrRejected, EnrollmentRejected, extract_csr_facts
-from enrollment.renewal import RenewalReason, RenewalRejected, classify
-from enrollment.scep_enroll import Enroller, EnrollRequest, Outcome, RevokeFn, ServiceConfig, success
-from enrollment.scep_types import REQUEST_TYPES, FailInfo, MessageType, ScepError, UndecodableRequest
+from enrollment.policy import EnrollmentRejected
+from enrollment.renewal import RenewalReason, RenewalRejected
+from enrollment.scep_crypto import (
+    CryptoRunner,
+    CryptoUnavailable,
+    GroupCrypto,
+    Opened,
+    ReplyTo,
+    ThreadCrypto,
+    Undecodable,
+)
+from enrollment.scep_enroll import Enroller, Outcome, RevokeFn, ServiceConfig, record_der, success
+from enrollment.scep_types import FailInfo, MessageType, ScepError, UndecodableRequest
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
 from revocation.store import Store
@@ -53,25 +64,23 @@ class ScepReply:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class _Opened:
-    msg: codec.PkiMessage
-    algorithms: codec.EnvelopeAlgorithms | None
-    inner: Any = None
-    enroll: EnrollRequest | None = None
-    rejection: EnrollmentRejected | None = None  # found off-loop (CSR format, renewal signer)
+def check_service_config(cfg: ServiceConfig, ca: GroupCa) -> None:
+    """ScepConfigError if the group cannot serve SCEP as configured."""
+    if cfg.ca_is_ra and not isinstance(ca.key, rsa.RSAPrivateKey):
+        raise ScepConfigError(
+            f"groups.{cfg.group}.ca_is_ra needs an RSA group CA (SCEP key transport is "
+            f"RSA-only) but this CA's key is not RSA: set ca_key_type = \"rsa-2048\" for a "
+            f"new group, or ca_is_ra = false to use the group's RSA RA certificate")
 
 
 class ScepService:
     def __init__(self, cfg: ServiceConfig, ca: GroupCa, root: x509.Certificate, groups: GroupTable,
-                 store: Store, executor: Executor, *, crl_source: CrlSource | None = None,
-                 revoke: RevokeFn | None = None,
+                 store: Store, executor: Executor, *, crypto: CryptoRunner | None = None,
+                 crl_source: CrlSource | None = None, revoke: RevokeFn | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
-        if cfg.ca_is_ra and not isinstance(ca.key, rsa.RSAPrivateKey):
-            raise ScepConfigError(
-                f"groups.{cfg.group}.ca_is_ra needs an RSA group CA (SCEP key transport is "
-                f"RSA-only) but this CA's key is not RSA: set ca_key_type = \"rsa-2048\" for a "
-                f"new group, or ca_is_ra = false to use the group's RSA RA certificate")
+        """`crypto` runs the group's `GroupCrypto` (default: in `executor`, a thread pool,
+        with `ca`'s keys); `executor` also runs the static-secret and blob checks."""
+        check_service_config(cfg, ca)
         self.cfg = cfg
         self.ca = ca
         self.root = root
@@ -79,7 +88,10 @@ class ScepService:
         self.executor = executor
         self.crl_source = crl_source
         self.clock = clock
-        self.enroller = Enroller(cfg, ca, store, executor, revoke)
+        self.crypto: CryptoRunner = crypto or ThreadCrypto(
+            executor, {cfg.group: GroupCrypto(cfg, ca, groups)})
+        self.enroller = Enroller(cfg, ca, store, executor, revoke,
+                                 sign=functools.partial(self.crypto.call, cfg.group, "sign_device"))
         if cfg.ca_is_ra:
             self.signer_cert, self.signer_key = ca.certificate, ca.key
             self.reply_chain: tuple[x509.Certificate, ...] = ()
@@ -114,98 +126,73 @@ class ScepService:
 
     # -- PKIOperation ----------------------------------------------------------------------
 
-    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
     async def pki_operation(self, body: bytes) -> ScepReply:
-        """Answer one pkiMessage. Raises UndecodableRequest only (HTTP 400)."""
+        """Answer one pkiMessage. Raises UndecodableRequest (HTTP 400) or CryptoUnavailable
+        (HTTP 503: the worker died before the request could be read or answered)."""
         now = self.clock()
-        try:
-            opened = await self._off_loop(self._open, body, now)
-        except ScepError as exc:
-            if not isinstance(exc.request, codec.PkiMessage):
-                raise UndecodableRequest(exc.reason) from exc
-            outcome = self._failure(exc.fail_info, exc.fail_info.name, exc.reason)
-            return await self._reply(exc.request, None, outcome, now)
-        msg = opened.msg
+        opened = await self.crypto.call(self.cfg.group, "open", body, now)
+        if isinstance(opened, Undecodable):
+            raise UndecodableRequest(opened.reason)
+        reply_to = opened.reply_to
+        if opened.failure is not None:  # refused while opening: the FAILURE is already built
+            fail_info, detail = opened.failure
+            outcome = self._failure(FailInfo[fail_info], fail_info, detail)
+            self._log_refusal(reply_to, outcome)
+            assert opened.failure_body is not None
+            return ScepReply(opened.failure_body, reply_to.message_type.name, outcome.status,
+                             outcome.reason)
         try:
             outcome = await self._decide(opened, now)
         except ScepError as exc:
             outcome = self._failure(exc.fail_info, exc.fail_info.name, exc.reason)
         except EnrollmentRejected as exc:
             outcome = self._rejected(exc)
+        except CryptoUnavailable as exc:  # nothing was recorded: the client may retry
+            log.error("group %s: PKIOperation %s %s: %s", self.cfg.group,
+                      reply_to.message_type.name, reply_to.transaction_id, exc)
+            outcome = self._failure(FailInfo.badRequest, "internal_error", "crypto worker died")
         except Exception as exc:  # our bug: still a signed answer, never an HTTP 500
             log.exception("group %s: PKIOperation %s %s failed", self.cfg.group,
-                          msg.message_type.name, msg.transaction_id)
+                          reply_to.message_type.name, reply_to.transaction_id)
             outcome = self._failure(FailInfo.badRequest, "internal_error", type(exc).__name__)
-        return await self._reply(msg, opened.algorithms, outcome, now)
+        return await self._reply(opened, outcome, now)
 
-    def _open(self, body: bytes, now: dt.datetime) -> _Opened:
-        """Crypto-heavy, pure: runs in the executor."""
-        msg = codec.parse_pki_message(body)
-        if msg.message_type not in REQUEST_TYPES:
-            raise ScepError(FailInfo.badRequest, f"{msg.message_type.name} is not a request",
-                            request=msg)
-        if not isinstance(msg.signer_certificate.public_key(), rsa.RSAPublicKey):
-            # The reply is enveloped to the signer certificate: RSA key transport only.
-            raise ScepError(FailInfo.badAlg, "signer certificate key is not RSA", request=msg)
-        codec.check_signing_time(msg, now, self.cfg.signing_time_skew)
-        codec.check_algorithms(msg, legacy=self.cfg.legacy_algorithms)
-        decrypted = codec.decrypt_inner(msg, self.signer_cert, self.signer_key)  # type: ignore[arg-type]
-        codec.check_algorithms(msg, decrypted.algorithms, legacy=self.cfg.legacy_algorithms)
-        inner = codec.parse_inner(msg.message_type, decrypted.content, msg)
-        opened = _Opened(msg, decrypted.algorithms, inner)
-        if msg.message_type not in (MessageType.PKCSReq, MessageType.RenewalReq):
-            return opened
-        try:
-            facts = extract_csr_facts(inner)
-            classification = classify(msg.message_type, msg.signer_certificate, self.groups, now)
-        except (CsrRejected, RenewalRejected) as exc:
-            return replace(opened, rejection=exc)
-        return replace(opened, enroll=EnrollRequest(msg, inner, facts, classification))
-
-    async def _decide(self, opened: _Opened, now: dt.datetime) -> Outcome:
-        msg = opened.msg
-        if opened.rejection is not None:
-            raise opened.rejection
+    async def _decide(self, opened: Opened, now: dt.datetime) -> Outcome:
+        mtype = opened.reply_to.message_type
+        if opened.refusal is not None:
+            raise opened.refusal.exception()
         if opened.enroll is not None:
             return await self.enroller.enroll(opened.enroll, now)
-        if msg.message_type is MessageType.CertPoll:
-            return await self._cert_poll(msg, opened.inner, now)
-        if msg.message_type is MessageType.GetCert:
-            return await self._get_cert(opened.inner)
-        if msg.message_type is MessageType.GetCRL:
-            return await self._get_crl(opened.inner)
-        raise ScepError(FailInfo.badRequest, f"{msg.message_type.name} not supported", request=msg)
+        if opened.issuer_error is not None:
+            raise ScepError(FailInfo.badCertId, opened.issuer_error)
+        if mtype is MessageType.CertPoll:
+            return await self._cert_poll(opened, now)
+        if mtype is MessageType.GetCert:
+            return await self._get_cert(opened)
+        if mtype is MessageType.GetCRL:
+            return await self._get_crl()
+        raise ScepError(FailInfo.badRequest, f"{mtype.name} not supported")
 
-    def _check_issuer(self, issuer: x509.Name) -> None:
-        if issuer != self.ca.certificate.subject:
-            raise ScepError(FailInfo.badCertId, f"issuer {issuer.rfc4514_string()} is not this "
-                            f"group's CA")
-
-    async def _cert_poll(self, msg: codec.PkiMessage, ias: codec.IssuerAndSubject,
-                         now: dt.datetime) -> Outcome:
-        self._check_issuer(ias.issuer)
+    async def _cert_poll(self, opened: Opened, now: dt.datetime) -> Outcome:
         store = self.enroller.store
-        request = await self.enroller.requests.find_request(self.cfg.group, msg.transaction_id)
+        txid = opened.reply_to.transaction_id
+        request = await self.enroller.requests.find_request(self.cfg.group, txid)
         if request is not None:
             return await self.enroller.request_state(request, now)
-        subject = ias.subject.rfc4514_string()
-        issued = [r for r in await store.find(group=self.cfg.group, transaction_id=msg.transaction_id)
-                  if r.subject == subject]
+        issued = [r for r in await store.find(group=self.cfg.group, transaction_id=txid)
+                  if r.subject == opened.poll_subject]
         if issued:
-            return success(issued[-1].certificate())
-        raise ScepError(FailInfo.badCertId, f"no request for transaction {msg.transaction_id}")
+            return success(record_der(issued[-1]))
+        raise ScepError(FailInfo.badCertId, f"no request for transaction {txid}")
 
-    async def _get_cert(self, ias: codec.IssuerAndSerial) -> Outcome:
-        self._check_issuer(ias.issuer)
-        record = await self.enroller.store.get(ias.serial_number)
+    async def _get_cert(self, opened: Opened) -> Outcome:
+        assert opened.serial is not None
+        record = await self.enroller.store.get(opened.serial)
         if record is None or record.group != self.cfg.group or record.profile != "device":
-            raise ScepError(FailInfo.badCertId, f"no certificate {ias.serial_number:x}")
-        return success(record.certificate())
+            raise ScepError(FailInfo.badCertId, f"no certificate {opened.serial:x}")
+        return success(record_der(record))
 
-    async def _get_crl(self, ias: codec.IssuerAndSerial) -> Outcome:
-        self._check_issuer(ias.issuer)
+    async def _get_crl(self) -> Outcome:
         if self.crl_source is None:
             raise ScepError(FailInfo.badRequest, "no CRL publisher")
         return Outcome("success", crl=await self.crl_source())
@@ -224,33 +211,21 @@ class ScepService:
             info = FailInfo.badCertId
         return Outcome("failure", fail_info=info.name, reason=reason, detail=exc.detail)
 
-    async def _reply(self, msg: codec.PkiMessage, algorithms: codec.EnvelopeAlgorithms | None,
-                     outcome: Outcome, now: dt.datetime) -> ScepReply:
-        mtype = msg.message_type.name
-        if outcome.status == "failure":
-            log.warning("group %s: %s %s refused: %s (%s) %s; signer %s", self.cfg.group, mtype,
-                        msg.transaction_id, outcome.fail_info, outcome.reason, outcome.detail,
-                        msg.signer_certificate.subject.rfc4514_string())
-        try:
-            body = await self._off_loop(self._build, msg, algorithms, outcome, now)
-        except ScepError as exc:  # e.g. the reply cannot be enveloped to the signer
-            outcome = self._failure(exc.fail_info, exc.fail_info.name, exc.reason)
-            body = await self._off_loop(self._build, msg, None, outcome, now)
-        return ScepReply(body, mtype, outcome.status, outcome.reason)
+    def _log_refusal(self, reply_to: ReplyTo, outcome: Outcome) -> None:
+        log.warning("group %s: %s %s refused: %s (%s) %s; signer %s", self.cfg.group,
+                    reply_to.message_type.name, reply_to.transaction_id, outcome.fail_info,
+                    outcome.reason, outcome.detail, reply_to.signer_subject)
 
-    def _build(self, msg: codec.PkiMessage, algorithms: codec.EnvelopeAlgorithms | None,
-               outcome: Outcome, now: dt.datetime) -> bytes:
-        # Replies follow the request's algorithms floored at AES-128 / SHA-256 even when the
-        # group accepts legacy requests: OpenSSL 3 clients cannot open DES (scep.md pitfall 1).
-        opts = codec.ReplyOptions(algorithms=algorithms, legacy=False, ra_chain=self.reply_chain,
-                                  now=now)
-        key, cert = self.signer_key, self.signer_cert
-        if outcome.status == "success" and outcome.crl is not None:
-            return codec.build_cert_rep_crl(msg, outcome.crl, cert, key, opts)  # type: ignore[arg-type]
-        if outcome.status == "success":
-            return codec.build_cert_rep_success(msg, outcome.certificates, cert, key, opts)  # type: ignore[arg-type]
-        if outcome.status == "pending":
-            return codec.build_cert_rep_pending(msg, cert, key, opts)  # type: ignore[arg-type]
-        text = outcome.reason if outcome.reason != "internal_error" else None
-        return codec.build_cert_rep_failure(msg, FailInfo[outcome.fail_info or "badRequest"], cert,
-                                            key, text, opts)  # type: ignore[arg-type]
+    async def _reply(self, opened: Opened, outcome: Outcome, now: dt.datetime) -> ScepReply:
+        reply_to = opened.reply_to
+        if outcome.status == "failure":
+            self._log_refusal(reply_to, outcome)
+        args = (self.cfg.group, "build", reply_to, opened.algorithms, outcome, now)
+        try:
+            built = await self.crypto.call(*args)
+        except CryptoUnavailable as exc:  # once more on the new pool, else HTTP 503
+            log.error("group %s: %s %s: %s; building the reply again", self.cfg.group,
+                      reply_to.message_type.name, reply_to.transaction_id, exc)
+            built = await self.crypto.call(*args)
+        return ScepReply(built.body, reply_to.message_type.name, built.outcome.status,
+                         built.outcome.reason)

@@ -1,0 +1,358 @@
+"""The CPU-heavy half of a PKIOperation, and where it runs.
+
+`GroupCrypto` holds one group's signer (CA or RA) and CA keys and does the crypto of a
+PKIOperation: open (parse + verify + decrypt the pkiMessage, parse the inner request,
+CSR facts, renewal classification, issuer check), sign a device certificate (and make
+its inventory record), build + sign the CertRep. Its inputs and outputs are DER bytes
+and plain frozen dataclasses (`Opened`, `EnrollRequest`, `Outcome`, `CertRecord`, ...),
+never cryptography objects, so it can run in another process.
+
+Runners (`CryptoRunner.call(group, method, *args)`):
+  `ThreadCrypto`   in a thread pool of this process (`[scep] workers = 0`, unit tests);
+  `ProcessCrypto`  in a small spawn `ProcessPoolExecutor` whose workers build their own
+                   `GroupCrypto`s (a loader loads the PKI from the settings file: private
+                   keys never cross the pipe) and run at a lower priority (os.nice), so
+                   SCEP crypto neither takes the event loop's GIL nor, on a busy machine,
+                   its CPU. A crashed worker (BrokenProcessPool) makes the pool be
+                   recreated and the call raise `CryptoUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from enrollment import scep_codec as codec
+from enrollment.policy import CsrReason, CsrRejected, EnrollmentRejected, extract_csr_facts
+from enrollment.renewal import Renewal, RenewalReason, RenewalRejected, classify
+from enrollment.scep_enroll import EnrollRequest, Outcome, RenewalSigner, ServiceConfig
+from enrollment.scep_types import REQUEST_TYPES, FailInfo, MessageType, ScepError, UndecodableRequest
+from pki import profiles
+from pki.groups import GroupTable
+from pki.hierarchy import GroupCa
+from pki.issuance import Issued
+from revocation.inventory import CertRecord
+
+log = logging.getLogger("certgate.scep")
+
+DEFAULT_NICE = 10
+
+
+class CryptoUnavailable(Exception):
+    """The crypto worker died during the call (the pool has been recreated)."""
+
+
+# --- what crosses the process boundary ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """What a CertRep needs from the request it answers."""
+
+    message_type: MessageType
+    transaction_id: str
+    transaction_id_string_type: str
+    sender_nonce: bytes
+    signer_der: bytes
+    signer_subject: str
+    digest_algorithm: codec.DigestAlgorithm | None
+    envelope_algorithms: codec.EnvelopeAlgorithms | None
+
+    @classmethod
+    def of(cls, msg: codec.PkiMessage) -> ReplyTo:
+        return cls(msg.message_type, msg.transaction_id, msg.transaction_id_string_type,
+                   msg.sender_nonce, msg.signer_certificate.public_bytes(Encoding.DER),
+                   msg.signer_certificate.subject.rfc4514_string(), msg.digest_algorithm,
+                   msg.envelope_algorithms)
+
+    def message(self) -> codec.PkiMessage:
+        """A PkiMessage with what the CertRep builders read (signer, nonce, ids, algorithms)."""
+        return codec.PkiMessage(
+            message_type=self.message_type, transaction_id=self.transaction_id,
+            transaction_id_string_type=self.transaction_id_string_type,
+            sender_nonce=self.sender_nonce,
+            signer_certificate=x509.load_der_x509_certificate(self.signer_der), certificates=(),
+            digest_algorithm=self.digest_algorithm, digest_algorithm_oid="",
+            signature_algorithm="", signature_digest=None, signing_time=None,
+            enveloped_content=None, envelope_algorithms=self.envelope_algorithms)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An EnrollmentRejected found off the loop, as data (exceptions do not pickle)."""
+
+    kind: str  # "csr" | "renewal"
+    reason: str
+    detail: str
+
+    @classmethod
+    def of(cls, exc: CsrRejected | RenewalRejected) -> Refusal:
+        return cls("renewal" if isinstance(exc, RenewalRejected) else "csr", exc.reason.value,
+                   exc.detail)
+
+    def exception(self) -> EnrollmentRejected:
+        if self.kind == "renewal":
+            return RenewalRejected(RenewalReason(self.reason), self.detail)
+        return CsrRejected(CsrReason(self.reason), self.detail)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A pkiMessage opened off the loop.
+
+    `failure` set: the request was refused before any decision (bad signature, time,
+    algorithm, inner request...): `failure_body` is the signed FAILURE to send.
+    """
+
+    reply_to: ReplyTo
+    algorithms: codec.EnvelopeAlgorithms | None = None
+    failure: tuple[str, str] | None = None  # (FailInfo name, reason)
+    failure_body: bytes | None = None
+    enroll: EnrollRequest | None = None
+    refusal: Refusal | None = None  # CSR format, renewal signer
+    issuer_error: str | None = None  # CertPoll / GetCert / GetCRL for another CA
+    poll_subject: str | None = None  # CertPoll
+    serial: int | None = None  # GetCert / GetCRL
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Built:
+    body: bytes
+    outcome: Outcome  # a FAILURE instead when the reply could not be enveloped
+
+
+# --- the crypto ------------------------------------------------------------------------
+
+
+class GroupCrypto:
+    """One group's SCEP crypto. Pure (no I/O, no clock): the caller passes `now`."""
+
+    def __init__(self, cfg: ServiceConfig, ca: GroupCa, groups: GroupTable) -> None:
+        self.cfg = cfg
+        self.ca = ca
+        self.groups = groups
+        if cfg.ca_is_ra:
+            self.signer_cert, self.signer_key = ca.certificate, ca.key
+            self.reply_chain: tuple[x509.Certificate, ...] = ()
+        else:
+            self.signer_cert, self.signer_key = ca.ra_certificate, ca.ra_key
+            self.reply_chain = (ca.certificate,)
+
+    def open(self, body: bytes, now: dt.datetime) -> Opened | Undecodable:
+        try:
+            return self._open(body, now)
+        except UndecodableRequest as exc:
+            return Undecodable(exc.reason)
+        except ScepError as exc:
+            if not isinstance(exc.request, codec.PkiMessage):
+                return Undecodable(exc.reason)
+            reply_to = ReplyTo.of(exc.request)
+            failure = Outcome("failure", fail_info=exc.fail_info.name,
+                              reason=exc.fail_info.name, detail=exc.reason)
+            return Opened(reply_to, failure=(exc.fail_info.name, exc.reason),
+                          failure_body=self.build(reply_to, None, failure, now).body)
+
+    def _open(self, body: bytes, now: dt.datetime) -> Opened:
+        msg = codec.parse_pki_message(body)
+        if msg.message_type not in REQUEST_TYPES:
+            raise ScepError(FailInfo.badRequest, f"{msg.message_type.name} is not a request",
+                            request=msg)
+        if not isinstance(msg.signer_certificate.public_key(), rsa.RSAPublicKey):
+            # The reply is enveloped to the signer certificate: RSA key transport only.
+            raise ScepError(FailInfo.badAlg, "signer certificate key is not RSA", request=msg)
+        codec.check_signing_time(msg, now, self.cfg.signing_time_skew)
+        codec.check_algorithms(msg, legacy=self.cfg.legacy_algorithms)
+        decrypted = codec.decrypt_inner(msg, self.signer_cert, self.signer_key)  # type: ignore[arg-type]
+        codec.check_algorithms(msg, decrypted.algorithms, legacy=self.cfg.legacy_algorithms)
+        inner = codec.parse_inner(msg.message_type, decrypted.content, msg)
+        opened = Opened(ReplyTo.of(msg), decrypted.algorithms)
+        mtype = msg.message_type
+        if mtype in (MessageType.CertPoll, MessageType.GetCert, MessageType.GetCRL):
+            issuer_error = None
+            if inner.issuer != self.ca.certificate.subject:
+                issuer_error = f"issuer {inner.issuer.rfc4514_string()} is not this group's CA"
+            if mtype is MessageType.CertPoll:
+                return _replace(opened, issuer_error=issuer_error,
+                                poll_subject=inner.subject.rfc4514_string())
+            return _replace(opened, issuer_error=issuer_error, serial=inner.serial_number)
+        if mtype not in (MessageType.PKCSReq, MessageType.RenewalReq):
+            return opened
+        try:
+            facts = extract_csr_facts(inner)
+            classification = classify(mtype, msg.signer_certificate, self.groups, now)
+        except (CsrRejected, RenewalRejected) as exc:
+            return _replace(opened, refusal=Refusal.of(exc))
+        renewal = None
+        if isinstance(classification, Renewal):
+            renewal = RenewalSigner(classification.old_cert.public_bytes(Encoding.DER),
+                                    classification.group.name)
+        return _replace(opened, enroll=EnrollRequest(mtype, msg.transaction_id,
+                                                     inner.public_bytes(Encoding.DER), facts,
+                                                     renewal))
+
+    def sign_device(self, csr_der: bytes, serial: int, now: dt.datetime, days: int, *,
+                    device_id: str | None, source: str, transaction_id: str | None) -> Issued:
+        """Sign a device certificate for the CSR's key, subject and SANs; its inventory record."""
+        csr = x509.load_der_x509_csr(csr_der)
+        try:
+            sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        except x509.ExtensionNotFound:
+            sans = []
+        cert = profiles.device_certificate(csr.public_key(), csr.subject, sans, self.ca.name,
+                                           self.cfg.public_url, self.ca.certificate, self.ca.key,
+                                           serial, now, days)
+        record = CertRecord.from_certificate(cert, self.ca.name, device_id=device_id,
+                                             source=source, issued_at=now,
+                                             transaction_id=transaction_id)
+        return Issued(cert.public_bytes(Encoding.DER), record)
+
+    def build(self, reply_to: ReplyTo, algorithms: codec.EnvelopeAlgorithms | None,
+              outcome: Outcome, now: dt.datetime) -> Built:
+        msg = reply_to.message()
+        try:
+            return Built(self._build(msg, algorithms, outcome, now), outcome)
+        except ScepError as exc:  # e.g. the reply cannot be enveloped to the signer
+            outcome = Outcome("failure", fail_info=exc.fail_info.name, reason=exc.fail_info.name,
+                              detail=exc.reason)
+            return Built(self._build(msg, None, outcome, now), outcome)
+
+    def _build(self, msg: codec.PkiMessage, algorithms: codec.EnvelopeAlgorithms | None,
+               outcome: Outcome, now: dt.datetime) -> bytes:
+        # Replies follow the request's algorithms floored at AES-128 / SHA-256 even when the
+        # group accepts legacy requests: OpenSSL 3 clients cannot open DES (scep.md pitfall 1).
+        opts = codec.ReplyOptions(algorithms=algorithms, legacy=False, ra_chain=self.reply_chain,
+                                  now=now)
+        key, cert = self.signer_key, self.signer_cert
+        if outcome.status == "success" and outcome.crl is not None:
+            return codec.build_cert_rep_crl(msg, outcome.crl, cert, key, opts)  # type: ignore[arg-type]
+        if outcome.status == "success":
+            certs = [x509.load_der_x509_certificate(d) for d in outcome.certificates]
+            return codec.build_cert_rep_success(msg, certs, cert, key, opts)  # type: ignore[arg-type]
+        if outcome.status == "pending":
+            return codec.build_cert_rep_pending(msg, cert, key, opts)  # type: ignore[arg-type]
+        text = outcome.reason if outcome.reason != "internal_error" else None
+        return codec.build_cert_rep_failure(msg, FailInfo[outcome.fail_info or "badRequest"], cert,
+                                            key, text, opts)  # type: ignore[arg-type]
+
+
+def _replace(opened: Opened, **changes: Any) -> Opened:
+    from dataclasses import replace
+
+    return replace(opened, **changes)
+
+
+# --- runners ---------------------------------------------------------------------------
+
+
+class CryptoRunner(Protocol):
+    async def call(self, group: str, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+def _invoke(crypto: Mapping[str, GroupCrypto], group: str, method: str, args: tuple,
+            kwargs: dict) -> Any:
+    return getattr(crypto[group], method)(*args, **kwargs)
+
+
+class ThreadCrypto:
+    """GroupCrypto in a thread pool of this process."""
+
+    def __init__(self, executor: Executor, crypto: Mapping[str, GroupCrypto]) -> None:
+        self.executor = executor
+        self.crypto = dict(crypto)
+
+    async def call(self, group: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, _invoke, self.crypto, group, method, args, kwargs)
+
+    async def close(self) -> None:
+        return None
+
+
+# Worker-process state, set by _worker_init.
+_WORKER_CRYPTO: dict[str, GroupCrypto] = {}
+
+Loader = Callable[..., Mapping[str, GroupCrypto]]
+
+
+def _worker_init(loader: Loader, args: tuple, nice: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent shuts the pool down
+    if nice:
+        os.nice(nice)  # a busy machine runs the event loop (RADIUS) first
+    _WORKER_CRYPTO.update(loader(*args))
+
+
+def _worker_call(group: str, method: str, args: tuple, kwargs: dict) -> Any:
+    return _invoke(_WORKER_CRYPTO, group, method, args, kwargs)
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+class ProcessCrypto:
+    """GroupCrypto in spawned worker processes that load the PKI themselves.
+
+    `loader(*loader_args)` runs in each worker and returns its GroupCryptos (a top-level
+    function: it is pickled by name). The pool is recreated when a worker dies.
+    """
+
+    def __init__(self, workers: int, loader: Loader, loader_args: tuple = (), *,
+                 nice: int = DEFAULT_NICE) -> None:
+        self.workers = workers
+        self._initargs = (loader, loader_args, nice)
+        self._closed = False
+        self.restarts = 0
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init, initargs=self._initargs)
+        for _ in range(self.workers):  # start the workers now, not on the first request
+            pool.submit(_ping)
+        return pool
+
+    async def call(self, group: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        pool = self.pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, _worker_call, group, method, args, kwargs)
+        except BrokenProcessPool as exc:
+            self._replace_broken(pool)
+            raise CryptoUnavailable(f"SCEP crypto worker died ({exc})") from exc
+
+    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
+        if self._closed or broken is not self.pool:
+            return  # already replaced by a concurrent call
+        self.restarts += 1
+        log.error("SCEP crypto worker process died: recreating the pool (%d workers, restart %d)",
+                  self.workers, self.restarts)
+        broken.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        pool = self.pool
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: pool.shutdown(wait=True, cancel_futures=True))
