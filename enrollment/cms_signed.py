@@ -10,11 +10,11 @@ checking the signature.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
-from asn1crypto import algos, cms, core
-from asn1crypto import crl as asn1_crl
+from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from enrollment import der
 from enrollment.cms_ber import BerError, normalize, string_value, unwrap_explicit
 from enrollment.cms_envelope import hash_for
 from enrollment.scep_types import DigestAlgorithm, UnsupportedAlgorithm
@@ -96,7 +97,10 @@ class ParsedSignedData:
 def _signer_matches(sid: cms.SignerIdentifier, cert: asn1_x509.Certificate) -> bool:
     if sid.name == "issuer_and_serial_number":
         ias = sid.chosen
-        return ias["serial_number"].native == cert.serial_number and ias["issuer"] == cert.issuer
+        if ias["serial_number"].native != cert.serial_number:
+            return False
+        # same bytes: same name, without asn1crypto's name normalization (~0.1 ms)
+        return ias["issuer"].dump() == cert.issuer.dump() or ias["issuer"] == cert.issuer
     ski = sid.chosen.native
     return ski == cert.key_identifier or ski == cert.public_key.sha1
 
@@ -292,11 +296,6 @@ def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
 
 
-def _sorted_attributes(attrs: Iterable[cms.CMSAttribute]) -> cms.CMSAttributes:
-    encoded = sorted(a.dump() for a in attrs)
-    return cms.CMSAttributes([cms.CMSAttribute.load(e) for e in encoded])
-
-
 def _sign(key: object, data: bytes, alg: DigestAlgorithm) -> tuple[bytes, str]:
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, asym_padding.PKCS1v15(), hash_for(alg)), "rsassa_pkcs1v15"
@@ -305,12 +304,32 @@ def _sign(key: object, data: bytes, alg: DigestAlgorithm) -> tuple[bytes, str]:
     raise UnsupportedAlgorithm(f"signing key {type(key).__name__}")
 
 
+_VERSION_1 = der.integer(1)
+_EMPTY_SET = der.tlv(der.SET, b"")
+
+
+@lru_cache(maxsize=32)
+def _signer_parts(signer_cert: x509.Certificate, others: tuple[x509.Certificate, ...]
+                  ) -> tuple[bytes, bytes]:
+    """(signer's IssuerAndSerialNumber, the [0] certificates field): constant per signer."""
+    signer_der = signer_cert.public_bytes(Encoding.DER)
+    certs = [signer_der, *[c.public_bytes(Encoding.DER) for c in others if c != signer_cert]]
+    return der.issuer_and_serial(signer_der), der.set_of(sorted(certs), 0xA0)
+
+
+def _signing_time(value: datetime.datetime) -> bytes:
+    if value.tzinfo is None:  # asn1crypto's rules for naive datetimes
+        return cms.CMSAttribute(
+            {"type": "signing_time", "values": [cms.Time(name="utc_time", value=value)]}).dump()
+    return der.attribute("signing_time", der.utc_time(value))
+
+
 def build_signed_data(
     content: bytes | None,
     signer_cert: x509.Certificate,
     signer_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
     digest_algorithm: DigestAlgorithm,
-    attributes: Sequence[cms.CMSAttribute],
+    attributes: Sequence[cms.CMSAttribute | bytes],
     *,
     certificates: Sequence[x509.Certificate] = (),
     signing_time: datetime.datetime | None = None,
@@ -319,73 +338,41 @@ def build_signed_data(
 
     ``content=None`` omits eContent (digest over the empty string, as for a
     detached signature of nothing). contentType, messageDigest and (if given)
-    signingTime are added to ``attributes``.
+    signingTime are added to ``attributes`` (asn1crypto attributes or their DER).
+    Written with `enrollment.der`: the signer's parts are encoded once per signer.
     """
-    attrs = list(attributes)
-    attrs.append(cms.CMSAttribute({"type": "content_type", "values": ["data"]}))
-    attrs.append(
-        cms.CMSAttribute(
-            {
-                "type": "message_digest",
-                "values": [digest(digest_algorithm, content or b"")],
-            }
-        )
-    )
+    attrs = [a if isinstance(a, bytes) else a.dump() for a in attributes]
+    attrs.append(der.attribute("content_type", der.content_type("data")))
+    attrs.append(der.attribute("message_digest",
+                               der.octet_string(digest(digest_algorithm, content or b""))))
     if signing_time is not None:
-        attrs.append(
-            cms.CMSAttribute(
-                {"type": "signing_time", "values": [cms.Time(name="utc_time", value=signing_time)]}
-            )
-        )
-    signed_attrs = _sorted_attributes(attrs)
-    signature, sig_name = _sign(signer_key, signed_attrs.dump(), digest_algorithm)
-    a_signer = _asn1_cert(signer_cert)
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                name="issuer_and_serial_number",
-                value={"issuer": a_signer.issuer, "serial_number": a_signer.serial_number},
-            ),
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": digest_algorithm.value}),
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": sig_name}),
-            "signature": signature,
-        }
-    )
-    encap: dict[str, object] = {"content_type": "data"}
+        attrs.append(_signing_time(signing_time))
+    signed_attrs = b"".join(sorted(attrs))  # DER SET OF order (OpenSSL re-encodes it to verify)
+    signature, sig_name = _sign(signer_key, der.tlv(der.SET, signed_attrs), digest_algorithm)
+    sid, certs_field = _signer_parts(signer_cert, tuple(certificates))
+    alg = der.digest_algorithm(digest_algorithm.value)
+    signer_info = der.seq(_VERSION_1, sid, alg, der.tlv(0xA0, signed_attrs),
+                          der.signed_digest_algorithm(sig_name), der.octet_string(signature))
+    encap = der.content_type("data")
     if content is not None:
-        encap["content"] = content
-    certs = [signer_cert, *[c for c in certificates if c != signer_cert]]
-    sd = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [{"algorithm": digest_algorithm.value}],
-            "encap_content_info": encap,
-            "certificates": [_asn1_cert(c) for c in certs],
-            "signer_infos": [signer_info],
-        }
-    )
-    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
+        encap += der.explicit(0, der.octet_string(content))
+    sd = der.seq(_VERSION_1, der.tlv(der.SET, alg), der.seq(encap), certs_field,
+                 der.tlv(der.SET, signer_info))
+    return der.seq(der.content_type("signed_data"), der.explicit(0, sd))
 
 
 def degenerate_signed_data(
-    certificates: Sequence[x509.Certificate] = (),
+    certificates: Sequence[x509.Certificate | bytes] = (),
     crls: Sequence[x509.CertificateRevocationList | bytes] = (),
 ) -> bytes:
-    """Certs-/CRLs-only SignedData (RFC 8894 §3.4), DER, certificates in given order."""
-    fields: dict[str, object] = {
-        "version": "v1",
-        "digest_algorithms": [],
-        "encap_content_info": {"content_type": "data"},
-        "signer_infos": [],
-    }
+    """Certs-/CRLs-only SignedData (RFC 8894 §3.4), DER. The SETs are in DER order (as
+    asn1crypto wrote them): a client picks a certificate by key, not by position."""
+    parts = [_VERSION_1, _EMPTY_SET, der.seq(der.content_type("data"))]
     if certificates:
-        fields["certificates"] = [_asn1_cert(c) for c in certificates]
+        parts.append(der.set_of(sorted(c if isinstance(c, bytes) else c.public_bytes(Encoding.DER)
+                                       for c in certificates), 0xA0))
     if crls:
-        fields["crls"] = [
-            asn1_crl.CertificateList.load(c if isinstance(c, bytes) else c.public_bytes(Encoding.DER))
-            for c in crls
-        ]
-    sd = cms.SignedData(fields)
-    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
+        parts.append(der.set_of(sorted(c if isinstance(c, bytes) else c.public_bytes(Encoding.DER)
+                                       for c in crls), 0xA1))
+    parts.append(_EMPTY_SET)
+    return der.seq(der.content_type("signed_data"), der.explicit(0, der.seq(*parts)))

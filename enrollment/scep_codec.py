@@ -17,13 +17,13 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from enrollment import cms_envelope, cms_signed
+from enrollment import cms_envelope, cms_signed, der
 from enrollment.scep_inner import (
     IssuerAndSerial,
     IssuerAndSubject,
@@ -115,6 +115,8 @@ class PkiMessage:
     fail_info_text: str | None = None
     signature_verified: bool = True
     transaction_id_string_type: str = "printable_string"
+    # enveloped_content as parsed by parse_pki_message (decrypt_inner does not parse it again)
+    envelope: object = field(default=None, compare=False, repr=False)
 
     @property
     def uses_sha1(self) -> bool:
@@ -185,12 +187,13 @@ def parse_pki_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> PkiMe
     if message_type is MessageType.CertRep and pki_status is None:
         raise UndecodableRequest("CertRep without pkiStatus")
     content = parsed.content
-    algs = None
+    algs = envelope = None
     if content is not None:
         try:
-            algs = cms_envelope.envelope_algorithms(cms_envelope.load_enveloped_data(content))
+            envelope = cms_envelope.load_enveloped_data(content)
+            algs = cms_envelope.envelope_algorithms(envelope)
         except cms_envelope.MalformedEnvelope:
-            algs = None
+            algs = envelope = None
     msg = PkiMessage(
         message_type=message_type,
         transaction_id=tx[0],
@@ -209,6 +212,7 @@ def parse_pki_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> PkiMe
         signing_time=None if signing_time is None else signing_time.native,
         enveloped_content=content,
         envelope_algorithms=algs,
+        envelope=envelope,
         signature_verified=False,
     )
     try:
@@ -245,7 +249,8 @@ def decrypt_inner(msg: PkiMessage, ra_cert: x509.Certificate, ra_key: rsa.RSAPri
     if msg.enveloped_content is None:
         raise ScepError(FailInfo.badRequest, "no pkcsPKIEnvelope", request=msg)
     try:
-        return cms_envelope.decrypt(msg.enveloped_content, ra_cert, ra_key)
+        envelope = msg.envelope if msg.envelope is not None else msg.enveloped_content
+        return cms_envelope.decrypt(envelope, ra_cert, ra_key)  # type: ignore[arg-type]
     except UnsupportedAlgorithm as exc:
         raise ScepError(FailInfo.badAlg, str(exc), request=msg) from exc
     except cms_envelope.MalformedEnvelope as exc:
@@ -284,6 +289,19 @@ def _printable(value: str) -> ScepString:
     return ScepString(name="printable_string", value=value)
 
 
+def _printable_attr(name: str, value: str) -> bytes:
+    return der.attribute(name, der.tlv(der.PRINTABLE_STRING, value.encode("latin-1")))
+
+
+def _transaction_id_attr(request: PkiMessage) -> bytes:
+    kind, value = request.transaction_id_string_type, request.transaction_id
+    if kind == "printable_string":
+        return _printable_attr("scep_transaction_id", value)
+    if kind == "utf8_string":
+        return der.attribute("scep_transaction_id", der.tlv(der.UTF8_STRING, value.encode()))
+    return _attr("scep_transaction_id", ScepString(name=kind, value=value)).dump()
+
+
 def _build_cert_rep(
     request: PkiMessage,
     status: PKIStatus,
@@ -295,20 +313,19 @@ def _build_cert_rep(
     fail_info: FailInfo | None = None,
     fail_info_text: str | None = None,
 ) -> bytes:
-    attrs = [
-        _attr("scep_message_type", _printable(str(int(MessageType.CertRep)))),
-        _attr("scep_pki_status", _printable(str(int(status)))),
-        _attr(
-            "scep_transaction_id",
-            ScepString(name=request.transaction_id_string_type, value=request.transaction_id),
-        ),
-        _attr("scep_recipient_nonce", request.sender_nonce),
-        _attr("scep_sender_nonce", opts.sender_nonce or os.urandom(NONCE_SIZE)),
+    attrs = [  # DER (enrollment.der), what the asn1crypto attributes encode to
+        _printable_attr("scep_message_type", str(int(MessageType.CertRep))),
+        _printable_attr("scep_pki_status", str(int(status))),
+        _transaction_id_attr(request),
+        der.attribute("scep_recipient_nonce", der.octet_string(request.sender_nonce)),
+        der.attribute("scep_sender_nonce",
+                      der.octet_string(opts.sender_nonce or os.urandom(NONCE_SIZE))),
     ]
     if fail_info is not None:
-        attrs.append(_attr("scep_fail_info", _printable(str(int(fail_info)))))
+        attrs.append(_printable_attr("scep_fail_info", str(int(fail_info))))
     if fail_info_text is not None:
-        attrs.append(_attr("scep_fail_info_text", fail_info_text))
+        attrs.append(der.attribute("scep_fail_info_text",
+                                   der.tlv(der.UTF8_STRING, fail_info_text.encode())))
     content: bytes | None = None
     if inner is not None:
         algs = opts.algorithms or request.envelope_algorithms
