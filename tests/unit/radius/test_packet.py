@@ -267,3 +267,17 @@ class TestPyradCrossCheck:
         raw = rp.encode_reply(Code.ACCESS_ACCEPT, ours, SECRET, [])
         reply = req.CreateReply(packet=raw)
         assert req.VerifyReply(reply, raw, enforce_ma=True)
+
+
+def test_precomputed_hmac_md5_equals_the_stdlib() -> None:
+    import hashlib
+    import hmac
+    import random
+
+    from radius.packet import _hmac_md5
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        secret = rng.randbytes(rng.choice([1, 8, 16, 63, 64, 65, 200]))
+        parts = [rng.randbytes(rng.randrange(0, 300)) for _ in range(rng.randrange(1, 5))]
+        assert _hmac_md5(secret, *parts) == hmac.digest(secret, b"".join(parts), hashlib.md5)
