@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import signal
 
@@ -136,6 +137,9 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Everything loaded so far (PKI, a revocation index of maybe a million entries) lives as
+    # long as the process: keep it out of the cyclic GC's scans, which would pause RADIUS.
+    gc.freeze()
     runtime.ready = True
     log.info("certgate ready: groups %s", ", ".join(runtime.groups.names()))
     await stop.wait()
