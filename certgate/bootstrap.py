@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings
-from pki.hierarchy import Hierarchy, InitReport, passphrase_for
+from pki.hierarchy import Hierarchy, InitReport
 from pki.issuance import issue_device_certificate
 from pki.keys import generate_key
 from pki.profiles import name
@@ -108,5 +108,4 @@ async def issue_to_files(
             cn.encode(), key, cert, [group.certificate, pki.root], serialization.NoEncryption()
         )
         _write_private(out / f"{cn}.p12", data)
-    _ = passphrase_for
     return cert.serial_number

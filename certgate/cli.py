@@ -145,8 +145,6 @@ def cmd_certs_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_certs_list(args: argparse.Namespace) -> int:
-    from revocation.store import Store
-
     s = _settings(args)
 
     async def go() -> int:
@@ -167,7 +165,6 @@ def cmd_certs_list(args: argparse.Namespace) -> int:
                       + (f"  ({r.reason})" if r.reason else ""))
         return EXIT_OK
 
-    _ = Store
     return _run(go)
 
 

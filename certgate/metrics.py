@@ -6,7 +6,7 @@ import datetime as dt
 import platform
 
 from cryptography.hazmat.backends.openssl.backend import backend as _openssl_backend
-from prometheus_client import Gauge, Info
+from prometheus_client import Gauge
 
 from certgate import __version__
 
@@ -34,7 +34,6 @@ REVOCATION_LAST_UPDATE = Gauge(
     "certgate_revocation_last_update_timestamp_seconds", "When the revocation index last changed"
 )
 STORE_UP = Gauge("certgate_store_up", "1 when the last store query succeeded")
-_ = Info
 
 EXPIRY_WINDOWS = {"7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 
