@@ -15,6 +15,7 @@ from certgate.runtime import Runtime
 from revocation import webhook
 from revocation.inventory import ACTIVE, REVOKED, parse_serial
 from revocation.reasons import canonical_name, parse_reason
+from revocation.session_store import SessionStore
 
 log = logging.getLogger("certgate.admin")
 
@@ -131,7 +132,7 @@ class AdminApi:
 
     async def sessions(self, request: web.Request) -> web.Response:
         self.authorize(request)
-        return _json(await self.runtime.store.active_sessions())
+        return _json(await SessionStore(self.runtime.store).active_sessions())
 
     async def device_removed(self, request: web.Request) -> web.Response:
         secret = self.runtime.settings.admin.webhook_secret

@@ -12,6 +12,7 @@ from certgate.settings import RadiusClientSettings
 from radius.accounting import AccountingRecord, StatusType
 from radius.coa import Session, send_disconnect
 from revocation.inventory import CertRecord
+from revocation.session_store import SessionStore
 
 log = logging.getLogger("certgate.sessions")
 
@@ -24,13 +25,14 @@ COA_REQUESTS = Counter(
 class SessionTracker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.sessions = SessionStore(runtime.store)
         self.clients: dict[str, RadiusClientSettings] = {
             c.name: c for c in runtime.settings.radius.clients
         }
 
     async def record(self, client: str, rec: AccountingRecord) -> None:
         """Accounting sink: durable before the Accounting-Response is sent."""
-        store = self.runtime.store
+        store = self.sessions
         if rec.status_type in (StatusType.ACCOUNTING_ON, StatusType.ACCOUNTING_OFF):
             await store.stop_sessions_of(client, rec.nas_ip, rec.nas_identifier)
             return
@@ -48,7 +50,7 @@ class SessionTracker:
         """Revocation hook: kick every active session authenticated by this certificate."""
         if not self.runtime.settings.revocation.disconnect_on_revoke:
             return
-        sessions = await self.runtime.store.active_sessions(cert.serial)
+        sessions = await self.sessions.active_sessions(cert.serial)
         for s in sessions:
             client = self.clients.get(s["client"])
             if client is None or client.coa_port is None:
@@ -69,7 +71,7 @@ class SessionTracker:
                 log.exception("Disconnect-Request to %s failed", s["client"])
                 outcome = "error"
             COA_REQUESTS.labels(client=s["client"], kind="disconnect", result=outcome).inc()
-            await self.runtime.store.record_disconnect(s["client"], s["acct_session_id"], outcome)
+            await self.sessions.record_disconnect(s["client"], s["acct_session_id"], outcome)
             await self.runtime.store.audit(
                 "coa", "disconnect", cert.serial, cert.group,
                 {"client": s["client"], "session": s["acct_session_id"], "result": outcome},

@@ -9,13 +9,12 @@ v3 columns `challenge_jti`, `device_id`, `details` and table `revocations_due`.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from revocation.inventory import serial_hex
-from revocation.store import ChallengeUnavailable, ChallengeUse, Store, _dt, _ts
+from revocation.store import ChallengeUnavailable, ChallengeUse, Store, _dt, _ts, serialized
 
 PENDING, APPROVED, REJECTED, ISSUED = "pending", "approved", "rejected", "issued"
 REQUEST_STATUSES = (PENDING, APPROVED, REJECTED, ISSUED)
@@ -75,17 +74,6 @@ def _row(row: tuple) -> ScepRequest:
     )
 
 
-def _locked(method):  # noqa: ANN001, ANN202
-    """Hold the Store's write lock around a transaction (one BEGIN at a time)."""
-
-    @functools.wraps(method)
-    async def wrapper(self: ScepStore, *args: Any, **kwargs: Any) -> Any:
-        async with self.store.write_lock:
-            return await method(self, *args, **kwargs)
-
-    return wrapper
-
-
 class RequestConflict(Exception):
     """A request with this (group, transactionID) already exists."""
 
@@ -93,11 +81,12 @@ class RequestConflict(Exception):
 class ScepStore:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.write_lock = store.write_lock
         self._db = store._db  # noqa: SLF001 - same connection, same transactions
 
     # -- pending requests ---------------------------------------------------------------
 
-    @_locked
+    @serialized
     async def add_request(
         self, group: str, transaction_id: str, subject: str, spki_sha256: str, csr_der: bytes,
         now: dt.datetime, *, challenge: ChallengeUse | None = None, device_id: str | None = None,
@@ -170,7 +159,7 @@ class ScepStore:
             rows = await cur.fetchall()
         return [_row(r) for r in rows]
 
-    @_locked
+    @serialized
     async def decide(self, request_id: int, approve: bool, actor: str, now: dt.datetime,
                      comment: str | None = None) -> ScepRequest | None:
         """pending -> approved/rejected; None if there is no pending request with this id."""
@@ -197,7 +186,7 @@ class ScepStore:
             raise
         return await self.get_request(request_id)
 
-    @_locked
+    @serialized
     async def mark_issued(self, request_id: int, serial: int) -> None:
         """approved -> issued, and the reserved challenge now names the certificate."""
         await self._db.execute("BEGIN IMMEDIATE")
@@ -216,7 +205,7 @@ class ScepStore:
             await self._db.execute("ROLLBACK")
             raise
 
-    @_locked
+    @serialized
     async def expire_pending(self, older_than: dt.datetime, now: dt.datetime) -> int:
         """Reject pending requests created before `older_than` ([scep] max_pending_age_days)."""
         cur = await self._db.execute(
@@ -228,7 +217,7 @@ class ScepStore:
 
     # -- superseded certificates ----------------------------------------------------------
 
-    @_locked
+    @serialized
     async def schedule_revocation(self, serial: int, group: str, reason: str, due_at: dt.datetime,
                                   actor: str, now: dt.datetime) -> None:
         await self._db.execute(
@@ -247,6 +236,6 @@ class ScepStore:
             rows = await cur.fetchall()
         return [(int(s, 16), g, r, a) for s, g, r, a in rows]
 
-    @_locked
+    @serialized
     async def revocation_done(self, serial: int) -> None:
         await self._db.execute("DELETE FROM revocations_due WHERE serial=?", (serial_hex(serial),))

@@ -219,13 +219,13 @@ def _row_to_record(row: sqlite3.Row | tuple) -> CertRecord:
     )
 
 
-def _serialized(method):  # noqa: ANN001, ANN202
+def serialized(method):  # noqa: ANN001, ANN202
     """One writer at a time on the shared connection: a second BEGIN from another coroutine
     while one is open fails ("cannot start a transaction within a transaction"), and a plain
     write issued meanwhile would silently join (and roll back with) the open transaction."""
 
     @functools.wraps(method)
-    async def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         async with self.write_lock:
             return await method(self, *args, **kwargs)
 
@@ -285,7 +285,7 @@ class Store:
 
     # -- certificates -----------------------------------------------------------------
 
-    @_serialized
+    @serialized
     async def record_certificate(
         self,
         record: CertRecord,
@@ -382,7 +382,7 @@ class Store:
             rows = await cur.fetchall()
         return [_row_to_record(r) for r in rows]
 
-    @_serialized
+    @serialized
     async def revoke(
         self, serial: int, reason: str, actor: str, now: dt.datetime | None = None,
         details: dict | None = None,
@@ -424,7 +424,7 @@ class Store:
         assert updated is not None
         return RevokeOutcome(updated, changed=True)
 
-    @_serialized
+    @serialized
     async def release_hold(self, serial: int, actor: str, now: dt.datetime | None = None) -> bool:
         now = now or dt.datetime.now(dt.UTC)
         await self._db.execute("BEGIN IMMEDIATE")
@@ -490,7 +490,7 @@ class Store:
 
     # -- challenges ---------------------------------------------------------------------
 
-    @_serialized
+    @serialized
     async def add_challenge(
         self, jti: str, kind: str, group: str, token_hash: str | None, binding: dict,
         created_at: dt.datetime, expires_at: dt.datetime, created_by: str,
@@ -529,7 +529,7 @@ class Store:
             issued_serial=int(row[10], 16) if row[10] else None,
         )
 
-    @_serialized
+    @serialized
     async def sweep_challenges(self, now: dt.datetime) -> int:
         cur = await self._db.execute(
             "DELETE FROM challenges WHERE used_at IS NULL AND expires_at<?",
@@ -539,7 +539,7 @@ class Store:
 
     # -- CRL numbering -------------------------------------------------------------------
 
-    @_serialized
+    @serialized
     async def next_crl_number(self, group: str, this_update: dt.datetime,
                               next_update: dt.datetime) -> int:
         """Reserve the next CRL number for `group` (monotonic, durable)."""
@@ -562,64 +562,9 @@ class Store:
             raise
         return number
 
-    # -- accounting sessions --------------------------------------------------------------
-
-    @_serialized
-    async def upsert_session(self, client: str, acct_session_id: str, *, nas_ip: str | None,
-                             nas_identifier: str | None, calling_station_id: str | None,
-                             user_name: str | None, serial: int | None, group: str | None,
-                             now: dt.datetime, stopped: bool) -> None:
-        await self._db.execute(
-            "INSERT INTO sessions (client, acct_session_id, nas_ip, nas_identifier, "
-            "calling_station_id, user_name, serial, group_name, started_at, updated_at, "
-            "stopped_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(client, acct_session_id) DO UPDATE SET updated_at=excluded.updated_at, "
-            "stopped_at=excluded.stopped_at, "
-            "serial=coalesce(sessions.serial, excluded.serial), "
-            "group_name=coalesce(sessions.group_name, excluded.group_name), "
-            "nas_ip=coalesce(excluded.nas_ip, sessions.nas_ip), "
-            "nas_identifier=coalesce(excluded.nas_identifier, sessions.nas_identifier), "
-            "calling_station_id=coalesce(excluded.calling_station_id, sessions.calling_station_id)",
-            (client, acct_session_id, nas_ip, nas_identifier, calling_station_id, user_name,
-             serial_hex(serial) if serial is not None else None, group, _ts(now), _ts(now),
-             _ts(now) if stopped else None),
-        )
-
-    async def active_sessions(self, serial: int | None = None) -> list[dict[str, Any]]:
-        sql = ("SELECT client, acct_session_id, nas_ip, nas_identifier, calling_station_id, "
-               "user_name, serial, group_name, started_at, updated_at FROM sessions "
-               "WHERE stopped_at IS NULL")
-        args: tuple = ()
-        if serial is not None:
-            sql += " AND serial=?"
-            args = (serial_hex(serial),)
-        async with self._db.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-        keys = ("client", "acct_session_id", "nas_ip", "nas_identifier", "calling_station_id",
-                "user_name", "serial", "group", "started_at", "updated_at")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
-
-    @_serialized
-    async def stop_sessions_of(self, client: str, nas_ip: str | None,
-                               nas_identifier: str | None) -> int:
-        """Accounting-On/Off: the NAS restarted, all its sessions ended."""
-        cur = await self._db.execute(
-            "UPDATE sessions SET stopped_at=updated_at WHERE client=? AND stopped_at IS NULL "
-            "AND (nas_ip IS ? OR nas_identifier IS ?)",
-            (client, nas_ip, nas_identifier),
-        )
-        return cur.rowcount
-
-    @_serialized
-    async def record_disconnect(self, client: str, acct_session_id: str, result: str) -> None:
-        await self._db.execute(
-            "UPDATE sessions SET disconnect_result=? WHERE client=? AND acct_session_id=?",
-            (result, client, acct_session_id),
-        )
-
     # -- audit ----------------------------------------------------------------------------
 
-    @_serialized
+    @serialized
     async def audit(self, actor: str, action: str, serial: int | None = None,
                     group: str | None = None, details: dict | None = None,
                     now: dt.datetime | None = None) -> None:
