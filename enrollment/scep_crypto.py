@@ -9,26 +9,34 @@ never cryptography objects, so it can run in another process.
 
 Runners (`CryptoRunner.call(group, method, *args)`):
   `ThreadCrypto`   in a thread pool of this process (`[scep] workers = 0`, unit tests);
-  `ProcessCrypto`  in a small spawn `ProcessPoolExecutor` whose workers build their own
-                   `GroupCrypto`s (a loader loads the PKI from the settings file: private
-                   keys never cross the pipe) and run at a lower priority (os.nice), so
-                   SCEP crypto neither takes the event loop's GIL nor, on a busy machine,
-                   its CPU. A crashed worker (BrokenProcessPool) makes the pool be
-                   recreated and the call raise `CryptoUnavailable`.
+  `ProcessCrypto`  in a few spawned worker processes that build their own `GroupCrypto`s
+                   (a loader loads the PKI from the settings file: private keys never
+                   cross the pipe) and run at a lower priority (os.nice), so SCEP crypto
+                   neither takes the event loop's GIL nor, on a busy machine, its CPU.
+                   The event loop talks to each worker over a socket pair itself (no
+                   executor threads). A crashed worker fails its in-flight calls with
+                   `CryptoUnavailable` and is respawned by the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
+import itertools
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
+import socket
+import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -295,7 +303,7 @@ Loader = Callable[..., Mapping[str, GroupCrypto]]
 
 
 def _worker_init(loader: Loader, args: tuple, nice: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent shuts the pool down
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent shuts the workers down
     if nice:
         os.nice(nice)  # a busy machine runs the event loop (RADIUS) first
     _WORKER_CRYPTO.update(loader(*args))
@@ -305,15 +313,189 @@ def _worker_call(group: str, method: str, args: tuple, kwargs: dict) -> Any:
     return _invoke(_WORKER_CRYPTO, group, method, args, kwargs)
 
 
-def _ping() -> int:
-    return os.getpid()
+def _answer(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+    """A reply frame: ("ok", fn(*args, **kwargs)) or ("err", exception), pickled."""
+    try:
+        reply: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the parent
+        reply = ("err", exc)
+    try:
+        return pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
+        return pickle.dumps(("err", RuntimeError(f"unpicklable reply: {exc!r}")))
+
+
+def _worker_main(calls: Connection, control: Connection, loader: Loader, args: tuple,
+                 nice: int) -> None:
+    """A worker process: answer `calls` (GroupCrypto calls, in order) and `control`
+    (plain functions, `_Control.submit`) until the parent closes `calls`."""
+    _worker_init(loader, args, nice)
+    channels = [calls, control]
+    while True:
+        for chan in mp_wait(channels):
+            try:
+                data = chan.recv_bytes()
+            except (EOFError, OSError):
+                if chan is calls:
+                    return  # the parent closed it (or died): no orphan workers
+                channels.remove(chan)
+                continue
+            if chan is calls:
+                chan.send_bytes(_answer(_worker_call, *pickle.loads(data)))
+            else:
+                fn, a, kw = pickle.loads(data)
+                chan.send_bytes(_answer(fn, *a, **kw))
+
+
+class _Replies(asyncio.Protocol):
+    """The parent's end of a worker's `calls` socket, on the event loop: requests are
+    written as multiprocessing.Connection frames, replies come back in order."""
+
+    def __init__(self, slot: _Slot) -> None:
+        self.slot = slot
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while len(buf) >= 4:
+            size = int.from_bytes(buf[:4], "big", signed=True)
+            head = 4
+            if size == -1:  # Connection's header for frames of 2 GiB and more
+                if len(buf) < 12:
+                    return
+                size, head = int.from_bytes(buf[4:12], "big"), 12
+            if len(buf) < head + size:
+                return
+            frame = bytes(buf[head:head + size])
+            del buf[:head + size]
+            self.slot.replied(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.slot.lost()
+
+
+class _Slot:
+    """One worker process and the calls it has in flight (answered in order)."""
+
+    def __init__(self, owner: ProcessCrypto) -> None:
+        self.owner = owner
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = socket.socketpair()
+        control, child_control = ctx.Pipe(duplex=True)
+        child_calls = Connection(child.detach())
+        self.process = ctx.Process(target=_worker_main, name="certgate-scep-crypto", daemon=True,
+                                   args=(child_calls, child_control, *owner._initargs))
+        self.process.start()
+        child_calls.close()
+        child_control.close()
+        self.sock: socket.socket | None = parent
+        self.control = control
+        self.control_lock = threading.Lock()
+        self.transport: asyncio.Transport | None = None
+        self.connecting: asyncio.Future | None = None
+        self.pending: collections.deque[asyncio.Future] = collections.deque()
+        self.dead = False
+
+    async def connect(self) -> asyncio.Transport:
+        if self.transport is not None:
+            return self.transport
+        if self.connecting is None:
+            loop = asyncio.get_running_loop()
+            self.connecting = loop.create_future()
+            try:
+                assert self.sock is not None
+                transport, _ = await loop.connect_accepted_socket(lambda: _Replies(self),
+                                                                  self.sock)
+            except BaseException as exc:
+                self.connecting.set_exception(exc)
+                self.connecting.exception()  # retrieved: the waiters re-raise it
+                self.connecting = None
+                raise
+            self.transport = transport  # type: ignore[assignment]
+            self.connecting.set_result(transport)
+            return transport  # type: ignore[return-value]
+        return await asyncio.shield(self.connecting)
+
+    def send(self, frame: bytes, fut: asyncio.Future) -> None:
+        assert self.transport is not None
+        self.pending.append(fut)
+        size = len(frame)
+        head = size.to_bytes(4, "big") if size <= 0x7FFFFFFF else b"\xff\xff\xff\xff" + \
+            size.to_bytes(8, "big")
+        self.transport.write(head + frame)
+
+    def replied(self, frame: bytes) -> None:
+        fut = self.pending.popleft()
+        if not fut.done():
+            fut.set_result(frame)
+
+    def lost(self) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        self.transport = None
+        pending, self.pending = self.pending, collections.deque()
+        self.owner._lost(self, len(pending))
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(CryptoUnavailable("SCEP crypto worker died"))
+
+    def close(self) -> None:
+        self.dead = True
+        if self.transport is not None:
+            self.transport.close()
+        elif self.sock is not None:
+            self.sock.close()
+        self.sock = None
+        self.control.close()
+
+    def join(self, timeout: float) -> None:
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+class _Control:
+    """`submit(fn, *args)`: run a plain (picklable) function in a worker, off the event loop,
+    round robin; a concurrent Future. EOF = the worker died: BrokenProcessPool."""
+
+    def __init__(self, owner: ProcessCrypto) -> None:
+        self.owner = owner
+        self.turn = itertools.count()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        slots = self.owner.slots
+        slot = slots[next(self.turn) % len(slots)]
+        fut: Future = Future()
+
+        def run() -> None:
+            try:
+                with slot.control_lock:
+                    slot.control.send_bytes(pickle.dumps((fn, args, kwargs)))
+                    status, value = pickle.loads(slot.control.recv_bytes())
+            except (EOFError, OSError) as exc:
+                fut.set_exception(BrokenProcessPool(f"SCEP crypto worker died ({exc!r})"))
+                return
+            if status == "ok":
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+        threading.Thread(target=run, name="scep-crypto-control", daemon=True).start()
+        return fut
 
 
 class ProcessCrypto:
     """GroupCrypto in spawned worker processes that load the PKI themselves.
 
     `loader(*loader_args)` runs in each worker and returns its GroupCryptos (a top-level
-    function: it is pickled by name). The pool is recreated when a worker dies.
+    function: it is pickled by name). Each worker has a socket pair to the parent, read and
+    written by the event loop itself (no executor threads: a call is one write and one
+    read); calls go to the worker with the fewest in flight. A worker that dies fails the
+    calls it had in flight with `CryptoUnavailable` and is respawned by the next call.
+    `pool.submit(fn, *args)` runs a plain function in a worker (tests, diagnostics).
     """
 
     def __init__(self, workers: int, loader: Loader, loader_args: tuple = (), *,
@@ -322,37 +504,47 @@ class ProcessCrypto:
         self._initargs = (loader, loader_args, nice)
         self._closed = False
         self.restarts = 0
-        self.pool = self._new_pool()
+        self.slots = [_Slot(self) for _ in range(workers)]  # started now, not on a request
+        self.pool = _Control(self)
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init, initargs=self._initargs)
-        for _ in range(self.workers):  # start the workers now, not on the first request
-            pool.submit(_ping)
-        return pool
+    def _lost(self, slot: _Slot, in_flight: int) -> None:
+        if self._closed:
+            return
+        self.restarts += 1
+        log.error("SCEP crypto worker process %s died (%d call(s) in flight): respawned on "
+                  "the next call (restart %d)", slot.process.pid, in_flight, self.restarts)
+
+    def _pick(self) -> _Slot:
+        i = min(range(len(self.slots)), key=lambda k: len(self.slots[k].pending))
+        slot = self.slots[i]
+        if slot.dead:
+            slot.close()
+            slot.join(0)
+            slot = self.slots[i] = _Slot(self)
+        return slot
 
     async def call(self, group: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        pool = self.pool
+        if self._closed:
+            raise CryptoUnavailable("SCEP crypto workers are shut down")
+        slot = self._pick()
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                pool, _worker_call, group, method, args, kwargs)
-        except BrokenProcessPool as exc:
-            self._replace_broken(pool)
-            raise CryptoUnavailable(f"SCEP crypto worker died ({exc})") from exc
-
-    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
-        if self._closed or broken is not self.pool:
-            return  # already replaced by a concurrent call
-        self.restarts += 1
-        log.error("SCEP crypto worker process died: recreating the pool (%d workers, restart %d)",
-                  self.workers, self.restarts)
-        broken.shutdown(wait=False, cancel_futures=True)
-        self.pool = self._new_pool()
+            await slot.connect()
+        except OSError as exc:
+            slot.lost()
+            raise CryptoUnavailable(f"SCEP crypto worker unreachable ({exc})") from exc
+        fut = asyncio.get_running_loop().create_future()
+        slot.send(pickle.dumps((group, method, args, kwargs), pickle.HIGHEST_PROTOCOL), fut)
+        status, value = pickle.loads(await fut)
+        if status == "err":
+            raise value
+        return value
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        pool = self.pool
+        for slot in self.slots:
+            slot.close()  # EOF: each worker finishes its call and exits
+        slots = list(self.slots)
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: pool.shutdown(wait=True, cancel_futures=True))
+            None, lambda: [slot.join(10) for slot in slots])
