@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from enrollment import scep_codec as codec
 from enrollment.policy import CsrReason, CsrRejected, EnrollmentRejected, extract_csr_facts
 from enrollment.renewal import Renewal, RenewalReason, RenewalRejected, classify
-from enrollment.scep_enroll import EnrollRequest, Outcome, RenewalSigner, ServiceConfig
+from enrollment.scep_enroll import EnrollRequest, Outcome, RenewalSigner, ServiceConfig, success
 from enrollment.scep_types import REQUEST_TYPES, FailInfo, MessageType, ScepError, UndecodableRequest
 from pki import profiles
 from pki.groups import GroupTable
@@ -231,6 +231,16 @@ class GroupCrypto:
                                              source=source, issued_at=now,
                                              transaction_id=transaction_id)
         return Issued(cert.public_bytes(Encoding.DER), record)
+
+    def sign_and_build(self, csr_der: bytes, serial: int, now: dt.datetime, days: int,
+                       reply_to: ReplyTo, algorithms: codec.EnvelopeAlgorithms | None, *,
+                       device_id: str | None, source: str, transaction_id: str | None
+                       ) -> tuple[Issued, Built]:
+        """`sign_device`, and the CertRep SUCCESS that answers `reply_to` with the certificate
+        (one hop for both; the caller uses the reply only if the certificate is recorded)."""
+        issued = self.sign_device(csr_der, serial, now, days, device_id=device_id, source=source,
+                                  transaction_id=transaction_id)
+        return issued, self.build(reply_to, algorithms, success(issued.der), now)
 
     def build(self, reply_to: ReplyTo, algorithms: codec.EnvelopeAlgorithms | None,
               outcome: Outcome, now: dt.datetime) -> Built:

@@ -5,8 +5,10 @@ PKIOperation in three steps:
      the pkiMessage, check algorithms and signingTime, decrypt, parse the inner request,
      CSR facts and renewal classification;
   2. on the loop: the decision (store reads/writes, `Enroller`; certificates are signed
-     off the loop by `GroupCrypto.sign_device`);
-  3. off the loop: build and sign the CertRep (`GroupCrypto.build`).
+     off the loop by `GroupCrypto.sign_and_build`, which also builds the CertRep SUCCESS
+     for the certificate: used once the certificate is recorded, so an enrollment is two
+     hops off the loop, not three);
+  3. off the loop: build and sign any other CertRep (`GroupCrypto.build`).
 Once the request parsed, every refusal is a signed CertRep FAILURE (failInfo + reason in
 the log and metrics); only undecodable input raises `UndecodableRequest` (HTTP 400), and a
 crypto worker that died while opening or answering raises `CryptoUnavailable` (HTTP 503).
@@ -14,12 +16,13 @@ crypto worker that died while opening or answering raises `CryptoUnavailable` (H
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -29,6 +32,7 @@ from enrollment.metrics import CHALLENGE_FAILURES
 from enrollment.policy import EnrollmentRejected
 from enrollment.renewal import RenewalReason, RenewalRejected
 from enrollment.scep_crypto import (
+    Built,
     CryptoRunner,
     CryptoUnavailable,
     GroupCrypto,
@@ -41,6 +45,7 @@ from enrollment.scep_enroll import Enroller, Outcome, RevokeFn, ServiceConfig, r
 from enrollment.scep_types import FailInfo, MessageType, ScepError, UndecodableRequest
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
+from pki.issuance import Issued
 from revocation.store import Store
 
 log = logging.getLogger("certgate.scep")
@@ -50,6 +55,20 @@ CA_CERT = "application/x-x509-ca-cert"
 PKI_MESSAGE = "application/x-pki-message"
 
 CrlSource = Callable[[], Awaitable[bytes]]
+
+
+@dataclass
+class _Request:
+    """The PKIOperation this task is answering: what a certificate signed for it needs to
+    build its CertRep in the same hop, and that CertRep."""
+
+    opened: Opened
+    now: dt.datetime
+    prebuilt: dict[bytes, Built] = field(default_factory=dict)  # certificate DER -> reply
+
+
+_REQUEST: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("scep_request",
+                                                                          default=None)
 
 
 class ScepConfigError(ValueError):
@@ -90,8 +109,7 @@ class ScepService:
         self.clock = clock
         self.crypto: CryptoRunner = crypto or ThreadCrypto(
             executor, {cfg.group: GroupCrypto(cfg, ca, groups)})
-        self.enroller = Enroller(cfg, ca, store, executor, revoke,
-                                 sign=functools.partial(self.crypto.call, cfg.group, "sign_device"))
+        self.enroller = Enroller(cfg, ca, store, executor, revoke, sign=self._sign)
         if cfg.ca_is_ra:
             self.signer_cert, self.signer_key = ca.certificate, ca.key
             self.reply_chain: tuple[x509.Certificate, ...] = ()
@@ -99,6 +117,20 @@ class ScepService:
             self.signer_cert, self.signer_key = ca.ra_certificate, ca.ra_key
             self.reply_chain = (ca.certificate,)
         self._ca_certs = self._build_ca_certs()
+
+    async def _sign(self, csr_der: bytes, serial: int, now: dt.datetime, days: int,
+                    **kwargs: Any) -> Issued:
+        """Enroller's signer: with the CertRep SUCCESS for the PKIOperation being answered."""
+        request = _REQUEST.get()
+        if request is None or request.now != now:
+            return await self.crypto.call(self.cfg.group, "sign_device", csr_der, serial, now,
+                                          days, **kwargs)
+        opened = request.opened
+        issued, built = await self.crypto.call(self.cfg.group, "sign_and_build", csr_der, serial,
+                                               now, days, opened.reply_to, opened.algorithms,
+                                               **kwargs)
+        request.prebuilt[issued.der] = built
+        return issued
 
     # -- GetCACaps / GetCACert -------------------------------------------------------------
 
@@ -141,6 +173,8 @@ class ScepService:
             assert opened.failure_body is not None
             return ScepReply(opened.failure_body, reply_to.message_type.name, outcome.status,
                              outcome.reason)
+        request = _Request(opened, now)
+        token = _REQUEST.set(request)
         try:
             outcome = await self._decide(opened, now)
         except ScepError as exc:
@@ -155,6 +189,13 @@ class ScepService:
             log.exception("group %s: PKIOperation %s %s failed", self.cfg.group,
                           reply_to.message_type.name, reply_to.transaction_id)
             outcome = self._failure(FailInfo.badRequest, "internal_error", type(exc).__name__)
+        finally:
+            _REQUEST.reset(token)
+        if outcome.status == "success" and outcome.crl is None and len(outcome.certificates) == 1:
+            built = request.prebuilt.get(outcome.certificates[0])
+            if built is not None:  # signed in this request: its CertRep came with it
+                return ScepReply(built.body, opened.reply_to.message_type.name,
+                                 built.outcome.status, built.outcome.reason)
         return await self._reply(opened, outcome, now)
 
     async def _decide(self, opened: Opened, now: dt.datetime) -> Outcome:
