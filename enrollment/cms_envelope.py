@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from enrollment import der
 from enrollment.cms_ber import BerError, normalize, string_value
+from enrollment.cms_fast import FastEnvelope
 from enrollment.scep_types import (
     ContentCipher,
     DigestAlgorithm,
@@ -202,8 +203,11 @@ def _cipher_of(alg: algos.EncryptionAlgorithm) -> ContentCipher | None:
         return None
 
 
-def envelope_algorithms(env: cms.EnvelopedData) -> EnvelopeAlgorithms:
+def envelope_algorithms(env: cms.EnvelopedData | FastEnvelope) -> EnvelopeAlgorithms:
     """Algorithms named by the envelope (first key-transport recipient)."""
+    if isinstance(env, FastEnvelope):
+        return EnvelopeAlgorithms(env.cipher, env.key_transport, env.cipher_oid,
+                                  env.key_transport_oid)
     alg = env["encrypted_content_info"]["content_encryption_algorithm"]
     kt: KeyTransport | None = None
     kt_oid = ""
@@ -271,8 +275,41 @@ def _cbc_decrypt(cipher: ContentCipher, key: bytes, iv: bytes, data: bytes) -> b
         raise DecryptionFailed("bad content padding") from exc
 
 
+def _decrypt_fast(env: FastEnvelope, cert: x509.Certificate, key: rsa.RSAPrivateKey
+                  ) -> Decrypted | None:
+    """`decrypt` of a cms_fast envelope; None when a recipient id needs asn1crypto."""
+    recipient = None
+    for r in env.recipients:
+        if r.serial == cert.serial_number:
+            if r.issuer_and_serial != _issuer_and_serial(cert):
+                return None  # maybe the same name encoded another way
+            recipient = r
+            break
+    if recipient is None:
+        raise DecryptionFailed("no recipient info for this certificate")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise UnsupportedAlgorithm("recipient key is not RSA")
+    algs = envelope_algorithms(env)
+    return Decrypted(_open(algs, key, recipient.encrypted_key, env.iv, env.ciphertext), algs)
+
+
+def _open(algs: EnvelopeAlgorithms, key: rsa.RSAPrivateKey, encrypted_key: bytes, iv: bytes,
+          ciphertext: bytes) -> bytes:
+    assert algs.cipher is not None and algs.key_transport is not None
+    try:
+        if algs.key_transport is KeyTransport.RSA_PKCS1V15:
+            # OpenSSL >= 3.2 does implicit rejection: a bad padding yields a
+            # random key and fails below, like any other wrong key.
+            content_key = key.decrypt(encrypted_key, asym_padding.PKCS1v15())
+        else:
+            content_key = key.decrypt(encrypted_key, _oaep_padding(algs.key_transport))
+    except ValueError as exc:
+        raise DecryptionFailed("key transport decryption failed") from exc
+    return _cbc_decrypt(algs.cipher, content_key, iv, ciphertext)
+
+
 def decrypt(
-    data: bytes | cms.ContentInfo | cms.EnvelopedData,
+    data: bytes | cms.ContentInfo | cms.EnvelopedData | FastEnvelope,
     cert: x509.Certificate,
     key: rsa.RSAPrivateKey,
 ) -> Decrypted:
@@ -282,6 +319,11 @@ def decrypt(
     (from scep_types) for algorithms we do not implement, and
     ``DecryptionFailed`` when no recipient matches or the key does not open it.
     """
+    if isinstance(data, FastEnvelope):
+        opened = _decrypt_fast(data, cert, key)
+        if opened is not None:
+            return opened
+        data = data.raw
     env = data if isinstance(data, cms.EnvelopedData) else load_enveloped_data(data)
     algs = envelope_algorithms(env)
     if algs.cipher is None:
@@ -307,17 +349,7 @@ def decrypt(
     iv = eci["content_encryption_algorithm"]["parameters"].native
     if not isinstance(iv, bytes):
         raise MalformedEnvelope("CBC parameters are not an IV")
-    encrypted_key = recipient["encrypted_key"].native
-    try:
-        if kt is KeyTransport.RSA_PKCS1V15:
-            # OpenSSL >= 3.2 does implicit rejection: a bad padding yields a
-            # random key and fails below, like any other wrong key.
-            content_key = key.decrypt(encrypted_key, asym_padding.PKCS1v15())
-        else:
-            content_key = key.decrypt(encrypted_key, _oaep_padding(kt))
-    except ValueError as exc:
-        raise DecryptionFailed("key transport decryption failed") from exc
-    return Decrypted(_cbc_decrypt(algs.cipher, content_key, iv, ciphertext), algs)
+    return Decrypted(_open(algs, key, recipient["encrypted_key"].native, iv, ciphertext), algs)
 
 
 # --- encrypt ------------------------------------------------------------------

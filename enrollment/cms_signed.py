@@ -289,6 +289,19 @@ def verify_signature(parsed: ParsedSignedData) -> DigestAlgorithm:
     raise SignatureInvalid("signature does not verify")
 
 
+def verify_rsa(cert: x509.Certificate, signature: bytes, signed_attrs: bytes,
+               alg: DigestAlgorithm) -> bool:
+    """An RSA PKCS#1 v1.5 signature over DER signed attributes (False: not RSA, or bad)."""
+    pub = cert.public_key()
+    if not isinstance(pub, rsa.RSAPublicKey):
+        return False
+    try:
+        pub.verify(signature, signed_attrs, asym_padding.PKCS1v15(), hash_for(alg))
+    except InvalidSignature:
+        return False
+    return True
+
+
 # --- building -----------------------------------------------------------------
 
 

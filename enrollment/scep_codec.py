@@ -23,7 +23,7 @@ from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from enrollment import cms_envelope, cms_signed, der
+from enrollment import cms_envelope, cms_fast, cms_signed, der
 from enrollment.scep_inner import (
     IssuerAndSerial,
     IssuerAndSubject,
@@ -162,6 +162,9 @@ def parse_pki_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> PkiMe
     """
     if len(data) > max_size:
         raise UndecodableRequest(f"pkiMessage of {len(data)} bytes exceeds {max_size}")
+    fast = _parse_fast(data)
+    if fast is not None:
+        return fast
     try:
         parsed = cms_signed.load_signed_data(data)
     except cms_signed.MalformedSignedData as exc:
@@ -222,6 +225,79 @@ def parse_pki_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> PkiMe
     except cms_signed.SignatureInvalid as exc:
         raise ScepError(FailInfo.badMessageCheck, str(exc), request=msg) from exc
     return replace(msg, signature_digest=sig_digest, signature_verified=True)
+
+
+_ENUM_ATTRIBUTES: tuple[tuple[str, type], ...] = (
+    ("scep_message_type", MessageType), ("scep_pki_status", PKIStatus),
+    ("scep_fail_info", FailInfo))
+
+
+def _parse_fast(data: bytes) -> PkiMessage | None:
+    """`parse_pki_message` for a plain DER pkiMessage that verifies (cms_fast), or None:
+    anything else (BER, unusual shapes, a missing attribute, a bad signature...) goes the
+    asn1crypto way, which raises what it always raised."""
+    fast = cms_fast.parse_signed(data)
+    if fast is None:
+        return None
+    attrs = fast.attributes
+    enums: dict[str, object] = {}
+    for name, enum in _ENUM_ATTRIBUTES:
+        raw = attrs.get(name)
+        if raw is not None:
+            try:
+                enums[name] = enum(int(raw[0].strip()))  # type: ignore[index]
+            except ValueError:
+                return None
+    message_type = enums.get("scep_message_type")
+    tx = attrs.get("scep_transaction_id")
+    sender_nonce = attrs.get("scep_sender_nonce")
+    if message_type is None or tx is None or (
+            message_type in REQUEST_TYPES and not sender_nonce) or (
+            message_type is MessageType.CertRep and "scep_pki_status" not in enums):
+        return None
+    md = attrs.get("message_digest")
+    content_type = attrs.get("content_type")
+    if md is None or (content_type is not None and content_type != cms_fast.ID_DATA):
+        return None
+    if md != cms_signed.digest(fast.digest_algorithm, fast.content):
+        return None
+    try:
+        certs = tuple(x509.load_der_x509_certificate(c) for c in fast.certificates)
+    except ValueError:
+        return None
+    signer = certs[fast.signer_index]
+    if not cms_signed.verify_rsa(signer, fast.signature, fast.signed_attrs, fast.signature_hash):
+        return None
+    envelope: object = cms_fast.parse_enveloped(fast.content)
+    if envelope is not None:
+        algs: EnvelopeAlgorithms | None = cms_envelope.envelope_algorithms(envelope)  # type: ignore[arg-type]
+    else:
+        try:
+            envelope = cms_envelope.load_enveloped_data(fast.content)
+            algs = cms_envelope.envelope_algorithms(envelope)  # type: ignore[arg-type]
+        except cms_envelope.MalformedEnvelope:
+            algs = envelope = None
+    assert isinstance(message_type, MessageType)
+    return PkiMessage(
+        message_type=message_type,
+        transaction_id=tx[0],  # type: ignore[index]
+        transaction_id_string_type=tx[1],  # type: ignore[index]
+        sender_nonce=sender_nonce or b"",  # type: ignore[arg-type]
+        recipient_nonce=attrs.get("scep_recipient_nonce"),  # type: ignore[arg-type]
+        pki_status=enums.get("scep_pki_status"),  # type: ignore[arg-type]
+        fail_info=enums.get("scep_fail_info"),  # type: ignore[arg-type]
+        fail_info_text=attrs.get("scep_fail_info_text"),  # type: ignore[arg-type]
+        signer_certificate=signer,
+        certificates=certs,
+        digest_algorithm=fast.digest_algorithm,
+        digest_algorithm_oid=fast.digest_algorithm_oid,
+        signature_algorithm=fast.signature_algorithm,
+        signature_digest=fast.signature_hash,
+        signing_time=attrs.get("signing_time"),  # type: ignore[arg-type]
+        enveloped_content=fast.content,
+        envelope_algorithms=algs,
+        envelope=envelope,
+    )
 
 
 def check_signing_time(msg: PkiMessage, now: datetime.datetime, skew: datetime.timedelta) -> None:
