@@ -59,6 +59,9 @@ log = logging.getLogger("certgate.scep")
 DEFAULT_NICE = 10
 
 
+CALL_TIMEOUT = 30.0  # seconds; one call is milliseconds, so this only catches a hung worker
+
+
 class CryptoUnavailable(Exception):
     """The crypto worker died during the call (the pool has been recreated)."""
 
@@ -444,7 +447,12 @@ class _Slot:
         if self.dead:
             return
         self.dead = True
-        self.transport = None
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            # the transport owns the socket: close it through the transport, never the raw
+            # socket (its fd number would be reused while still registered with the loop)
+            self.sock = None
+            transport.close()
         pending, self.pending = self.pending, collections.deque()
         self.owner._lost(self, len(pending))
         for fut in pending:
@@ -544,7 +552,17 @@ class ProcessCrypto:
             raise CryptoUnavailable(f"SCEP crypto worker unreachable ({exc})") from exc
         fut = asyncio.get_running_loop().create_future()
         slot.send(pickle.dumps((group, method, args, kwargs), pickle.HIGHEST_PROTOCOL), fut)
-        status, value = pickle.loads(await fut)
+        try:
+            # shield: a timeout must not cancel the future the reply stream still expects
+            frame = await asyncio.wait_for(asyncio.shield(fut), CALL_TIMEOUT)
+        except TimeoutError:
+            log.error("SCEP crypto worker %s did not answer %s in %.0f s: killing it",
+                      slot.process.pid, method, CALL_TIMEOUT)
+            fut.cancel()
+            slot.process.kill()
+            slot.lost()  # now, not when the socket closes: the next call gets a new worker
+            raise CryptoUnavailable(f"SCEP crypto worker hung in {method}") from None
+        status, value = pickle.loads(frame)
         if status == "err":
             raise value
         return value

@@ -90,3 +90,23 @@ def test_workers_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="workers"):
         load_settings(write_config(tmp_path / "c", "[scep]\nworkers = -1\n"))
     assert crypto_workers(64) == (os.cpu_count() or 1) and crypto_workers(0) == 0
+
+
+async def test_hung_worker_is_killed_and_replaced(process_harness, monkeypatch) -> None:
+    import signal
+
+    from enrollment import scep_crypto
+
+    h, crypto = await process_harness()
+    monkeypatch.setattr(scep_crypto, "CALL_TIMEOUT", 1.0)
+    stopped = crypto.slots[0].process.pid
+    os.kill(stopped, signal.SIGSTOP)  # alive but never answers
+    key = client_key(2)
+    token = await h.challenge(subject_cn="dev-hung")
+    csr = make_csr(key, "dev-hung", token)
+    with pytest.raises(CryptoUnavailable, match="hung"):
+        await h.enroll(csr, key)
+    monkeypatch.setattr(scep_crypto, "CALL_TIMEOUT", 60.0)  # a new worker takes ~1 s to start
+    rep, _ = await h.enroll(csr, key)  # a fresh worker; the challenge was not consumed
+    assert rep.status is PKIStatus.SUCCESS
+    assert crypto.slots[0].process.pid != stopped and crypto.restarts == 1
