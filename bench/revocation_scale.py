@@ -98,8 +98,6 @@ def free_ports(n: int, kind: int) -> list[int]:
 class Instance:
     """A certgate config dir: init, one staff client in the mkpki.sh layout, serve by PID."""
 
-    patched = False  # serve through bench/serve_patched.py (suggested CRL fixes applied)
-
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         directory.mkdir(parents=True)
@@ -136,8 +134,7 @@ class Instance:
         log = self.log.open("ab")
         self.t_start = time.time()
         t0 = time.monotonic()
-        cmd = ([sys.executable, str(HERE / "serve_patched.py"), "--config", str(self.config)]
-               if self.patched else [CERTGATE, "--config", str(self.config), "serve"])
+        cmd = [CERTGATE, "--config", str(self.config), "serve"]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         url = f"http://127.0.0.1:{self.http_port}/readyz"
@@ -243,55 +240,33 @@ def log_phases(text: str, t_start: float) -> dict[str, float]:
 
 
 def crl_breakdown(inst: Instance, group: str = "staff") -> None:
-    """Re-run the steps of CrlPublisher._regenerate_locked on the big store, timed."""
-    from cryptography import x509
-
+    """Time the server's CRL path (certgate/revocations.py `_build`: read rows through a
+    read-only sqlite3 connection, encode with revocation/crl_der.py, sign) on the big store,
+    and cryptography's builder (revocation/crl.build_crl) on the same rows for comparison."""
+    from certgate.revocations import _read_revoked
     from certgate.settings import load_settings
     from pki.hierarchy import Hierarchy
-    from revocation import crl as crlmod
-    from revocation.crl import RevokedEntry, build_crl, crl_der, crl_pem
-    from revocation.store import Store
+    from revocation.crl import RevokedEntry, build_crl
+    from revocation.crl_der import build_crl_der, der_to_pem
 
     settings = load_settings(inst.config)
-    pki = Hierarchy(settings.pki).load(settings.groups)
-    ca = pki.groups[group]
+    ca = Hierarchy(settings.pki).load(settings.groups).groups[group]
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-    async def fetch():  # type: ignore[no-untyped-def]
-        store = await Store.open(inst.store)
-        try:
-            return await store.revoked_entries(group)
-        finally:
-            await store.close()
-
+    nxt = now + dt.timedelta(hours=24)
     steps: list[tuple[str, float]] = []
     t0 = time.perf_counter()
-    rows = asyncio.run(fetch())
-    steps.append(("store.revoked_entries (aiosqlite fetch + int/datetime per row)",
+    rows = _read_revoked(inst.store, group)
+    steps.append(("read rows (sqlite3, read-only) + int/datetime per row", time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    der = build_crl_der(ca.certificate, ca.key, rows, 1, now, nxt)
+    steps.append(("build_crl_der: encode entries + sign (the server's path)",
                   time.perf_counter() - t0))
     t0 = time.perf_counter()
-    entries = [RevokedEntry(serial, at, reason) for serial, at, reason in rows]
-    steps.append(("RevokedEntry(...) x N (__post_init__ validation)", time.perf_counter() - t0))
+    pem = der_to_pem(der)
+    steps.append(("PEM (made on the first /crl/<group>.pem request)", time.perf_counter() - t0))
     t0 = time.perf_counter()
-    revoked = [crlmod._revoked_certificate(e) for e in entries]  # noqa: SLF001
-    steps.append(("_revoked_certificate x N (RevokedCertificateBuilder per entry)",
-                  time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    builder = x509.CertificateRevocationListBuilder(
-        issuer_name=ca.certificate.subject, last_update=now.replace(tzinfo=None),
-        next_update=(now + dt.timedelta(hours=24)).replace(tzinfo=None),
-        revoked_certificates=revoked)
-    signed = builder.sign(ca.key, crlmod.signature_hash_for(ca.key))
-    steps.append(("CertificateRevocationListBuilder(...).sign (Rust encode + sign)",
-                  time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    der = crl_der(signed)
-    pem = crl_pem(signed)
-    steps.append(("crl_der + crl_pem", time.perf_counter() - t0))
-    del revoked, signed
-    t0 = time.perf_counter()
-    build_crl(ca.certificate, ca.key, entries, 1, now, now + dt.timedelta(hours=24))
-    steps.append(("= build_crl() as the server calls it (checks + entries + sign)",
+    build_crl(ca.certificate, ca.key, [RevokedEntry(*r) for r in rows], 1, now, nxt)
+    steps.append(("for comparison: cryptography's builder (build_crl) on the same rows",
                   time.perf_counter() - t0))
     print(f"  CRL for {len(rows):,} entries: DER {len(der) / 1e6:.1f} MB, PEM {len(pem) / 1e6:.1f} MB")
     for label, secs in steps:
@@ -426,15 +401,7 @@ def main() -> int:
     p.add_argument("--handshakes", type=int, default=600, help="in-process handshakes per case")
     p.add_argument("--no-eapol", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the temp directory")
-    p.add_argument("--patched", action="store_true",
-                   help="serve through bench/serve_patched.py (suggested CRL fixes applied); "
-                        "runs (a) and (c) only")
     a = p.parse_args()
-    Instance.patched = a.patched
-    if a.patched:
-        print("PATCHED: certgate serve through bench/serve_patched.py (CRL rebuilt off the event "
-              "loop with the crl_fast encoder; on trees without them also RADIUS before the "
-              "first CRL and per-group revocation counts: see serve.log warnings)")
     a.secs = max(1, min(a.secs, 10))
     eapol = not a.no_eapol and shutil.which("eapol_test") is not None
 
@@ -466,7 +433,7 @@ def main() -> int:
         big_s = results[f"{a.rows:,} revoked"]
         print(f"  target < 10 s: {'MET' if big_s < 10 else 'MISSED'} ({big_s:.2f} s)")
 
-        if eapol and not a.patched:
+        if eapol:
             print(f"(b) end-to-end: eapol_test fresh c=2, {a.secs} s per point, alternated",
                   flush=True)
             for tls in ("1.2", "1.3"):
@@ -487,9 +454,9 @@ def main() -> int:
                           f"{(b / e - 1) * 100:+.1f} % (target within 5 %; single-point noise "
                           "is about +-10 %)")
 
-        if not a.patched:
-            print("(a') CRL build breakdown, in this process", flush=True)
-            crl_breakdown(big)
+        print("(a') CRL build in this process, the server's path (revocation/crl_der.py)",
+              flush=True)
+        crl_breakdown(big)
 
         print("(c) one more revocation with the big store"
               + (f"; eapol_test fresh c=2 TLS 1.2 runs meanwhile ({a.secs} s)" if eapol else ""),
@@ -515,8 +482,6 @@ def main() -> int:
                   "CRL rebuild's CPU)")
         for inst in instances:
             inst.stop()
-        if a.patched:
-            return 0
 
         print("(b) in-process: server CPU per full handshake (EapTlsSession.handle), "
               f"{a.handshakes} handshakes per case, interleaved", flush=True)

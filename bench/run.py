@@ -10,9 +10,8 @@
                in process, and what each candidate fix saves
 4. revocation  bench/revocation_scale.py: 1,000,000 revoked certificates: start-up time,
                CRL build, auth CPU vs an empty store
-5. crlfast     bench/crl_fast.py: prototype of a faster CRL encoder vs build_crl, 1M entries
-6. revpatched  bench/revocation_scale.py --patched: the same 1M start-up and revocation with
-               the suggested CRL fixes monkeypatched in (bench/serve_patched.py)
+5. scep        bench/scep_load.py: SCEP enrollments vs micromdm scepserver (enroll/s, CPU per
+               enrollment) and RADIUS p95 idle vs during an enrollment burst
 
 Each step's output is printed and saved under --out (default /tmp/certgate-bench-<time>/).
 --quick: 3 s points, fresh c=2 only, 100,000 rows (a smoke run, not for the README).
@@ -71,7 +70,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", default="codec,load,inproc,revocation,crlfast,revpatched")
+    p.add_argument("--only", default="codec,load,inproc,revocation,scep")
     a = p.parse_args()
     out = a.out or Path(f"/tmp/certgate-bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -92,13 +91,9 @@ def main() -> int:
                       + (["--rows", "100000", "--secs", "3", "--handshakes", "100"]
                          if a.quick else [])))
 
-    if "crlfast" in only:
-        steps.append(("crlfast", [PY, str(HERE / "crl_fast.py")]
-                      + (["--n", "100000", "--check", "5000"] if a.quick else [])))
-
-    if "revpatched" in only:
-        steps.append(("revpatched", [PY, str(HERE / "revocation_scale.py"), "--patched"]
-                      + (["--rows", "100000", "--secs", "3"] if a.quick else [])))
+    if "scep" in only:
+        steps.append(("scep", [PY, str(HERE / "scep_load.py")]
+                      + (["--n", "100", "--secs", "5"] if a.quick else [])))
 
     info = machine()
     print(f"# machine: {info}", flush=True)
