@@ -16,6 +16,7 @@ from radius.authorize import Decision, authorize
 from radius.options import EapOptions, RadiusClient
 from radius.server import ClientTable, RadiusServer
 from radius.tls_context import TlsConfigError, build_server_context
+from revocation.issued import IssuedIndex
 
 log = logging.getLogger("certgate.radius")
 
@@ -57,10 +58,18 @@ async def start_radius(runtime: Runtime) -> None:
         raise OperatorError(f"[radius] TLS settings: {exc}", exit_code=2) from None
 
     groups, revoked = runtime.groups, runtime.revoked
+    issued = None
+    if settings.require_inventory:
+        index = IssuedIndex(runtime.store.path)
+        runtime.services["issued_index"] = index
+        issued = index.is_issued
+    else:
+        log.warning("[radius] require_inventory = false: any certificate that verifies to a "
+                    "group CA is accepted, including ones certgate never issued")
 
     def decide(leaf: x509.Certificate, chain: Sequence[x509.Certificate] | None, resumed: bool,
                now: dt.datetime) -> Decision:
-        return authorize(leaf, chain, resumed, groups, revoked, now)
+        return authorize(leaf, chain, resumed, groups, revoked, now, issued)
 
     clients = radius_clients(runtime)
     server = RadiusServer(clients, options, context, decide)
@@ -91,3 +100,6 @@ async def stop_radius(runtime: Runtime) -> None:
         service = runtime.services.pop(name, None)
         if service is not None:
             await service.stop()
+    index = runtime.services.pop("issued_index", None)
+    if index is not None:
+        index.close()

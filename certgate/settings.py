@@ -81,6 +81,7 @@ class RadiusSettings:
     conversation_timeout: float = 60.0
     max_conversations: int = 10000
     revocation_poll_interval: float = 0.25
+    require_inventory: bool = True
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,7 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         conversation_timeout=rd.float("conversation_timeout", 60.0, 1.0, 3600.0),
         max_conversations=rd.int("max_conversations", 10000, 1, 10_000_000),
         revocation_poll_interval=rd.float("revocation_poll_interval", 0.25, 0.05, 1.0),
+        require_inventory=rd.bool("require_inventory", True),
     )
     rd.finish()
 

@@ -15,7 +15,7 @@ Rules (radius-eap-tls.md §5):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -55,7 +55,10 @@ def authorize(
     groups: GroupTable,
     revoked: RevocationIndex,
     now: dt.datetime,
+    issued: Callable[[str, int], bool] | None = None,
 ) -> Decision:
+    """``issued(group, serial)``, when given, must confirm the leaf is a device certificate
+    certgate issued (the inventory allow-list); otherwise Deny(not_issued)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if resumed or verified_chain is None:
@@ -84,6 +87,9 @@ def authorize(
         return Deny(Reason.BAD_EKU, "no clientAuth EKU", group.name)
     if revoked.is_revoked(group.name, leaf.serial_number):
         return Deny(Reason.REVOKED, f"serial {leaf.serial_number:x} revoked", group.name)
+    if issued is not None and not issued(group.name, leaf.serial_number):
+        return Deny(Reason.NOT_ISSUED, f"serial {leaf.serial_number:x} not in the inventory",
+                    group.name)
     remaining = int((leaf.not_valid_after_utc - now).total_seconds())
     timeout = remaining
     if group.reply.session_timeout is not None:

@@ -19,6 +19,7 @@ class Reason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     BAD_EKU = "bad_eku"
     REVOKED = "revoked"
+    NOT_ISSUED = "not_issued"  # verifies to a group CA, but certgate's inventory never issued it
     CHAIN_INVALID = "chain_invalid"  # any other X.509 verification error
     # protocol (peer's fault)
     TLS_ERROR = "tls_error"

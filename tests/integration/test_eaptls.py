@@ -81,6 +81,13 @@ class Lab:
                                            profiles.new_serial(), then, 365)
         self._save("staff-expired", key, leaf, staff_ca)
 
+        # valid, issued by the real staff CA key, but never recorded (e.g. a stolen CA key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = profiles.device_certificate(key.public_key(), profiles.name("unrecorded"), [],
+                                           "staff", "http://x", staff_ca, staff_key,
+                                           profiles.new_serial(), now, 30)
+        self._save("unrecorded", key, leaf, staff_ca)
+
         # non-group intermediate under OUR root
         other_key = generate_key("ec-p256")
         other_ca = profiles.intermediate_certificate(other_key, "other", "certgate", root,
@@ -187,7 +194,7 @@ def test_rejects_revoked_expired_rogue_nongroup_and_no_cert(server: ServerProces
     code, out = lab.eapol(server, "staff-device")
     assert code != 0 and "Access-Reject" in out, out[-2000:]
 
-    for name in ("staff-expired", "rogue", "nongroup"):
+    for name in ("staff-expired", "rogue", "nongroup", "unrecorded"):
         for tls in ("1.2", "1.3"):
             code, out = lab.eapol(server, name, tls)
             assert code != 0, f"{name} TLS {tls} was accepted"
@@ -200,7 +207,8 @@ def test_rejects_revoked_expired_rogue_nongroup_and_no_cert(server: ServerProces
 
     _, body = server.get("/metrics")
     text = body.decode()
-    for reason in ("revoked", "expired", "unknown_issuer", "unknown_group", "no_certificate"):
+    for reason in ("revoked", "expired", "unknown_issuer", "unknown_group", "no_certificate",
+                   "not_issued"):
         assert re.search(rf'certgate_eap_authentications_total\{{[^}}]*reason="{reason}"[^}}]*'
                          rf'result="reject"', text), (reason, text[:4000])
 

@@ -122,3 +122,23 @@ def test_identity_upn(pki) -> None:  # type: ignore[no-untyped-def]
         .sign(key, hashes.SHA256())
     )
     assert identity_of(cert) == "user@corp.example"
+
+
+def test_inventory_allow_list(pki) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, "staff-ok")
+    serial = chain[0].serial_number
+    asked: list[tuple[str, int]] = []
+
+    def issued(group: str, s: int) -> bool:
+        asked.append((group, s))
+        return s != serial
+
+    d = authorize(chain[0], chain, False, pki.groups, pki.revoked, NOW, issued)
+    assert isinstance(d, Deny) and d.reason is Reason.NOT_ISSUED and d.group == "staff"
+    assert asked == [("staff", serial)]
+    d = authorize(chain[0], None, True, pki.groups, pki.revoked, NOW, lambda g, s: True)
+    assert isinstance(d, Allow)  # resumed sessions ask too, and pass when issued
+    revoked_chain = _chain(pki, "staff-revoked")
+    d = authorize(revoked_chain[0], revoked_chain, False, pki.groups, pki.revoked, NOW,
+                  lambda g, s: False)
+    assert isinstance(d, Deny) and d.reason is Reason.REVOKED  # revocation is reported first
