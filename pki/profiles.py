@@ -75,6 +75,13 @@ def _ku(**flags: bool) -> x509.KeyUsage:
     return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
 
+def _end_entity_key_usage(public_key) -> x509.KeyUsage:
+    """digitalSignature; RSA keys also keyEncipherment (TLS 1.2 RSA key transport)."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return _ku(digital_signature=True)
+    return _ku(digital_signature=True, key_encipherment=True)
+
+
 def root_certificate(
     key: PrivateKey, common_name: str, organization: str, now: dt.datetime, days: int
 ) -> x509.Certificate:
@@ -115,11 +122,7 @@ def server_certificate(
     now: dt.datetime,
     days: int,
 ) -> x509.Certificate:
-    ku = (
-        _ku(digital_signature=True)
-        if isinstance(public_key, ec.EllipticCurvePublicKey)
-        else _ku(digital_signature=True, key_encipherment=True)
-    )
+    ku = _end_entity_key_usage(public_key)
     builder = (
         _base(name(server_name), issuer_cert.subject, public_key, new_serial(), now, days,
               issuer_cert.not_valid_after_utc)
@@ -167,11 +170,7 @@ def device_certificate(
     days: int,
 ) -> x509.Certificate:
     """Client certificate for 802.1X: clientAuth, CDP and OCSP under the public URL."""
-    ku = (
-        _ku(digital_signature=True)
-        if isinstance(public_key, ec.EllipticCurvePublicKey)
-        else _ku(digital_signature=True, key_encipherment=True)
-    )
+    ku = _end_entity_key_usage(public_key)
     builder = (
         _base(subject, issuer_cert.subject, public_key, serial, now, days,
               issuer_cert.not_valid_after_utc)
