@@ -12,6 +12,7 @@ from prometheus_client import Counter
 
 from certgate.revocations import RevocationService
 from certgate.runtime import Runtime
+from certgate.web import read_at_most
 from revocation import webhook
 from revocation.inventory import ACTIVE, REVOKED, parse_serial
 from revocation.reasons import canonical_name, parse_reason
@@ -138,7 +139,7 @@ class AdminApi:
         secret = self.runtime.settings.admin.webhook_secret
         if not secret:
             return _error(404, "webhook not configured ([admin] webhook_secret)")
-        body = await request.content.read(webhook.MAX_BODY_SIZE + 1)
+        body = await read_at_most(request, webhook.MAX_BODY_SIZE + 1)
         try:
             event = webhook.verify(
                 secret, request.headers.get(webhook.HEADER), body, dt.datetime.now(dt.UTC),

@@ -12,6 +12,7 @@ from prometheus_client import Counter
 
 from certgate.revocations import CrlPublisher
 from certgate.runtime import Runtime
+from certgate.web import read_at_most
 from revocation import ocsp
 from revocation.inventory import REVOKED
 
@@ -82,7 +83,7 @@ class RevocationHttp:
         return web.Response(body=result.der, content_type=ocsp.CONTENT_TYPE, headers=headers)
 
     async def ocsp_post(self, request: web.Request) -> web.Response:
-        body = await request.content.read(MAX_OCSP_BODY + 1)
+        body = await read_at_most(request, MAX_OCSP_BODY + 1)
         if len(body) > MAX_OCSP_BODY:
             return web.Response(body=ocsp.unsuccessful(
                 x509_ocsp.OCSPResponseStatus.MALFORMED_REQUEST), content_type=ocsp.CONTENT_TYPE)

@@ -10,6 +10,18 @@ from certgate.runtime import Runtime
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 
 
+async def read_at_most(request: web.Request, limit: int) -> bytes:
+    """The request body up to `limit` bytes (all of it when shorter). One
+    `request.content.read(n)` returns only what has arrived so far, so read until EOF."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await request.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
