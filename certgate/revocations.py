@@ -10,9 +10,10 @@ import asyncio
 import datetime as dt
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -138,6 +139,12 @@ class RevocationService:
         # revocations already acted on in this process, so the watcher seeing our own
         # write does not count or disconnect twice
         self._seen: set[tuple[str, int]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def revoke(self, serial: int, reason: str, actor: str,
                      details: dict | None = None) -> RevokeOutcome | None:
@@ -155,13 +162,12 @@ class RevocationService:
             self.runtime.revoked.add(record.group, record.serial)
             REVOCATIONS.labels(group=record.group, reason=record.reason or "unspecified").inc()
             log.info("revoked %s (group %s, %s)", record.serial_hex, record.group, record.reason)
-            for hook in self.disconnect_hooks:
-                asyncio.get_running_loop().create_task(hook(record))
+            self._spawn(self._disconnect(record))
         else:
             self._seen.discard((record.group, record.serial))
             self.runtime.revoked.discard(record.group, record.serial)
         self.crls.mark_dirty(record.group)
-        asyncio.get_running_loop().create_task(self._refresh(record.group))
+        self._spawn(self._refresh(record.group))
 
     async def _refresh(self, group: str) -> None:
         try:
@@ -181,14 +187,21 @@ class RevocationService:
                 continue
             self._seen.add((change.group, change.serial))
             REVOCATIONS.labels(group=change.group, reason=change.reason or "unspecified").inc()
-            asyncio.get_running_loop().create_task(self._disconnect_serial(change.serial))
+            self._spawn(self._disconnect_serial(change.serial))
 
     async def _disconnect_serial(self, serial: int) -> None:
-        record = await self.runtime.store.get(serial)
+        try:
+            record = await self.runtime.store.get(serial)
+        except Exception:
+            log.exception("revoked elsewhere: %x not read, sessions not disconnected", serial)
+            return
         if record is None:
             return
         log.info("revoked elsewhere: %s (group %s, %s)", record.serial_hex, record.group,
                  record.reason)
+        await self._disconnect(record)
+
+    async def _disconnect(self, record: CertRecord) -> None:
         for hook in self.disconnect_hooks:
             try:
                 await hook(record)
