@@ -42,7 +42,6 @@ from enrollment.metrics import CERTIFICATES_ISSUED
 from enrollment.policy import CsrFacts, EnrollmentRejected, GroupCsrPolicy, apply_policy
 from enrollment.renewal import check_renewal
 from enrollment.scep_types import MessageType
-from pki.hierarchy import GroupCa
 from pki.issuance import Issued, record_signed
 from revocation.inventory import CertRecord
 from revocation.scep_store import APPROVED, ISSUED, PENDING, REJECTED, RequestConflict, ScepRequest, ScepStore
@@ -150,10 +149,9 @@ SignFn = Callable[..., Awaitable[Issued]]
 
 
 class Enroller:
-    def __init__(self, cfg: ServiceConfig, ca: GroupCa, store: Store, executor: Executor,
+    def __init__(self, cfg: ServiceConfig, store: Store, executor: Executor,
                  revoke: RevokeFn | None = None, *, sign: SignFn) -> None:
         self.cfg = cfg
-        self.ca = ca
         self.store = store
         self.requests = ScepStore(store)
         self.executor = executor

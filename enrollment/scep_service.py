@@ -109,13 +109,9 @@ class ScepService:
         self.clock = clock
         self.crypto: CryptoRunner = crypto or ThreadCrypto(
             executor, {cfg.group: GroupCrypto(cfg, ca, groups)})
-        self.enroller = Enroller(cfg, ca, store, executor, revoke, sign=self._sign)
-        if cfg.ca_is_ra:
-            self.signer_cert, self.signer_key = ca.certificate, ca.key
-            self.reply_chain: tuple[x509.Certificate, ...] = ()
-        else:
-            self.signer_cert, self.signer_key = ca.ra_certificate, ca.ra_key
-            self.reply_chain = (ca.certificate,)
+        self.enroller = Enroller(cfg, store, executor, revoke, sign=self._sign)
+        # the certificate clients encrypt to (GroupCrypto holds the key and does the crypto)
+        self.signer_cert = ca.certificate if cfg.ca_is_ra else ca.ra_certificate
         self._ca_certs = self._build_ca_certs()
 
     async def _sign(self, csr_der: bytes, serial: int, now: dt.datetime, days: int,

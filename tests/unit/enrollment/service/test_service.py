@@ -285,4 +285,6 @@ async def test_renewal_outside_window_and_wrong_group(make_harness) -> None:
 async def test_service_uses_group_ca_only(make_harness) -> None:
     h = await make_harness()
     assert isinstance(h.service, ScepService)
-    assert h.service.signer_cert == h.ca.ra_certificate and h.service.reply_chain == (h.ca.certificate,)
+    assert h.service.signer_cert == h.ca.ra_certificate
+    crypto = h.service.crypto.crypto[h.service.cfg.group]  # what decrypts and signs the replies
+    assert crypto.signer_cert == h.ca.ra_certificate and crypto.reply_chain == (h.ca.certificate,)
