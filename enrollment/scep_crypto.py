@@ -48,11 +48,9 @@ from enrollment.policy import CsrReason, CsrRejected, EnrollmentRejected, extrac
 from enrollment.renewal import Renewal, RenewalReason, RenewalRejected, classify
 from enrollment.scep_enroll import EnrollRequest, Outcome, RenewalSigner, ServiceConfig, success
 from enrollment.scep_types import REQUEST_TYPES, FailInfo, MessageType, ScepError, UndecodableRequest
-from pki import profiles
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
-from pki.issuance import Issued
-from revocation.inventory import CertRecord
+from pki.issuance import Issued, sign_device
 
 log = logging.getLogger("certgate.scep")
 
@@ -227,13 +225,8 @@ class GroupCrypto:
             sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
         except x509.ExtensionNotFound:
             sans = []
-        cert = profiles.device_certificate(csr.public_key(), csr.subject, sans, self.ca.name,
-                                           self.cfg.public_url, self.ca.certificate, self.ca.key,
-                                           serial, now, days)
-        record = CertRecord.from_certificate(cert, self.ca.name, device_id=device_id,
-                                             source=source, issued_at=now,
-                                             transaction_id=transaction_id)
-        return Issued(cert.public_bytes(Encoding.DER), record)
+        return sign_device(csr.public_key(), csr.subject, sans, self.ca, self.cfg.public_url,
+                           serial, now, days, device_id, source, transaction_id)[1]
 
     def sign_and_build(self, csr_der: bytes, serial: int, now: dt.datetime, days: int,
                        reply_to: ReplyTo, algorithms: codec.EnvelopeAlgorithms | None, *,

@@ -49,10 +49,11 @@ async def record_signed(
     raise RuntimeError("could not allocate a unique serial number")
 
 
-def _sign_device(public_key, subject: x509.Name, sans: Sequence[x509.GeneralName],  # noqa: ANN001
-                 group: GroupCa, public_url: str, serial: int, now: dt.datetime, days: int,
-                 device_id: str | None, source: str, transaction_id: str | None
-                 ) -> tuple[x509.Certificate, Issued]:
+def sign_device(public_key, subject: x509.Name, sans: Sequence[x509.GeneralName],  # noqa: ANN001
+                group: GroupCa, public_url: str, serial: int, now: dt.datetime, days: int,
+                device_id: str | None, source: str, transaction_id: str | None
+                ) -> tuple[x509.Certificate, Issued]:
+    """Sign a device certificate and make its inventory record (CPU only: run off the loop)."""
     cert = profiles.device_certificate(public_key, subject, sans, group.name, public_url,
                                        group.certificate, group.key, serial, now, days)
     record = CertRecord.from_certificate(cert, group.name, device_id=device_id, source=source,
@@ -88,7 +89,7 @@ async def issue_device_certificate(
         # Signing (0.1 ms EC, ~1 ms RSA) and the record's encodings run off the event loop:
         # RADIUS latency stays flat.
         cert, issued = await loop.run_in_executor(
-            None, _sign_device, public_key, subject, sans, group, public_url, serial, now, days,
+            None, sign_device, public_key, subject, sans, group, public_url, serial, now, days,
             device_id, source, transaction_id)
         signed[serial] = cert
         return issued
