@@ -12,7 +12,6 @@ retransmits until answered, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import hmac
 import ipaddress
@@ -192,7 +191,3 @@ class AccountingServer(asyncio.DatagramProtocol):
         ACCOUNTING_REQUESTS.labels(client=client.name, status_type=label).inc()
         if self._transport is not None:
             self._transport.sendto(encode_response(record, client.secret), addr)
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

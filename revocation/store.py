@@ -334,12 +334,6 @@ class Store:
             await self._db.execute("ROLLBACK")
             raise
 
-    async def serial_exists(self, serial: int) -> bool:
-        async with self._db.execute(
-            "SELECT 1 FROM certificates WHERE serial=?", (serial_hex(serial),)
-        ) as cur:
-            return await cur.fetchone() is not None
-
     async def get(self, serial: int) -> CertRecord | None:
         async with self._db.execute(
             f"SELECT {_COLUMNS} FROM certificates WHERE serial=?", (serial_hex(serial),)
@@ -444,15 +438,6 @@ class Store:
         except BaseException:
             await self._db.execute("ROLLBACK")
             raise
-
-    async def revoked_entries(self, group: str) -> list[tuple[int, dt.datetime, str | None]]:
-        async with self._db.execute(
-            "SELECT serial, revoked_at, reason FROM certificates "
-            "WHERE group_name=? AND status='revoked'",
-            (group,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [(int(s, 16), _dt(at), reason) for s, at, reason in rows]  # type: ignore[misc]
 
     async def status_counts(self) -> dict[tuple[str, str], int]:
         async with self._db.execute(
