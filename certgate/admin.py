@@ -126,7 +126,12 @@ class AdminApi:
 
     async def release_hold(self, request: web.Request) -> web.Response:
         actor = self.authorize(request)
-        record = await self.revocations.release_hold(self._serial(request), actor)
+        serial = self._serial(request)
+        try:
+            record = await self.revocations.release_hold(serial, actor)
+        except Exception:
+            log.exception("release of hold on %x failed; not acknowledged", serial)
+            return _error(503, "release could not be committed; nothing changed, retry")
         if record is None:
             return _error(409, "certificate is not on certificateHold")
         return _json(record.to_json())

@@ -14,7 +14,7 @@ from certgate.sessions import SessionTracker
 from radius.accounting import AccountingServer
 from radius.authorize import Decision, authorize
 from radius.options import EapOptions, RadiusClient
-from radius.server import ClientTable, RadiusServer
+from radius.server import RadiusServer
 from radius.tls_context import TlsConfigError, build_server_context
 from revocation.issued import IssuedIndex
 
@@ -84,8 +84,7 @@ async def start_radius(runtime: Runtime) -> None:
     runtime.services["sessions"] = tracker
     runtime.services["revocations"].disconnect_hooks.append(tracker.disconnect_revoked)
     if settings.acct_listen is not None:
-        table = ClientTable(clients)
-        acct = AccountingServer(table.match, tracker.record)
+        acct = AccountingServer(server.clients.match, tracker.record)
         try:
             await acct.start(settings.acct_listen.host, settings.acct_listen.port)
         except OSError as exc:

@@ -43,7 +43,12 @@ class RevocationHttp:
         group, _, fmt = name.rpartition(".")
         if fmt not in ("crl", "pem") or self.runtime.groups.by_name(group) is None:
             raise web.HTTPNotFound(text="unknown CRL: use /crl/<group>.crl or .pem\n")
-        published = await self.crls.get(group)
+        try:
+            published = await self.crls.get(group)
+        except Exception:
+            log.exception("CRL for %s could not be produced", group)
+            return web.Response(status=503, text="CRL temporarily unavailable, retry\n",
+                                headers={"Retry-After": "5"})
         CRL_REQUESTS.labels(group=group, format=fmt).inc()
         headers = {
             "Expires": published.next_update.strftime("%a, %d %b %Y %H:%M:%S GMT"),

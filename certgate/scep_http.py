@@ -190,6 +190,9 @@ class ScepHttp:
         expired = await ScepStore(self.runtime.store).expire_pending(now - age, now)
         if expired:
             log.info("%d pending SCEP request(s) expired without a decision", expired)
+        swept = await self.runtime.store.sweep_challenges(now)
+        if swept:
+            log.info("%d expired, never used SCEP challenge(s) deleted", swept)
 
     # -- SCEP -----------------------------------------------------------------------------
 

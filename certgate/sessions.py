@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
@@ -15,6 +16,8 @@ from revocation.inventory import CertRecord
 from revocation.session_store import SessionStore
 
 log = logging.getLogger("certgate.sessions")
+
+MAX_CONCURRENT_DISCONNECTS = 32
 
 COA_REQUESTS = Counter(
     "certgate_coa_requests_total", "Disconnect/CoA requests sent to NASes",
@@ -47,34 +50,45 @@ class SessionTracker:
         )
 
     async def disconnect_revoked(self, cert: CertRecord) -> None:
-        """Revocation hook: kick every active session authenticated by this certificate."""
+        """Revocation hook: kick every active session authenticated by this certificate.
+
+        Sessions are disconnected concurrently (a bounded number at a time): each NAS may
+        take up to ~7 s of retransmissions to answer or time out."""
         if not self.runtime.settings.revocation.disconnect_on_revoke:
             return
         sessions = await self.sessions.active_sessions(cert.serial)
-        for s in sessions:
-            client = self.clients.get(s["client"])
-            if client is None or client.coa_port is None:
-                log.warning("session %s on %s: no coa_port configured, cannot disconnect",
-                            s["acct_session_id"], s["client"])
-                COA_REQUESTS.labels(client=s["client"], kind="disconnect", result="no_coa_port").inc()
-                continue
-            host = s["nas_ip"] or str(client.address.network_address)
-            try:
-                result = await send_disconnect(
-                    host, client.coa_port, client.secret.encode(),
-                    Session(nas_ip_address=s["nas_ip"], nas_identifier=s["nas_identifier"],
-                            calling_station_id=s["calling_station_id"],
-                            acct_session_id=s["acct_session_id"]),
-                )
-                outcome = result.result
-            except Exception:
-                log.exception("Disconnect-Request to %s failed", s["client"])
-                outcome = "error"
-            COA_REQUESTS.labels(client=s["client"], kind="disconnect", result=outcome).inc()
-            await self.sessions.record_disconnect(s["client"], s["acct_session_id"], outcome)
-            await self.runtime.store.audit(
-                "coa", "disconnect", cert.serial, cert.group,
-                {"client": s["client"], "session": s["acct_session_id"], "result": outcome},
+        limit = asyncio.Semaphore(MAX_CONCURRENT_DISCONNECTS)
+
+        async def one(s: dict) -> None:
+            async with limit:
+                await self._disconnect_session(cert, s)
+
+        await asyncio.gather(*(one(s) for s in sessions))
+
+    async def _disconnect_session(self, cert: CertRecord, s: dict) -> None:
+        client = self.clients.get(s["client"])
+        if client is None or client.coa_port is None:
+            log.warning("session %s on %s: no coa_port configured, cannot disconnect",
+                        s["acct_session_id"], s["client"])
+            COA_REQUESTS.labels(client=s["client"], kind="disconnect", result="no_coa_port").inc()
+            return
+        host = s["nas_ip"] or str(client.address.network_address)
+        try:
+            result = await send_disconnect(
+                host, client.coa_port, client.secret.encode(),
+                Session(nas_ip_address=s["nas_ip"], nas_identifier=s["nas_identifier"],
+                        calling_station_id=s["calling_station_id"],
+                        acct_session_id=s["acct_session_id"]),
             )
-            log.info("Disconnect-Request for %s session %s on %s: %s", cert.serial_hex,
-                     s["acct_session_id"], s["client"], outcome)
+            outcome = result.result
+        except Exception:
+            log.exception("Disconnect-Request to %s failed", s["client"])
+            outcome = "error"
+        COA_REQUESTS.labels(client=s["client"], kind="disconnect", result=outcome).inc()
+        await self.sessions.record_disconnect(s["client"], s["acct_session_id"], outcome)
+        await self.runtime.store.audit(
+            "coa", "disconnect", cert.serial, cert.group,
+            {"client": s["client"], "session": s["acct_session_id"], "result": outcome},
+        )
+        log.info("Disconnect-Request for %s session %s on %s: %s", cert.serial_hex,
+                 s["acct_session_id"], s["client"], outcome)

@@ -530,7 +530,11 @@ class ProcessCrypto:
         slot = self.slots[i]
         if slot.dead:
             slot.close()
-            slot.join(0)
+            if slot.process.is_alive():
+                slot.process.kill()
+            # reap it off the event loop: join() may wait, and RADIUS shares this loop
+            threading.Thread(target=slot.join, args=(5,), name="scep-crypto-reap",
+                             daemon=True).start()
             slot = self.slots[i] = _Slot(self)
         return slot
 

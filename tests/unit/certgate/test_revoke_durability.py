@@ -52,3 +52,36 @@ async def test_failed_commit_is_not_acknowledged(tmp_path: Path) -> None:
     finally:
         await client.close()
         await runtime.store.close()
+
+
+async def test_store_trouble_is_503_not_500(tmp_path: Path) -> None:
+    """CRL production and hold release failing inside the store answer 503 + retry."""
+    config = write_config(tmp_path / "cg")
+    certgate("init", config=config)
+    serial = certgate("certs", "issue", "--group", "staff", "--cn", "d2", "--out",
+                      str(tmp_path / "o"), config=config).stdout.strip()
+    certgate("revoke", "--serial", serial, "--reason", "certificateHold", config=config)
+    settings = load_settings(config)
+    runtime = await build_runtime(settings)
+    app = build_app(runtime, 1 << 20)
+    await mount(runtime, app)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        blocker = sqlite3.connect(settings.storage.path, timeout=0)
+        blocker.execute("BEGIN EXCLUSIVE")
+        await runtime.store._db.execute("PRAGMA busy_timeout=200")
+        resp = await client.get("/crl/staff.crl")  # needs a CRL number from the store
+        assert resp.status == 503 and resp.headers["Retry-After"]
+        resp = await client.post(f"/api/v1/certificates/{serial}/release-hold",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        assert resp.status == 503
+        blocker.rollback()
+        blocker.close()
+        assert (await client.get("/crl/staff.crl")).status == 200
+        resp = await client.post(f"/api/v1/certificates/{serial}/release-hold",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        assert resp.status == 200 and (await resp.json())["status"] == "active"
+    finally:
+        await client.close()
+        await runtime.store.close()

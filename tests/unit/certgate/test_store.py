@@ -141,3 +141,21 @@ async def test_find_by_device_subject_and_expiry(tmp_path: Path, ca) -> None:
     assert await store.find(expiring_before=NOW + dt.timedelta(days=29)) == []
     assert await store.status_counts() == {("staff", "active"): 1, ("guests", "active"): 1}
     await store.close()
+
+
+async def test_sweep_deletes_only_long_expired_unused_challenges(tmp_path: Path, ca) -> None:
+    store = await Store.open(tmp_path / "s.sqlite")
+    hour = dt.timedelta(hours=1)
+    await store.add_challenge("old", "dynamic", "staff", "h", {}, NOW - 72 * hour,
+                              NOW - 48 * hour, "t")
+    await store.add_challenge("recent", "dynamic", "staff", "h", {}, NOW - 2 * hour,
+                              NOW - hour, "t")
+    await store.add_challenge("used", "dynamic", "staff", "h", {}, NOW - 72 * hour,
+                              NOW - 48 * hour, "t")
+    await store.record_certificate(make_record(ca), "t", challenge=ChallengeUse("used", "tx", "k"),
+                                   now=NOW - 60 * hour)
+    assert await store.sweep_challenges(NOW) == 1
+    assert await store.get_challenge("old") is None
+    assert await store.get_challenge("recent") is not None  # kept a day past expiry
+    assert (await store.get_challenge("used")).used_txid == "tx"  # the ledger stays
+    await store.close()
