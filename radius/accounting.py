@@ -32,6 +32,8 @@ CLASS_PREFIX = b"certgate:"
 ACCT_STATUS_TYPE = 40
 ACCT_SESSION_ID = Attr.ACCT_SESSION_ID
 _ZERO16 = bytes(16)
+MAX_IN_FLIGHT = 1024  # accounting records being stored at once
+STOP_GRACE_SECONDS = 5.0
 
 ACCOUNTING_REQUESTS = Counter(
     "certgate_radius_accounting_requests_total", "Accounting-Requests answered",
@@ -156,10 +158,14 @@ class AccountingServer(asyncio.DatagramProtocol):
         log.info("RADIUS accounting listening on %s:%d", host, port)
 
     async def stop(self) -> None:
+        """Stop reading; let records already being stored finish (bounded), so a record the
+        NAS has handed over is either stored or unanswered (and retransmitted), never lost."""
         if self._transport is not None:
             self._transport.close()
-        for task in list(self._tasks):
-            task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         client = self._match(addr[0])
@@ -171,6 +177,9 @@ class AccountingServer(asyncio.DatagramProtocol):
         except MalformedPacket as exc:
             ACCOUNTING_DROPPED.labels(client=client.name, reason=exc.reason.value).inc()
             log.warning("accounting from %s dropped: %s", client.name, exc)
+            return
+        if len(self._tasks) >= MAX_IN_FLIGHT:  # the store is behind: the NAS will retransmit
+            ACCOUNTING_DROPPED.labels(client=client.name, reason="queue_full").inc()
             return
         task = asyncio.get_running_loop().create_task(self._handle(client, record, addr))
         self._tasks.add(task)

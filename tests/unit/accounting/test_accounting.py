@@ -57,3 +57,40 @@ def test_class_parsing_ignores_foreign_values() -> None:
     assert parse_class([b"staff", b"other"]) is None
     assert parse_class([b"certgate:guests:ff"]) == ("guests", 255)
     assert parse_class([b"certgate:guests:zz"]) is None
+
+
+async def test_server_caps_records_in_flight_and_finishes_them_at_stop(monkeypatch) -> None:
+    import asyncio
+    import ipaddress
+    import socket
+
+    from radius import accounting
+    from radius.options import RadiusClient
+
+    monkeypatch.setattr(accounting, "MAX_IN_FLIGHT", 2)
+    client = RadiusClient("nas", ipaddress.ip_network("127.0.0.0/8"), SECRET)
+    release = asyncio.Event()
+    stored: list[str] = []
+
+    async def slow_sink(name: str, rec) -> None:  # a store that is behind
+        await release.wait()
+        stored.append(rec.session_id)
+
+    server = accounting.AccountingServer(lambda host: client, slow_sink)
+    await server.start("127.0.0.1", 0)
+    port = server._transport.get_extra_info("sockname")[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in range(4):
+            sock.sendto(pyrad_request(Acct_Status_Type="Start", Acct_Session_Id=f"S{i}"),
+                        ("127.0.0.1", port))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(server._tasks) == 2 and accounting.ACCOUNTING_DROPPED.labels(
+                    client="nas", reason="queue_full")._value.get() >= 2:
+                break
+        assert len(server._tasks) == 2
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0.05)
+        release.set()
+        await stopping
+    assert sorted(stored) == ["S0", "S1"]  # the two accepted records were stored, not cancelled
