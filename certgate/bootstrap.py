@@ -21,18 +21,19 @@ from revocation.inventory import CertRecord
 from revocation.store import SerialConflict, Store
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
+    """Whole-second UTC now: the one clock of the CLI's offline operations."""
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 async def init_pki(s: Settings, import_root: tuple[Path, Path | None] | None) -> InitReport:
     store = await Store.open(s.storage.path)
     try:
-        report = Hierarchy(s.pki).init(s.groups, _now(), import_root)
+        report = Hierarchy(s.pki).init(s.groups, utc_now(), import_root)
         for profile, cert in report.issued:
             kind, _, group = profile.partition(":")
             record = CertRecord.from_certificate(cert, group or "-", profile=kind, source="init",
-                                                 issued_at=_now())
+                                                 issued_at=utc_now())
             with contextlib.suppress(SerialConflict):  # re-run after a partial init
                 await store.record_certificate(record, "cli:init")
         for item in report.created:
@@ -93,7 +94,7 @@ async def issue_to_files(
     try:
         cert = await issue_device_certificate(
             store, group, key.public_key(), name(cn), general_names,
-            public_url=s.http.public_url, days=days or group_settings.validity_days, now=_now(),
+            public_url=s.http.public_url, days=days or group_settings.validity_days, now=utc_now(),
             actor="cli:certs-issue", source="cli", device_id=device_id,
         )
     finally:

@@ -32,17 +32,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(path)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
 def _duration(text: str) -> dt.timedelta:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    from enrollment.challenge_store import parse_ttl  # one duration grammar for all commands
+
     try:
-        if text[-1] in units:
-            return dt.timedelta(seconds=int(text[:-1]) * units[text[-1]])
-        return dt.timedelta(seconds=int(text))
-    except (ValueError, IndexError):
+        return parse_ttl(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}: use e.g. 30d, 12h, 90m"
         ) from None
@@ -150,7 +145,9 @@ def cmd_certs_list(args: argparse.Namespace) -> int:
     async def go() -> int:
         store = await _open_store(s)
         try:
-            expiring = _now() + args.expiring if args.expiring else None
+            from certgate.bootstrap import utc_now
+
+            expiring = utc_now() + args.expiring if args.expiring else None
             records = await store.find(group=args.group, status=args.status,
                                        expiring_before=expiring,
                                        profile=None if args.all else "device")

@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
+from certgate.bootstrap import utc_now
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings
 from enrollment.blob import BlobClaims, mint_blob
@@ -26,10 +27,6 @@ from revocation.scep_store import PENDING, REQUEST_STATUSES, ScepStore
 from revocation.store import Store
 
 CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _group(s: Settings, name: str) -> str:
@@ -57,7 +54,7 @@ def challenge_create(s: Settings, args: argparse.Namespace) -> int:
         store = await Store.open(s.storage.path)
         try:
             created = await create_dynamic(
-                store, secret, group, now=_now(), actor="cli:challenge-create",
+                store, secret, group, now=utc_now(), actor="cli:challenge-create",
                 ttl=_ttl(args.ttl), subject_cn=args.subject, sans=args.san or [],
                 device_id=args.device_id, key_types=args.key_type or [],
             )
@@ -106,7 +103,7 @@ def challenge_mint_blob(s: Settings, args: argparse.Namespace) -> int:
     mdm_key = _load_ec_private(Path(args.mdm_key))
     pub_path = Path(args.certgate_key) if args.certgate_key else s.pki.dir / "blob.pub.pem"
     certgate_key = _load_ec_public(pub_path)
-    now = _now()
+    now = utc_now()
     claims = BlobClaims(
         group=group, sub=args.sub, nbf=now - dt.timedelta(minutes=1), exp=now + _ttl(args.ttl),
         sans=tuple(args.san or ()), eku=tuple(args.eku or ()), key=tuple(args.key or ("ec-p256",
@@ -137,7 +134,7 @@ def requests_cmd(s: Settings, args: argparse.Namespace) -> int:
                 return 0
             approve = args.requests_command == "approve"
             decided = await requests.decide(args.id, approve, f"cli:requests-{args.requests_command}",
-                                            _now(), comment=args.comment)
+                                            utc_now(), comment=args.comment)
             if decided is None:
                 found = await requests.get_request(args.id)
                 state = f"is {found.status}" if found else "does not exist"
