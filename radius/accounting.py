@@ -24,7 +24,7 @@ from enum import IntEnum
 from prometheus_client import Counter
 
 from radius.options import RadiusClient
-from radius.packet import Attr, Code, DropReason, MalformedPacket, _walk
+from radius.packet import Attr, Code, DropReason, MalformedPacket, _hmac_md5, _ma_offset, _walk
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,11 @@ def decode_accounting(data: bytes, secret: bytes) -> AccountingRecord:
     expected = hashlib.md5(data[:4] + _ZERO16 + data[20:] + secret).digest()
     if not hmac.compare_digest(expected, data[4:20]):
         raise MalformedPacket(DropReason.BAD_AUTHENTICATOR, "Request Authenticator")
-    pos = 20
-    while pos < length:  # Message-Authenticator: HMAC with the authenticator zeroed (RFC 3579)
-        t, alen = data[pos], data[pos + 1]
-        if t == Attr.MESSAGE_AUTHENTICATOR and alen == 18:
-            mac = hmac.new(secret, data[:4] + _ZERO16 + data[20:pos + 2] + _ZERO16
-                           + data[pos + 18:], hashlib.md5).digest()
-            if not hmac.compare_digest(mac, data[pos + 2:pos + 18]):
-                raise MalformedPacket(DropReason.BAD_AUTHENTICATOR, "Message-Authenticator")
-        pos += alen
+    ma = _ma_offset(data, length)  # the same walk and rules as the authentication port
+    if ma != -1:  # RFC 3579: HMAC over the packet with authenticator and MA value zeroed
+        mac = _hmac_md5(secret, data[:4], _ZERO16, data[20:ma], _ZERO16, data[ma + 16:])
+        if not hmac.compare_digest(mac, data[ma:ma + 16]):
+            raise MalformedPacket(DropReason.BAD_AUTHENTICATOR, "Message-Authenticator")
     status = next((v for k, v in attrs if k == ACCT_STATUS_TYPE), None)
     if status is None or len(status) != 4:
         raise MalformedPacket(DropReason.MALFORMED, "no Acct-Status-Type")

@@ -94,3 +94,25 @@ async def test_server_caps_records_in_flight_and_finishes_them_at_stop(monkeypat
         release.set()
         await stopping
     assert sorted(stored) == ["S0", "S1"]  # the two accepted records were stored, not cancelled
+
+
+def test_message_authenticator_checked_when_present() -> None:
+    """RFC 3579 MA on Accounting-Request (hostapd sends one): good accepted, tampered dropped."""
+    import hmac as _hmac
+    import struct
+
+    from radius.packet import attribute
+
+    attrs = attribute(40, (1).to_bytes(4, "big")) + attribute(44, b"S9")
+    ma_at = 20 + len(attrs) + 2
+    body = attrs + attribute(80, bytes(16))
+    header = struct.pack("!BBH", 4, 7, 20 + len(body))
+    mac = _hmac.digest(SECRET, header + bytes(16) + body, "md5")
+    body = body[: ma_at - 20] + mac
+    auth = hashlib.md5(header + bytes(16) + body + SECRET).digest()
+    rec = decode_accounting(header + auth + body, SECRET)
+    assert rec.session_id == "S9"
+    bad = body[:-1] + bytes((body[-1] ^ 1,))
+    auth = hashlib.md5(header + bytes(16) + bad + SECRET).digest()
+    with pytest.raises(MalformedPacket, match="Message-Authenticator"):
+        decode_accounting(header + auth + bad, SECRET)
