@@ -8,7 +8,6 @@ group by name.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -32,11 +31,6 @@ class Group:
     reply: ReplyAttributes = field(default_factory=ReplyAttributes)
 
     @property
-    def fingerprint(self) -> bytes:
-        """SHA-256 of the intermediate's DER: the identity used for matching."""
-        return hashlib.sha256(self.intermediate.public_bytes(_DER)).digest()
-
-    @property
     def key_id(self) -> bytes:
         try:
             ski = self.intermediate.extensions.get_extension_for_class(
@@ -54,15 +48,16 @@ class GroupTable:
 
     def __init__(self, groups: Iterable[Group]) -> None:
         self._by_name: dict[str, Group] = {}
-        self._by_fingerprint: dict[bytes, Group] = {}
+        self._by_der: dict[bytes, Group] = {}  # exact DER: no hash to compute per lookup
         for group in groups:
             if group.name in self._by_name:
                 raise ValueError(f"duplicate group name {group.name!r}")
-            if group.fingerprint in self._by_fingerprint:
-                other = self._by_fingerprint[group.fingerprint].name
+            der = group.intermediate.public_bytes(_DER)
+            if der in self._by_der:
+                other = self._by_der[der].name
                 raise ValueError(f"groups {other!r} and {group.name!r} share one intermediate")
             self._by_name[group.name] = group
-            self._by_fingerprint[group.fingerprint] = group
+            self._by_der[der] = group
 
     def __iter__(self) -> Iterator[Group]:
         return iter(self._by_name.values())
@@ -74,9 +69,8 @@ class GroupTable:
         return self._by_name.get(name)
 
     def for_intermediate(self, certificate: x509.Certificate) -> Group | None:
-        """The group whose intermediate is exactly this certificate, else None."""
-        fp = hashlib.sha256(certificate.public_bytes(_DER)).digest()
-        return self._by_fingerprint.get(fp)
+        """The group whose intermediate is exactly this certificate (same DER), else None."""
+        return self._by_der.get(certificate.public_bytes(_DER))
 
     def names(self) -> list[str]:
         return list(self._by_name)
