@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import logging
 import os
 import re
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiohttp import web
 
@@ -80,11 +82,17 @@ def _static_secrets(g: GroupSettings) -> tuple[StaticSecret, ...]:
     return (StaticSecret.from_secret(g.static_secret),)
 
 
-def service_config(s: Settings, g: GroupSettings, pki: object) -> ServiceConfig:
-    """One group's ServiceConfig; `pki` is the loaded PKI (challenge secret, blob key)."""
+@functools.cache
+def _mdm_keys(paths: tuple[Path, ...]) -> tuple:
+    """The MDM blob-signing public keys, read once per process (shared by every group)."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-    mdm_keys = tuple(load_pem_public_key(p.read_bytes()) for p in s.scep.mdm_blob_keys)
+    return tuple(load_pem_public_key(p.read_bytes()) for p in paths)
+
+
+def service_config(s: Settings, g: GroupSettings, pki: object) -> ServiceConfig:
+    """One group's ServiceConfig; `pki` is the loaded PKI (challenge secret, blob key)."""
+    mdm_keys = _mdm_keys(tuple(s.scep.mdm_blob_keys))
     return ServiceConfig(
         group=g.name,
         public_url=s.http.public_url,
