@@ -52,7 +52,6 @@ log = logging.getLogger("certgate.scep")
 
 class EnrollReason(StrEnum):
     MISSING_CHALLENGE = "missing_challenge"
-    MODE_DISABLED = "challenge_mode_disabled"
     REQUEST_REJECTED = "request_rejected"
     TXID_KEY_MISMATCH = "transaction_key_mismatch"
 

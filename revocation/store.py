@@ -456,17 +456,6 @@ class Store:
             rows = await cur.fetchall()
         return dict(rows)  # type: ignore[arg-type]
 
-    # -- revocation index feed (also used by RevocationWatcher through sqlite3) ---------
-
-    async def revocation_snapshot(self) -> tuple[int, list[tuple[str, int]]]:
-        async with self._db.execute("SELECT value FROM meta WHERE key='change_seq'") as cur:
-            (seq,) = await cur.fetchone()  # type: ignore[misc]
-        async with self._db.execute(
-            "SELECT group_name, serial FROM certificates WHERE status='revoked'"
-        ) as cur:
-            rows = await cur.fetchall()
-        return seq, [(g, int(s, 16)) for g, s in rows]
-
     async def _bump_seq(self) -> int:
         await self._db.execute("UPDATE meta SET value=value+1 WHERE key='change_seq'")
         async with self._db.execute("SELECT value FROM meta WHERE key='change_seq'") as cur:
