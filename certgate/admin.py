@@ -14,9 +14,9 @@ from certgate.revocations import RevocationService
 from certgate.runtime import Runtime
 from certgate.web import read_at_most
 from revocation import webhook
-from revocation.inventory import ACTIVE, REVOKED, parse_serial
 from revocation.reasons import canonical_name, parse_reason
-from revocation.session_store import SessionStore
+from store import SessionStore
+from store.records import ACTIVE, REVOKED, parse_serial
 
 log = logging.getLogger("certgate.admin")
 

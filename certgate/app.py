@@ -12,15 +12,16 @@ import signal
 from aiohttp import web
 
 from certgate import metrics
+from certgate.change_feed import ChangeFeed
 from certgate.errors import OperatorError
 from certgate.logs import setup_logging
 from certgate.runtime import Runtime
 from certgate.settings import Settings
+from certgate.storage import open_configured
 from certgate.web import build_app
 from pki.hierarchy import Hierarchy
 from revocation.snapshot import RevocationIndex
-from revocation.store import Store
-from revocation.watcher import RevocationWatcher
+from store import Store, StoreUnavailable
 
 log = logging.getLogger("certgate")
 
@@ -33,11 +34,9 @@ async def refresh_store_gauges(runtime: Runtime) -> None:
         counts = await runtime.store.status_counts()
         expiring = {w: await runtime.store.expiring_counts(now, d)
                     for w, d in metrics.EXPIRY_WINDOWS.items()}
-    except Exception:
-        metrics.STORE_UP.set(0)
-        log.exception("store query for metrics failed")
+    except StoreUnavailable as exc:
+        log.warning("store query for metrics failed: %s", exc.detail)
         return
-    metrics.STORE_UP.set(1)
     for g in runtime.groups.names():
         for status in ("active", "revoked"):
             metrics.CERTIFICATES.labels(group=g, status=status).set(counts.get((g, status), 0))
@@ -74,19 +73,47 @@ async def _periodic(interval: float, fn, name: str) -> None:
 async def build_runtime(settings: Settings) -> Runtime:
     pki = Hierarchy(settings.pki).load(settings.groups)
     groups = pki.group_table(settings.groups)
-    store = await Store.open(settings.storage.path)
+    store = await open_configured(settings)
     index = RevocationIndex()
     runtime = Runtime(settings=settings, store=store, pki=pki, groups=groups, revoked=index)
     return runtime
+
+
+def watch_store_health(store: Store, node: str) -> None:
+    metrics.STORE_BACKEND.labels(backend=store.backend, node=node).set(1)
+    for op in ("feed", "record_certificate", "revoke", "get", "find"):
+        metrics.STORE_ERRORS.labels(op=op)  # exported at 0 from the start
+    metrics.STORE_UP.set(1)
+    store.health.on_error = lambda op: (metrics.STORE_ERRORS.labels(op=op).inc(),
+                                        metrics.STORE_UP.set(0))
+    store.health.on_ok = lambda: metrics.STORE_UP.set(1)
+
+
+def build_feed(runtime: Runtime) -> ChangeFeed:
+    st = runtime.settings.storage
+    feed = ChangeFeed(runtime.store, runtime.revoked, runtime.issued,
+                      outage_grace=getattr(st, "outage_grace", 900.0),
+                      outage_mode=getattr(st, "outage_mode", "closed"))
+    feed.on_health = lambda up: metrics.STORE_UP.set(1 if up else 0)
+    runtime.services["feed"] = feed
+    return feed
 
 
 async def serve(settings: Settings) -> int:
     setup_logging(settings.server.log_format, settings.server.log_level)
     metrics.set_build_info()
     runtime = await build_runtime(settings)
-    watcher = RevocationWatcher(settings.storage.path, runtime.revoked)
-    count = watcher.load_all()
-    log.info("revocation index loaded: %d revoked certificate(s)", count)
+    watch_store_health(runtime.store, runtime.node_name)
+    feed = build_feed(runtime)
+    try:
+        await feed.load()
+    except StoreUnavailable as exc:
+        await runtime.store.close()
+        raise OperatorError(f"cannot load the inventory from the store "
+                            f"{runtime.store.description}: {exc.detail}") from None
+    log.info("node %s on %s store %s: %d revoked, %d issued device certificate(s), change %d",
+             runtime.node_name, runtime.store.backend, runtime.store.description,
+             len(runtime.revoked), len(runtime.issued), feed.position)
     set_pki_gauges(runtime)
     set_revocation_gauges(runtime)
     await refresh_store_gauges(runtime)
@@ -109,16 +136,15 @@ async def serve(settings: Settings) -> int:
     log.info("http listening on %s (public_url %s)", settings.http.listen,
              settings.http.public_url)
 
-    def poll_revocations() -> None:
-        changes = watcher.poll()
-        if changes:
-            set_revocation_gauges(runtime)
-            for hook in runtime.services.get("on_revocation_change", []):
-                hook(changes)
+    def on_changes(changes: list) -> None:
+        set_revocation_gauges(runtime)
+        metrics.STORE_FEED_POSITION.set(feed.position)
+        for hook in runtime.services.get("on_revocation_change", []):
+            hook(changes)
 
+    feed.hooks.append(on_changes)
     tasks = [
-        asyncio.create_task(_periodic(settings.radius.revocation_poll_interval,
-                                      poll_revocations, "revocation-watch")),
+        asyncio.create_task(feed.run(), name="change-feed"),
         asyncio.create_task(_periodic(METRICS_REFRESH_SECONDS,
                                       lambda: refresh_store_gauges(runtime), "store-gauges")),
     ]
@@ -153,7 +179,6 @@ async def serve(settings: Settings) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await t
     await runner.cleanup()
-    watcher.close()
     await runtime.store.close()
     log.info("stopped")
     return 0

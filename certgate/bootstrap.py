@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -9,16 +10,17 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings
-from pki.hierarchy import Hierarchy, InitReport
-from pki.issuance import issue_device_certificate
+from certgate.storage import open_configured
+from pki.hierarchy import GroupCa, Hierarchy, InitReport
+from pki.issuance import sign_device
 from pki.keys import generate_key
-from pki.profiles import name
-from revocation.inventory import CertRecord
-from revocation.store import SerialConflict, Store
+from pki.profiles import name, new_serial
+from store import SerialConflict, Store
+from store.records import CertRecord, Issued
 
 
 def utc_now() -> dt.datetime:
@@ -27,7 +29,7 @@ def utc_now() -> dt.datetime:
 
 
 async def init_pki(s: Settings, import_root: tuple[Path, Path | None] | None) -> InitReport:
-    store = await Store.open(s.storage.path)
+    store = await open_configured(s)
     try:
         report = Hierarchy(s.pki).init(s.groups, utc_now(), import_root)
         for profile, cert in report.issued:
@@ -45,13 +47,35 @@ async def init_pki(s: Settings, import_root: tuple[Path, Path | None] | None) ->
 
 async def import_intermediate(s: Settings, group: str, cert: Path, key: Path) -> x509.Certificate:
     imported = Hierarchy(s.pki).import_intermediate(group, cert, key)
-    store = await Store.open(s.storage.path)
+    store = await open_configured(s)
     try:
         await store.audit("cli:ca-import", "pki-import", group=group,
                           details={"subject": imported.subject.rfc4514_string()})
     finally:
         await store.close()
     return imported
+
+
+async def issue_device_certificate(
+    store: Store, group: GroupCa, public_key, subject: x509.Name,  # noqa: ANN001
+    sans: list[x509.GeneralName], *, public_url: str, days: int, now: dt.datetime, actor: str,
+    source: str, device_id: str | None = None,
+) -> x509.Certificate:
+    """Sign (off the event loop), then record; a new serial on a clash. The certificate is
+    only returned once the store committed it."""
+    loop = asyncio.get_running_loop()
+    signed: dict[int, x509.Certificate] = {}
+
+    async def sign(serial: int) -> Issued:
+        cert = await loop.run_in_executor(None, sign_device, public_key, subject, sans, group,
+                                          public_url, serial, now, days)
+        signed[serial] = cert
+        record = CertRecord.from_certificate(cert, group.name, device_id=device_id,
+                                             source=source, issued_at=now)
+        return Issued(cert.public_bytes(Encoding.DER), record)
+
+    issued = await store.record_signed(sign, new_serial, actor=actor, now=now)
+    return signed[issued.record.serial]
 
 
 def parse_san(text: str) -> x509.GeneralName:
@@ -90,7 +114,7 @@ async def issue_to_files(
     group = pki.groups[group_name]
     out.mkdir(parents=True, exist_ok=True)
     key = generate_key(key_type)
-    store = await Store.open(s.storage.path)
+    store = await open_configured(s)
     try:
         cert = await issue_device_certificate(
             store, group, key.public_key(), name(cn), general_names,

@@ -166,7 +166,7 @@ def cmd_certs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_certs_show(args: argparse.Namespace) -> int:
-    from revocation.inventory import parse_serial
+    from store.records import parse_serial
 
     s = _settings(args)
     serial = _parse_serial_arg(parse_serial, args.serial)
@@ -219,9 +219,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _open_store(s: Settings):
-    from revocation.store import Store
+    from certgate.storage import open_configured
 
-    return await Store.open(s.storage.path)
+    return await open_configured(s)
 
 
 # -- parser ----------------------------------------------------------------------------------

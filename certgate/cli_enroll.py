@@ -20,11 +20,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from certgate.bootstrap import utc_now
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings
+from certgate.storage import open_configured
 from enrollment.blob import BlobClaims, mint_blob
 from enrollment.challenge_store import create_dynamic, parse_ttl
 from pki.hierarchy import Hierarchy
-from revocation.scep_store import PENDING, REQUEST_STATUSES, ScepStore
-from revocation.store import Store
+from store import ScepStore
+from store.records import PENDING, REQUEST_STATUSES
 
 CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
 
@@ -51,7 +52,7 @@ def challenge_create(s: Settings, args: argparse.Namespace) -> int:
         raise OperatorError(f"{secret_path} is missing: run `certgate init`") from None
 
     async def go() -> int:
-        store = await Store.open(s.storage.path)
+        store = await open_configured(s)
         try:
             created = await create_dynamic(
                 store, secret, group, now=utc_now(), actor="cli:challenge-create",
@@ -121,7 +122,7 @@ def challenge_mint_blob(s: Settings, args: argparse.Namespace) -> int:
 
 def requests_cmd(s: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
-        store = await Store.open(s.storage.path)
+        store = await open_configured(s)
         requests = ScepStore(store)
         try:
             if args.requests_command == "list":

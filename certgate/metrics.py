@@ -6,7 +6,7 @@ import datetime as dt
 import platform
 
 from cryptography.hazmat.backends.openssl.backend import backend as _openssl_backend
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from certgate import __version__
 
@@ -33,7 +33,13 @@ REVOCATION_ENTRIES = Gauge(
 REVOCATION_LAST_UPDATE = Gauge(
     "certgate_revocation_last_update_timestamp_seconds", "When the revocation index last changed"
 )
-STORE_UP = Gauge("certgate_store_up", "1 when the last store query succeeded")
+STORE_UP = Gauge("certgate_store_up", "1 when the store answers (last query and the change feed)")
+STORE_ERRORS = Counter("certgate_store_errors_total",
+                       "Store operations that failed because the database did not answer", ["op"])
+STORE_BACKEND = Gauge("certgate_store_info", "Always 1; the label names the store backend",
+                      ["backend", "node"])
+STORE_FEED_POSITION = Gauge("certgate_store_change_seq",
+                            "Change-feed position this node has applied")
 
 EXPIRY_WINDOWS = {"7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 

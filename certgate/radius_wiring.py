@@ -12,11 +12,11 @@ from certgate.errors import OperatorError
 from certgate.runtime import Runtime
 from certgate.sessions import SessionTracker
 from radius.accounting import AccountingServer
-from radius.authorize import Decision, authorize
+from radius.authorize import Decision, Deny, authorize
 from radius.options import EapOptions, RadiusClient
+from radius.reasons import Reason
 from radius.server import RadiusServer
 from radius.tls_context import TlsConfigError, build_server_context
-from revocation.issued import IssuedIndex
 
 log = logging.getLogger("certgate.radius")
 
@@ -58,17 +58,18 @@ async def start_radius(runtime: Runtime) -> None:
         raise OperatorError(f"[radius] TLS settings: {exc}", exit_code=2) from None
 
     groups, revoked = runtime.groups, runtime.revoked
+    feed = runtime.services["feed"]
     issued = None
     if settings.require_inventory:
-        index = IssuedIndex(runtime.store.path)
-        runtime.services["issued_index"] = index
-        issued = index.is_issued
+        issued = feed.is_issued
     else:
         log.warning("[radius] require_inventory = false: any certificate that verifies to a "
                     "group CA is accepted, including ones certgate never issued")
 
     def decide(leaf: x509.Certificate, chain: Sequence[x509.Certificate] | None, resumed: bool,
                now: dt.datetime) -> Decision:
+        if feed.closed():
+            return Deny(Reason.STORE_UNAVAILABLE, "store unreachable past [storage] outage_grace")
         return authorize(leaf, chain, resumed, groups, revoked, now, issued)
 
     clients = radius_clients(runtime)
@@ -99,6 +100,3 @@ async def stop_radius(runtime: Runtime) -> None:
         service = runtime.services.pop(name, None)
         if service is not None:
             await service.stop()
-    index = runtime.services.pop("issued_index", None)
-    if index is not None:
-        index.close()

@@ -14,7 +14,7 @@ from certgate.revocations import CrlPublisher
 from certgate.runtime import Runtime
 from certgate.web import read_at_most
 from revocation import ocsp
-from revocation.inventory import REVOKED
+from store.records import REVOKED
 
 log = logging.getLogger("certgate.ocsp")
 

@@ -9,19 +9,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from certgate.runtime import Runtime
 from revocation.crl_der import build_crl_der, der_to_pem
-from revocation.inventory import REVOKED, CertRecord
-from revocation.store import RevokeOutcome
-from revocation.watcher import Change
+from store import StoreUnavailable
+from store.records import REVOKED, CertRecord, Change, RevokeOutcome
 
 log = logging.getLogger("certgate.revocation")
 
@@ -47,32 +44,6 @@ class PublishedCrl:
         return self._pem
 
 
-def _read_revoked(path: Path, group: str) -> list[tuple[int, dt.datetime, str | None]]:
-    """Revoked rows of one group through a private read-only connection (executor thread)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT serial, revoked_at, reason FROM certificates "
-            "WHERE group_name=? AND status='revoked'", (group,)
-        ).fetchall()
-    finally:
-        conn.close()
-    times: dict[int, dt.datetime] = {}
-    out = []
-    for serial, at, reason in rows:
-        when = times.get(at)
-        if when is None:
-            when = times[at] = dt.datetime.fromtimestamp(at, dt.UTC)
-        out.append((int(serial, 16), when, reason))
-    return out
-
-
-def _build(path: Path, group: str, cert, key, number: int, now: dt.datetime,
-           next_update: dt.datetime) -> tuple[bytes, int]:
-    entries = _read_revoked(path, group)
-    return build_crl_der(cert, key, entries, number, now, next_update), len(entries)
-
-
 class CrlPublisher:
     """Keeps one signed CRL per group; regenerates on change and at half-life."""
 
@@ -91,13 +62,18 @@ class CrlPublisher:
         self._dirty.discard(group)
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         next_update = now + self.validity
-        number = await self.runtime.store.next_crl_number(group, now, next_update)
+        try:
+            # Entries first, then the number: a CRL with a higher number never lists less.
+            entries = await self.runtime.store.revoked_entries(group)
+            number = await self.runtime.store.next_crl_number(group, now, next_update)
+        except BaseException:
+            self._dirty.add(group)
+            raise
         ca = self.runtime.pki.groups[group]
-        # One executor call reads the rows and signs: a million entries stay off the loop.
-        der, count = await asyncio.get_running_loop().run_in_executor(
-            None, _build, self.runtime.store.path, group, ca.certificate, ca.key, number, now,
-            next_update,
-        )
+        # Signing a million entries takes seconds: off the loop.
+        der = await asyncio.get_running_loop().run_in_executor(
+            None, build_crl_der, ca.certificate, ca.key, entries, number, now, next_update)
+        count = len(entries)
         published = PublishedCrl(der, number, now, next_update, count)
         self.current[group] = published
         CRL_NEXT_UPDATE.labels(group=group).set(next_update.timestamp())
@@ -112,7 +88,14 @@ class CrlPublisher:
         async with self._locks[group]:
             crl = self.current.get(group)
             if crl is None or group in self._dirty:
-                crl = await self._regenerate_locked(group)
+                try:
+                    crl = await self._regenerate_locked(group)
+                except StoreUnavailable:
+                    self._dirty.add(group)  # retried on the next request or refresh
+                    if crl is None or dt.datetime.now(dt.UTC) >= crl.next_update:
+                        raise
+                    log.warning("store unavailable: serving CRL %d for %s until it returns",
+                                crl.number, group)
             return crl
 
     def mark_dirty(self, group: str | None = None) -> None:

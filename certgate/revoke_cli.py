@@ -7,9 +7,9 @@ import sys
 
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings
-from revocation.inventory import ACTIVE, REVOKED, parse_serial
+from certgate.storage import open_configured
 from revocation.reasons import canonical_name, parse_reason
-from revocation.store import Store
+from store.records import ACTIVE, REVOKED, parse_serial
 
 
 async def run_revoke(s: Settings, args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ async def run_revoke(s: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if args.group is not None and s.group(args.group) is None:
         raise ConfigError(f"unknown group {args.group!r}")
-    store = await Store.open(s.storage.path)
+    store = await open_configured(s)
     try:
         if args.serial is not None:
             try:

@@ -8,8 +8,9 @@ from typing import Any
 from certgate.settings import Settings
 from pki.groups import GroupTable
 from pki.hierarchy import LoadedPki
+from revocation.issued import IssuedIndex
 from revocation.snapshot import RevocationIndex
-from revocation.store import Store
+from store import Store
 
 
 @dataclass
@@ -19,5 +20,10 @@ class Runtime:
     pki: LoadedPki
     groups: GroupTable
     revoked: RevocationIndex
+    issued: IssuedIndex = field(default_factory=IssuedIndex)
     ready: bool = False
     services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node_name(self) -> str:
+        return getattr(self.settings.server, "node_name", None) or "certgate"

@@ -40,8 +40,7 @@ from enrollment.scep_crypto import CryptoRunner, CryptoUnavailable, GroupCrypto,
 from enrollment.scep_enroll import ServiceConfig, revoke_due
 from enrollment.scep_service import PKI_MESSAGE, ScepConfigError, ScepService, check_service_config
 from enrollment.scep_types import UndecodableRequest
-from revocation.scep_store import ScepStore
-from revocation.store import ChallengeUnavailable
+from store import ChallengeUnavailable, ScepStore
 
 log = logging.getLogger("certgate.scep")
 

@@ -12,8 +12,8 @@ from certgate.runtime import Runtime
 from certgate.settings import RadiusClientSettings
 from radius.accounting import AccountingRecord, StatusType
 from radius.coa import Session, send_disconnect
-from revocation.inventory import CertRecord
-from revocation.session_store import SessionStore
+from store import SessionStore
+from store.records import CertRecord
 
 log = logging.getLogger("certgate.sessions")
 
@@ -29,6 +29,7 @@ class SessionTracker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.sessions = SessionStore(runtime.store)
+        self.node = runtime.node_name  # the node that holds a session sends its Disconnect
         self.clients: dict[str, RadiusClientSettings] = {
             c.name: c for c in runtime.settings.radius.clients
         }
@@ -46,7 +47,7 @@ class SessionTracker:
             client, rec.session_id, nas_ip=rec.nas_ip, nas_identifier=rec.nas_identifier,
             calling_station_id=rec.calling_station_id, user_name=rec.user_name, serial=serial,
             group=group, now=dt.datetime.now(dt.UTC),
-            stopped=rec.status_type == StatusType.STOP,
+            stopped=rec.status_type == StatusType.STOP, node=self.node,
         )
 
     async def disconnect_revoked(self, cert: CertRecord) -> None:
@@ -56,7 +57,7 @@ class SessionTracker:
         take up to ~7 s of retransmissions to answer or time out."""
         if not self.runtime.settings.revocation.disconnect_on_revoke:
             return
-        sessions = await self.sessions.active_sessions(cert.serial)
+        sessions = await self.sessions.active_sessions(cert.serial, node=self.node)
         limit = asyncio.Semaphore(MAX_CONCURRENT_DISCONNECTS)
 
         async def one(s: dict) -> None:

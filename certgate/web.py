@@ -6,6 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from certgate.runtime import Runtime
+from store import StoreUnavailable
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 
@@ -30,11 +31,20 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if not runtime.ready:
         return web.Response(status=503, text="starting\n")
+    feed = runtime.services.get("feed")
+    if feed is not None and not feed.up:
+        return web.Response(status=503, text=f"store unavailable: {_printable(feed.down_reason)}\n",
+                            headers={"Retry-After": "5"})
     try:
-        await runtime.store.schema_version()
-    except Exception:  # the store is the one dependency that can go away
-        return web.Response(status=503, text="store unavailable\n")
+        await runtime.store.ping()
+    except StoreUnavailable as exc:  # the store is the one dependency that can go away
+        return web.Response(status=503, text=f"store unavailable: {_printable(exc.detail)}\n",
+                            headers={"Retry-After": "5"})
     return web.Response(text="ready\n")
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from enrollment.challenges import ChallengeBinding, ChallengeRecord, new_challenge
-from revocation.store import ChallengeRow, Store
+from store import Store
+from store.records import ChallengeRow
 
 DYNAMIC, BLOB = "dynamic", "blob"
 DEFAULT_TTL = dt.timedelta(hours=1)

@@ -50,7 +50,8 @@ from enrollment.scep_enroll import EnrollRequest, Outcome, RenewalSigner, Servic
 from enrollment.scep_types import REQUEST_TYPES, FailInfo, MessageType, ScepError, UndecodableRequest
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
-from pki.issuance import Issued, sign_device
+from pki.issuance import sign_device
+from store.records import CertRecord, Issued
 
 log = logging.getLogger("certgate.scep")
 
@@ -225,8 +226,12 @@ class GroupCrypto:
             sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
         except x509.ExtensionNotFound:
             sans = []
-        return sign_device(csr.public_key(), csr.subject, sans, self.ca, self.cfg.public_url,
-                           serial, now, days, device_id, source, transaction_id)[1]
+        cert = sign_device(csr.public_key(), csr.subject, sans, self.ca, self.cfg.public_url,
+                           serial, now, days)
+        record = CertRecord.from_certificate(cert, self.ca.name, device_id=device_id,
+                                             source=source, issued_at=now,
+                                             transaction_id=transaction_id)
+        return Issued(cert.public_bytes(Encoding.DER), record)
 
     def sign_and_build(self, csr_der: bytes, serial: int, now: dt.datetime, days: int,
                        reply_to: ReplyTo, algorithms: codec.EnvelopeAlgorithms | None, *,

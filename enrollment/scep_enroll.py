@@ -42,10 +42,18 @@ from enrollment.metrics import CERTIFICATES_ISSUED
 from enrollment.policy import CsrFacts, EnrollmentRejected, GroupCsrPolicy, apply_policy
 from enrollment.renewal import check_renewal
 from enrollment.scep_types import MessageType
-from pki.issuance import Issued, record_signed
-from revocation.inventory import CertRecord
-from revocation.scep_store import APPROVED, ISSUED, PENDING, REJECTED, RequestConflict, ScepRequest, ScepStore
-from revocation.store import ChallengeUnavailable, ChallengeUse, Store
+from pki.profiles import new_serial
+from store import ChallengeUnavailable, RequestConflict, ScepStore, Store
+from store.records import (
+    APPROVED,
+    ISSUED,
+    PENDING,
+    REJECTED,
+    CertRecord,
+    ChallengeUse,
+    Issued,
+    ScepRequest,
+)
 
 log = logging.getLogger("certgate.scep")
 
@@ -299,7 +307,7 @@ class Enroller:
             return await self.sign(csr_der, serial, now, days, device_id=device_id,
                                    source="scep", transaction_id=txid)
 
-        issued = await record_signed(self.store, sign, actor=f"scep:{self.cfg.group}",
+        issued = await self.store.record_signed(sign, new_serial, actor=f"scep:{self.cfg.group}",
                                      challenge=challenge, supersedes=supersedes, now=now)
         CERTIFICATES_ISSUED.labels(group=self.cfg.group).inc()
         log.info("group %s: issued %s to %s (transaction %s)", self.cfg.group,

@@ -45,8 +45,8 @@ from enrollment.scep_enroll import Enroller, Outcome, RevokeFn, ServiceConfig, r
 from enrollment.scep_types import FailInfo, MessageType, ScepError, UndecodableRequest
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
-from pki.issuance import Issued
-from revocation.store import Store
+from store import Store
+from store.records import Issued
 
 log = logging.getLogger("certgate.scep")
 

@@ -55,10 +55,11 @@ def authorize(
     groups: GroupTable,
     revoked: RevocationIndex,
     now: dt.datetime,
-    issued: Callable[[str, int], bool] | None = None,
+    issued: Callable[[str, int], bool | None] | None = None,
 ) -> Decision:
     """``issued(group, serial)``, when given, must confirm the leaf is a device certificate
-    certgate issued (the inventory allow-list); otherwise Deny(not_issued)."""
+    certgate issued (the inventory allow-list): False is Deny(not_issued), None (the node
+    cannot know: its store is unreachable) Deny(store_unavailable), failing closed."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if resumed or verified_chain is None:
@@ -87,9 +88,14 @@ def authorize(
         return Deny(Reason.BAD_EKU, "no clientAuth EKU", group.name)
     if revoked.is_revoked(group.name, leaf.serial_number):
         return Deny(Reason.REVOKED, f"serial {leaf.serial_number:x} revoked", group.name)
-    if issued is not None and not issued(group.name, leaf.serial_number):
-        return Deny(Reason.NOT_ISSUED, f"serial {leaf.serial_number:x} not in the inventory",
-                    group.name)
+    if issued is not None:
+        known = issued(group.name, leaf.serial_number)
+        if known is None:
+            return Deny(Reason.STORE_UNAVAILABLE, f"serial {leaf.serial_number:x} not seen by "
+                        "this node and the store is unreachable", group.name)
+        if not known:
+            return Deny(Reason.NOT_ISSUED, f"serial {leaf.serial_number:x} not in the inventory",
+                        group.name)
     remaining = int((leaf.not_valid_after_utc - now).total_seconds())
     timeout = remaining
     if group.reply.session_timeout is not None:

@@ -4,41 +4,35 @@ A chain that verifies to a group intermediate is not enough on its own: a certif
 with a stolen group CA key, or an RA/server certificate under a group CA, verifies too. So
 RADIUS also asks whether the inventory holds the serial as a device certificate of that group.
 
-Positive answers are cached in memory (a set); a miss is one point read on a private
-read-only sqlite3 connection (~10 µs), which also covers a certificate issued a moment ago by
-another process. Revoked certificates stay "issued": revocation is checked separately, with
-its own reason.
+Pure memory, never a database round trip on the RADIUS path: loaded at start with every
+unexpired device certificate, then fed by the store's change feed (issuances on any node).
+Revoked certificates stay "issued": revocation is checked separately, with its own reason.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
-from revocation.inventory import serial_hex
+from collections.abc import Iterable
 
 
 class IssuedIndex:
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                     check_same_thread=False)
-        self._known: set[tuple[str, int]] = set()
-
-    def close(self) -> None:
-        self._conn.close()
+    def __init__(self, entries: Iterable[tuple[str, int]] = ()) -> None:
+        self._by_group: dict[str, set[int]] = {}
+        self.replace(entries)
 
     def __len__(self) -> int:
-        return len(self._known)
+        return sum(len(s) for s in self._by_group.values())
 
     def is_issued(self, group: str, serial: int) -> bool:
-        key = (group, serial)
-        if key in self._known:
-            return True
-        row = self._conn.execute(
-            "SELECT 1 FROM certificates WHERE serial=? AND group_name=? AND profile='device'",
-            (serial_hex(serial), group),
-        ).fetchone()
-        if row is None:
-            return False
-        self._known.add(key)
-        return True
+        serials = self._by_group.get(group)
+        return serials is not None and serial in serials
+
+    def add(self, group: str, serial: int) -> None:
+        serials = self._by_group.get(group)
+        if serials is None:
+            serials = self._by_group[group] = set()
+        serials.add(serial)
+
+    def replace(self, entries: Iterable[tuple[str, int]]) -> None:
+        self._by_group = {}
+        for group, serial in entries:
+            self.add(group, serial)

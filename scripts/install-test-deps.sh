@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests drive as real peers:
 # eapol_test (eapoltest), certmonger + dbus (dbus-run-session), micromdm scep
-# (scepclient/scepserver), promtool (prometheus), hostapd (wired NAS harness), openssl.
+# (scepclient/scepserver), promtool (prometheus), hostapd (wired NAS harness), openssl,
+# postgresql (a real server the store tests start as the postgres user).
 # Only acts when something is missing; needs root (or sudo) to install.
 set -euo pipefail
 need=()
@@ -14,6 +15,8 @@ command -v hostapd >/dev/null || need+=(hostapd)
 command -v wpa_supplicant >/dev/null || need+=(wpasupplicant)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
+# PostgreSQL server binaries (initdb, pg_ctl) for the multi-node store tests
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else

@@ -12,7 +12,7 @@ from certgate.app import build_runtime
 from certgate.features import mount
 from certgate.settings import load_settings
 from certgate.web import build_app
-from revocation.inventory import CertRecord
+from store.records import CertRecord
 from tests.support import certgate, write_config
 
 

@@ -30,7 +30,7 @@ async def test_failed_commit_is_not_acknowledged(tmp_path: Path) -> None:
         # Another connection holds the write lock: the revocation cannot commit.
         blocker = sqlite3.connect(settings.storage.path, timeout=0)
         blocker.execute("BEGIN EXCLUSIVE")
-        await runtime.store._db.execute("PRAGMA busy_timeout=200")  # fail fast in the test
+        await runtime.store.driver._db.execute("PRAGMA busy_timeout=200")  # fail fast in the test
         resp = await client.post(f"/api/v1/certificates/{serial}/revoke",
                                  json={"reason": "keyCompromise"},
                                  headers={"Authorization": f"Bearer {TOKEN}"})
@@ -70,7 +70,7 @@ async def test_store_trouble_is_503_not_500(tmp_path: Path) -> None:
     try:
         blocker = sqlite3.connect(settings.storage.path, timeout=0)
         blocker.execute("BEGIN EXCLUSIVE")
-        await runtime.store._db.execute("PRAGMA busy_timeout=200")
+        await runtime.store.driver._db.execute("PRAGMA busy_timeout=200")
         resp = await client.get("/crl/staff.crl")  # needs a CRL number from the store
         assert resp.status == 503 and resp.headers["Retry-After"]
         resp = await client.post(f"/api/v1/certificates/{serial}/release-hold",

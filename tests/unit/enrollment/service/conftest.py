@@ -23,7 +23,7 @@ from enrollment.scep_service import ScepService
 from pki import profiles
 from pki.groups import Group, GroupTable
 from pki.hierarchy import GroupCa
-from revocation.store import Store
+from store import Store, open_store
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 SECRET = b"s" * 32
@@ -109,7 +109,7 @@ async def make_harness(tmp_path: Path, executor):
     revoked: list[tuple[int, str, str]] = []
 
     async def make(name: str = "staff", ca_key_type: str = "ec", **cfg) -> Harness:  # noqa: ANN003
-        store = await Store.open(tmp_path / f"{name}-{len(stores)}.sqlite")
+        store = await open_store(tmp_path / f"{name}-{len(stores)}.sqlite")
         stores.append(store)
         ca = group_ca(name, ca_key_type)
         names = dict.fromkeys([name, "staff", "other"])

@@ -21,7 +21,7 @@ from enrollment.scep_types import (
     PKIStatus,
     UndecodableRequest,
 )
-from revocation.scep_store import ScepStore
+from store import ScepStore
 
 from .conftest import NOW, client_key, make_csr
 

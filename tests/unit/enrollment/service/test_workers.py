@@ -12,7 +12,7 @@ from enrollment.scep_crypto import CryptoUnavailable, ProcessCrypto
 from enrollment.scep_service import ScepService
 from enrollment.scep_types import FailInfo, PKIStatus
 from pki.groups import Group, GroupTable
-from revocation.store import Store
+from store import Store, open_store
 from tests import scep_worker_loader as loader
 
 from .conftest import NOW, Harness, _root, client_key, group_ca, make_csr
@@ -26,7 +26,7 @@ async def process_harness(tmp_path: Path):
         ca = group_ca("staff")
         loader.write_pki(tmp_path, ca)
         crypto = ProcessCrypto(1, loader.load, (str(tmp_path), crash_on_sign), nice=0)
-        store = await Store.open(tmp_path / f"s{len(made)}.sqlite")
+        store = await open_store(tmp_path / f"s{len(made)}.sqlite")
         made.append((store, crypto))
         service = ScepService(loader.config("staff"), ca, _root()[0],
                               GroupTable([Group("staff", ca.certificate)]), store, None,  # type: ignore[arg-type]

@@ -1,10 +1,14 @@
-"""Inventory records: one row per issued certificate, also the revocation table."""
+"""The records the store takes and gives back: certificates (the inventory, also the
+revocation table), challenges, SCEP requests, accounting sessions and the change feed.
+
+Plain frozen dataclasses; no SQL and no driver here, so every package may import them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -125,3 +129,112 @@ class CertRecord:
             "issued_at": ts(self.issued_at),
             "source": self.source,
         }
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A signed certificate (DER) and its inventory record, both made off the event loop."""
+
+    der: bytes
+    record: CertRecord
+
+
+@dataclass(frozen=True)
+class RevokeOutcome:
+    record: CertRecord
+    changed: bool  # False when it was already revoked with this reason
+
+
+@dataclass(frozen=True)
+class ChallengeRow:
+    jti: str
+    kind: str
+    group: str
+    token_hash: str | None
+    binding: dict[str, Any]
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+    used_txid: str | None
+    used_spki: str | None
+    issued_serial: int | None
+
+
+@dataclass(frozen=True)
+class ChallengeUse:
+    """Consume challenge `jti` in the same transaction that records the certificate."""
+
+    jti: str
+    transaction_id: str
+    spki_sha256: str
+
+
+PENDING, APPROVED, REJECTED, ISSUED = "pending", "approved", "rejected", "issued"
+REQUEST_STATUSES = (PENDING, APPROVED, REJECTED, ISSUED)
+
+
+@dataclass(frozen=True)
+class ScepRequest:
+    """A SCEP request waiting for (or past) manual approval."""
+
+    id: int
+    group: str
+    transaction_id: str
+    subject: str
+    spki_sha256: str
+    csr_der: bytes
+    status: str
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    decided_by: str | None
+    issued_serial: int | None
+    challenge_jti: str | None
+    device_id: str | None
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        def ts(v: dt.datetime | None) -> str | None:
+            return v.isoformat().replace("+00:00", "Z") if v else None
+
+        return {
+            "id": self.id,
+            "group": self.group,
+            "transaction_id": self.transaction_id,
+            "subject": self.subject,
+            "spki_sha256": self.spki_sha256,
+            "status": self.status,
+            "created_at": ts(self.created_at),
+            "decided_at": ts(self.decided_at),
+            "decided_by": self.decided_by,
+            "issued_serial": serial_hex(self.issued_serial) if self.issued_serial else None,
+            "device_id": self.device_id,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change feed: the state of a certificate after change `seq`.
+
+    Every issuance, revocation and hold release stamps the certificate with the next value of
+    one store-wide sequence, in the committing transaction; readers apply changes in sequence
+    order and remember the highest one they applied (state, not deltas: replaying is harmless).
+    """
+
+    seq: int
+    group: str
+    serial: int
+    status: str
+    reason: str | None
+    profile: str = "device"
+    not_after: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """What a node loads at start: the feed position, every revoked (group, serial) and every
+    unexpired device certificate (group, serial) the inventory holds."""
+
+    seq: int
+    revoked: list[tuple[str, int]]
+    issued: list[tuple[str, int]]

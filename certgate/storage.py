@@ -1,0 +1,21 @@
+"""Opens the configured store ([storage] path or url) for the server and the CLI."""
+
+from __future__ import annotations
+
+from certgate.errors import OperatorError
+from certgate.settings import Settings
+from store import Store, StoreOpenError, open_store
+
+
+async def open_configured(settings: Settings, *, migrate: bool = True) -> Store:
+    """The store named by [storage]; an OperatorError naming what to check if it cannot be
+    opened, or if its schema is newer than this certgate."""
+    st = settings.storage
+    try:
+        return await open_store(
+            path=st.path, url=getattr(st, "url", None), timeout=getattr(st, "timeout", 5.0),
+            pool_size=getattr(st, "pool_size", 10),
+            statement_cache=getattr(st, "statement_cache", True), migrate=migrate,
+        )
+    except StoreOpenError as exc:
+        raise OperatorError(str(exc)) from None

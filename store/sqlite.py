@@ -1,0 +1,332 @@
+"""SQLite backend (aiosqlite, WAL): the embedded default for one box and the demo.
+
+One connection; writers are serialized by an asyncio lock around BEGIN IMMEDIATE ... COMMIT
+(a second BEGIN on the same connection would fail, and a plain write issued meanwhile would
+silently join the open transaction). Other processes (the CLI) write the same file; this
+process learns of their commits from `PRAGMA data_version` on a private read-only
+connection, which changes only when another connection committed (microseconds when idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from store.driver import Driver, Row, Tx
+from store.errors import SchemaTooNew, StoreOpenError, StoreUnavailable, UniqueViolation
+
+POLL_SECONDS = 0.25  # how often wait_for_change looks at data_version
+
+MIGRATIONS: list[str] = [
+    # v1
+    """
+    CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        group_name TEXT NOT NULL,
+        profile TEXT NOT NULL DEFAULT 'device',
+        subject TEXT NOT NULL,
+        sans TEXT NOT NULL DEFAULT '[]',
+        device_id TEXT,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked')),
+        revoked_at INTEGER,
+        reason TEXT,
+        superseded_by TEXT,
+        issued_at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        spki_sha256 TEXT,
+        transaction_id TEXT,
+        change_seq INTEGER NOT NULL DEFAULT 0,
+        pem TEXT NOT NULL
+    );
+    CREATE INDEX certificates_group_status ON certificates(group_name, status);
+    CREATE INDEX certificates_device ON certificates(device_id);
+    CREATE INDEX certificates_change_seq ON certificates(change_seq);
+    CREATE INDEX certificates_not_after ON certificates(not_after);
+    CREATE TABLE challenges (
+        jti TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        group_name TEXT NOT NULL,
+        token_hash TEXT,
+        binding TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        created_by TEXT,
+        used_at INTEGER,
+        used_txid TEXT,
+        used_spki TEXT,
+        issued_serial TEXT
+    );
+    CREATE INDEX challenges_expires ON challenges(expires_at);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        serial TEXT,
+        group_name TEXT,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+    CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta VALUES ('change_seq', 0);
+    """,
+    # v2: CRL numbering, accounting sessions, pending (manual approval) SCEP requests
+    """
+    CREATE TABLE crl_state (
+        group_name TEXT PRIMARY KEY,
+        crl_number INTEGER NOT NULL,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        client TEXT NOT NULL,
+        acct_session_id TEXT NOT NULL,
+        nas_ip TEXT,
+        nas_identifier TEXT,
+        calling_station_id TEXT,
+        user_name TEXT,
+        serial TEXT,
+        group_name TEXT,
+        started_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        stopped_at INTEGER,
+        disconnect_result TEXT,
+        PRIMARY KEY (client, acct_session_id)
+    );
+    CREATE INDEX sessions_serial ON sessions(serial, stopped_at);
+    CREATE TABLE scep_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_name TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        spki_sha256 TEXT NOT NULL,
+        csr_der BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'rejected', 'issued')),
+        created_at INTEGER NOT NULL,
+        decided_at INTEGER,
+        decided_by TEXT,
+        issued_serial TEXT,
+        UNIQUE (group_name, transaction_id)
+    );
+    """,
+    # v3: SCEP enrollment: pending requests remember their challenge; superseded certificates
+    # are revoked when their grace period ends (revocation/scep_store.py)
+    """
+    ALTER TABLE scep_requests ADD COLUMN challenge_jti TEXT;
+    ALTER TABLE scep_requests ADD COLUMN device_id TEXT;
+    ALTER TABLE scep_requests ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX scep_requests_status ON scep_requests(status, created_at);
+    CREATE TABLE revocations_due (
+        serial TEXT PRIMARY KEY,
+        group_name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        actor TEXT NOT NULL
+    );
+    CREATE INDEX revocations_due_at ON revocations_due(due_at);
+    """,
+    # v4: multi-node: which node holds an accounting session (one Disconnect per session)
+    """
+    ALTER TABLE sessions ADD COLUMN node TEXT;
+    CREATE INDEX certificates_profile_not_after ON certificates(profile, not_after);
+    """,
+]
+
+
+class _Tx:
+    __slots__ = ("_db", "_op")
+
+    def __init__(self, db: aiosqlite.Connection, op: str) -> None:
+        self._db = db
+        self._op = op
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        try:
+            cur = await self._db.execute(sql, tuple(args))
+        except sqlite3.Error as exc:
+            raise _translate(self._op, exc) from None
+        return cur.rowcount
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        try:
+            async with self._db.execute(sql, tuple(args)) as cur:
+                return await cur.fetchone()  # type: ignore[return-value]
+        except sqlite3.Error as exc:
+            raise _translate(self._op, exc) from None
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        try:
+            async with self._db.execute(sql, tuple(args)) as cur:
+                return list(await cur.fetchall())  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise _translate(self._op, exc) from None
+
+
+def _translate(op: str, exc: sqlite3.Error) -> Exception:
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc).upper():
+        return UniqueViolation(str(exc))
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return exc  # our bug or a constraint: not an outage
+    return StoreUnavailable(op, str(exc))
+
+
+class SqliteDriver(Driver):
+    backend = "sqlite"
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self.description = str(path)
+        self.write_lock = asyncio.Lock()
+        self._watch: sqlite3.Connection | None = None
+        self._data_version = -1
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteDriver:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():  # created 0600 (WAL and SHM files copy the mode)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            db = await aiosqlite.connect(path, isolation_level=None)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(
+                f"cannot open the store {path}: {exc}. Check [storage] path, its directory's "
+                "permissions and free space"
+            ) from None
+        return cls(db, path)
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        await self._db.close()
+
+    @asynccontextmanager
+    async def transaction(self, op: str) -> AsyncIterator[Tx]:
+        async with self.write_lock:
+            tx = _Tx(self._db, op)
+            await tx.execute("BEGIN IMMEDIATE")
+            try:
+                yield tx
+                await tx.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def reader(self, op: str) -> AsyncIterator[Tx]:
+        yield _Tx(self._db, op)
+
+    async def stream(self, op: str, sql: str, args: Sequence[Any] = (),
+                     chunk: int = 10_000) -> AsyncIterator[list[Row]]:
+        try:
+            async with self._db.execute(sql, tuple(args)) as cur:
+                while rows := await cur.fetchmany(chunk):
+                    yield list(rows)  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise _translate(op, exc) from None
+
+    async def notify_change(self, tx: Tx, seq: int) -> None:
+        """Nothing to send: other processes see the commit through data_version."""
+
+    async def wait_for_change(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            if self._watch is None:
+                self._watch = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                              isolation_level=None, check_same_thread=False)
+                self._data_version = self._version()
+                return
+            while True:
+                version = self._version()
+                if version != self._data_version:
+                    self._data_version = version
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                await asyncio.sleep(min(POLL_SECONDS, left))
+        except sqlite3.Error as exc:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
+            raise StoreUnavailable("change-watch", str(exc)) from None
+
+    def _version(self) -> int:
+        assert self._watch is not None
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
+    async def schema_version(self) -> int:
+        async with self.reader("schema-version") as tx:
+            row = await tx.fetchone("PRAGMA user_version")
+        return int(row[0])  # type: ignore[index]
+
+    async def ping(self) -> None:
+        await self.schema_version()
+
+    async def migrate(self) -> int:
+        try:
+            version = await self.schema_version()
+        except StoreUnavailable as exc:
+            raise StoreOpenError(f"cannot read the store {self.path}: {exc.detail}") from None
+        if version > len(MIGRATIONS):
+            raise SchemaTooNew(
+                f"the store {self.path} has schema v{version}, newer than this certgate "
+                f"(v{len(MIGRATIONS)}): upgrade certgate"
+            )
+        while version < len(MIGRATIONS):
+            try:
+                async with self.transaction("migrate") as tx:
+                    # read again under the write lock: another process may have migrated
+                    row = await tx.fetchone("PRAGMA user_version")
+                    version = int(row[0])  # type: ignore[index]
+                    if version >= len(MIGRATIONS):
+                        break
+                    for statement in _split_sql(MIGRATIONS[version]):
+                        await tx.execute(statement)
+                    await tx.execute(f"PRAGMA user_version={version + 1}")
+                    version += 1
+            except (StoreUnavailable, sqlite3.Error) as exc:
+                raise StoreOpenError(
+                    f"cannot migrate the store {self.path} to v{version + 1}: {exc}. Check "
+                    "[storage] path, its permissions and free space"
+                ) from None
+        return len(MIGRATIONS)
+
+    async def reset_sequences(self, tx: Tx) -> None:
+        """AUTOINCREMENT already follows explicit ids."""
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        joined = "\n".join(current).strip()
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current))
+    return statements
