@@ -92,8 +92,8 @@ def watch_store_health(store: Store, node: str) -> None:
 def build_feed(runtime: Runtime) -> ChangeFeed:
     st = runtime.settings.storage
     feed = ChangeFeed(runtime.store, runtime.revoked, runtime.issued,
-                      outage_grace=getattr(st, "outage_grace", 900.0),
-                      outage_mode=getattr(st, "outage_mode", "closed"))
+                      outage_grace=st.outage_grace,
+                      outage_mode=st.outage_mode)
     feed.on_health = lambda up: metrics.STORE_UP.set(1 if up else 0)
     runtime.services["feed"] = feed
     return feed

@@ -26,4 +26,4 @@ class Runtime:
 
     @property
     def node_name(self) -> str:
-        return getattr(self.settings.server, "node_name", None) or "certgate"
+        return self.settings.server.node_name

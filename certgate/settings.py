@@ -10,10 +10,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from certgate.errors import ConfigError
 
@@ -21,6 +23,7 @@ KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 CA_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")
 TLS_VERSIONS = ("1.2", "1.3")
 GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,25 @@ class ServerSettings:
     data_dir: Path
     log_format: str = "text"
     log_level: str = "INFO"
+    node_name: str = "certgate"  # names this node in sessions, metrics and logs (default host:port)
 
 
 @dataclass(frozen=True)
 class StorageSettings:
+    """[storage]: SQLite `path` (one box, the default) or a PostgreSQL `url` several nodes share."""
+
     path: Path
+    url: str | None = None  # postgresql://user@host:port/db; never logged with its password
+    timeout: float = 5.0  # seconds per statement and per connection attempt
+    pool_size: int = 10
+    statement_cache: bool = True  # false behind PgBouncer in transaction mode
+    outage_grace: float = 900.0  # seconds of store outage before RADIUS fails closed
+    outage_mode: str = "closed"  # past the grace: "closed" rejects everything, "open" keeps
+    # accepting certificates this node has already seen
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.url else "sqlite"
 
 
 @dataclass(frozen=True)
@@ -293,6 +310,49 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     return parse_settings(data, path.resolve())
 
 
+def _storage(st: _Reader, base: Path, data_dir: Path) -> StorageSettings:
+    explicit_path = "path" in st.table
+    path = st.path("path", base, data_dir / "certgate.sqlite")
+    url = st.secret("url", required=False)
+    if url is not None:
+        url = url.strip()
+        problem = postgres_url_problem(url)
+        if problem:
+            st.error("url", f"{problem} (expected postgresql://USER@HOST:PORT/DATABASE; "
+                            "the password in url_env/url_file, PGPASSWORD or ~/.pgpass)")
+            url = None
+        elif explicit_path:
+            st.error("path", "give either path (SQLite) or url (PostgreSQL), not both")
+    storage = StorageSettings(
+        path=path, url=url,
+        timeout=st.float("timeout", 5.0, 0.1, 120.0),
+        pool_size=st.int("pool_size", 10, 1, 500),
+        statement_cache=st.bool("statement_cache", True),
+        outage_grace=st.float("outage_grace", 900.0, 0.0, 7 * 86400.0),
+        outage_mode=st.choice("outage_mode", ("closed", "open"), "closed"),
+    )
+    st.finish()
+    return storage
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """Why `url` is not a usable PostgreSQL URL (never echoing its password), or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URL (check the port)"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return f"scheme must be postgresql://, got {parts.scheme + '://' if parts.scheme else 'none'}"
+    if not parts.hostname and "host=" not in parts.query:
+        return "names no host"
+    if not parts.path.strip("/"):
+        return "names no database (add /DATABASE)"
+    if port is not None and not 0 < port < 65536:
+        return "port out of range"
+    return None
+
+
 def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     errors: list[str] = []
     base = path.parent
@@ -305,11 +365,13 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         log_format=srv.choice("log_format", ("text", "json"), "text"),
         log_level=srv.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     )
+    node_name = srv.str("node_name")
+    if node_name is not None and not NODE_NAME.match(node_name):
+        srv.error("node_name", "expected 1-64 characters of letters, digits, '.', '_', ':' or '-'")
+        node_name = None
     srv.finish()
 
-    st = _Reader(top.table_("storage"), "storage", errors)
-    storage = StorageSettings(path=st.path("path", base, data_dir / "certgate.sqlite"))
-    st.finish()
+    storage = _storage(_Reader(top.table_("storage"), "storage", errors), base, data_dir)
 
     pk = _Reader(top.table_("pki"), "pki", errors)
     pki = PkiSettings(
@@ -466,6 +528,9 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
 
     if errors:
         raise ConfigError(f"{path}: {len(errors)} problem(s)", errors)
+    if node_name is None:  # host:port tells two nodes on one host apart too
+        node_name = f"{socket.gethostname()[:50]}:{radius.listen.port}"
+    server = replace(server, node_name=node_name)
     return Settings(
         path=path,
         server=server,

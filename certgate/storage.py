@@ -13,9 +13,9 @@ async def open_configured(settings: Settings, *, migrate: bool = True) -> Store:
     st = settings.storage
     try:
         return await open_store(
-            path=st.path, url=getattr(st, "url", None), timeout=getattr(st, "timeout", 5.0),
-            pool_size=getattr(st, "pool_size", 10),
-            statement_cache=getattr(st, "statement_cache", True), migrate=migrate,
+            path=st.path, url=st.url, timeout=st.timeout, pool_size=st.pool_size,
+            statement_cache=st.statement_cache,
+            poll_interval=settings.radius.revocation_poll_interval, migrate=migrate,
         )
     except StoreOpenError as exc:
         raise OperatorError(str(exc)) from None

@@ -45,7 +45,7 @@ def redact_url(url: str) -> str:
 
 async def open_store(path: Path | None = None, url: str | None = None, *, timeout: float = 5.0,
                      pool_size: int = 10, statement_cache: bool = True,
-                     migrate: bool = True) -> Store:
+                     poll_interval: float = 0.25, migrate: bool = True) -> Store:
     """Open (and by default migrate) the store. StoreOpenError says what to check."""
     if url is not None:
         from store.postgres import PostgresDriver
@@ -58,7 +58,7 @@ async def open_store(path: Path | None = None, url: str | None = None, *, timeou
             raise ValueError("open_store needs a path or a url")
         from store.sqlite import SqliteDriver
 
-        driver = await SqliteDriver.open(path)
+        driver = await SqliteDriver.open(path, poll_interval)
     if migrate:
         try:
             await driver.migrate()

@@ -196,9 +196,10 @@ class SqliteDriver(Driver):
         self.write_lock = asyncio.Lock()
         self._watch: sqlite3.Connection | None = None
         self._data_version = -1
+        self.poll_interval = POLL_SECONDS
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteDriver:
+    async def open(cls, path: Path, poll_interval: float = POLL_SECONDS) -> SqliteDriver:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():  # created 0600 (WAL and SHM files copy the mode)
@@ -213,7 +214,9 @@ class SqliteDriver(Driver):
                 f"cannot open the store {path}: {exc}. Check [storage] path, its directory's "
                 "permissions and free space"
             ) from None
-        return cls(db, path)
+        driver = cls(db, path)
+        driver.poll_interval = poll_interval
+        return driver
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -266,7 +269,7 @@ class SqliteDriver(Driver):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                await asyncio.sleep(min(POLL_SECONDS, left))
+                await asyncio.sleep(min(self.poll_interval, left))
         except sqlite3.Error as exc:
             if self._watch is not None:
                 self._watch.close()

@@ -136,3 +136,48 @@ def test_scep_section_per_key_errors(tmp_path) -> None:
     assert "scep.mdm_blob_keys[0]: " in details and "P-256" in details
     assert "scep.mdm_blob_keys[1]: cannot read" in details
     assert "scep.max_pending_age_days:" in details and "scep.typo: unknown key" in details
+
+
+def test_storage_defaults_to_sqlite_and_names_the_node(tmp_path: Path) -> None:
+    s = parse(MINIMAL, tmp_path)
+    assert s.storage.backend == "sqlite" and s.storage.url is None
+    assert s.storage.outage_mode == "closed" and s.storage.outage_grace == 900.0
+    assert s.server.node_name.endswith(":1812")
+
+
+def test_storage_url_inline_env_and_file(tmp_path: Path, monkeypatch) -> None:
+    url = "postgresql://certgate:s3cret@db.example:5432/certgate"
+    s = parse(MINIMAL + f"[storage]\nurl = '{url}'\npool_size = 4\nstatement_cache = false\n", tmp_path)
+    assert (s.storage.backend, s.storage.url, s.storage.pool_size) == ("postgresql", url, 4)
+    assert s.storage.statement_cache is False
+    monkeypatch.setenv("CG_DB", url)
+    assert parse(MINIMAL + "[storage]\nurl_env = 'CG_DB'\n", tmp_path).storage.url == url
+    (tmp_path / "db.url").write_text(url + "\n")
+    assert parse(MINIMAL + f"[storage]\nurl_file = '{tmp_path / 'db.url'}'\n", tmp_path).storage.url == url
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("url = 'mysql://u:pw@h/db'", "storage.url: scheme must be postgresql://"),
+        ("url = 'postgresql://u:pw@h:99999/db'", "storage.url: is not a valid URL"),
+        ("url = 'postgresql://u:pw@h:5432'", "storage.url: names no database"),
+        ("url = 'postgresql://u:pw@h/db'\npath = 'x.sqlite'", "storage.path: give either path"),
+        ("url = 'postgresql://u@h/db'\nurl_env = 'X'", "storage.url: give only one of"),
+        ("outage_mode = 'maybe'", "storage.outage_mode: expected one of closed, open"),
+        ("pool_size = 0", "storage.pool_size: expected an integer between 1"),
+        ("urll = 'x'", "storage.urll: unknown key"),
+    ],
+)
+def test_storage_errors_name_the_key_and_never_the_password(tmp_path: Path, snippet: str,
+                                                            expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(MINIMAL + "[storage]\n" + snippet + "\n", tmp_path)
+    assert any(d.startswith(expected) for d in err.value.details), err.value.details
+    assert "pw" not in " ".join(err.value.details).replace("postgresql://", "")
+
+
+def test_node_name_is_validated(tmp_path: Path) -> None:
+    assert parse("[server]\nnode_name = 'radius-a'\n" + MINIMAL, tmp_path).server.node_name == "radius-a"
+    with pytest.raises(ConfigError, match="server.node_name"):
+        parse("[server]\nnode_name = 'a b\\n'\n" + MINIMAL, tmp_path)
