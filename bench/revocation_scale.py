@@ -7,7 +7,7 @@ Measures, in a temp directory (nothing else touched; every process started here 
 stopped by its PID):
 
   fill     bulk-insert N revoked rows for group `staff` into the store (schema created by
-           revocation.store.Store.open; one executemany in one transaction)
+           store.open_store; one executemany in one transaction)
   (a)      `certgate serve` start-up time to /readyz 200, with N revoked rows and with an
            empty store, and the phases from the server log (revocation index load, CRL
            build per group), plus server RSS and the size of the staff CRL
@@ -177,10 +177,10 @@ class Instance:
 
 def fill(store: Path, rows: int, group: str = "staff") -> float:
     """Bulk-insert `rows` revoked certificates; returns seconds spent inserting."""
-    from revocation.store import Store
+    from store import open_store
 
     async def create() -> None:
-        s = await Store.open(store)
+        s = await open_store(path=store)
         await s.close()
 
     asyncio.run(create())

@@ -125,7 +125,7 @@ MIGRATIONS: list[str] = [
     );
     """,
     # v3: SCEP enrollment: pending requests remember their challenge; superseded certificates
-    # are revoked when their grace period ends (revocation/scep_store.py)
+    # are revoked when their grace period ends (store/scep_requests.py)
     """
     ALTER TABLE scep_requests ADD COLUMN challenge_jti TEXT;
     ALTER TABLE scep_requests ADD COLUMN device_id TEXT;
