@@ -12,10 +12,10 @@ from prometheus_client import Counter
 
 from certgate.revocations import RevocationService
 from certgate.runtime import Runtime
-from certgate.web import read_at_most
+from certgate.web import STORE_RETRY_AFTER, read_at_most
 from revocation import webhook
 from revocation.reasons import canonical_name, parse_reason
-from store import SessionStore
+from store import SessionStore, StoreUnavailable
 from store.records import ACTIVE, REVOKED, parse_serial
 
 log = logging.getLogger("certgate.admin")
@@ -30,6 +30,12 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
+
+
+def _retry_later(message: str) -> web.Response:
+    response = _error(503, message)
+    response.headers["Retry-After"] = STORE_RETRY_AFTER
+    return response
 
 
 class AdminApi:
@@ -117,9 +123,12 @@ class AdminApi:
         try:
             outcome = await self.revocations.revoke(serial, reason, actor,
                                                     details={"comment": body.get("comment")})
+        except StoreUnavailable as exc:
+            log.warning("revocation of %x not acknowledged: %s", serial, exc)
+            return _retry_later("revocation could not be committed; nothing changed, retry")
         except Exception:
             log.exception("revocation of %x failed; not acknowledged", serial)
-            return _error(503, "revocation could not be committed; nothing changed, retry")
+            return _retry_later("revocation could not be committed; nothing changed, retry")
         if outcome is None:
             return _error(404, "no such certificate")
         return _json({**outcome.record.to_json(), "changed": outcome.changed})
@@ -129,9 +138,12 @@ class AdminApi:
         serial = self._serial(request)
         try:
             record = await self.revocations.release_hold(serial, actor)
+        except StoreUnavailable as exc:
+            log.warning("release of hold on %x not acknowledged: %s", serial, exc)
+            return _retry_later("release could not be committed; nothing changed, retry")
         except Exception:
             log.exception("release of hold on %x failed; not acknowledged", serial)
-            return _error(503, "release could not be committed; nothing changed, retry")
+            return _retry_later("release could not be committed; nothing changed, retry")
         if record is None:
             return _error(409, "certificate is not on certificateHold")
         return _json(record.to_json())

@@ -52,8 +52,22 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+STORE_RETRY_AFTER = "5"
+
+
+@web.middleware
+async def store_outage(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """A store outage that reaches HTTP is a 503 the client can retry, never a 500 page."""
+    try:
+        return await handler(request)
+    except StoreUnavailable as exc:
+        return web.json_response(
+            {"error": f"the store is unavailable ({exc.op}); nothing changed, retry"},
+            status=503, headers={"Retry-After": STORE_RETRY_AFTER})
+
+
 def build_app(runtime: Runtime, max_body_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[store_outage])
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -150,11 +150,12 @@ MIGRATIONS: list[str] = [
 
 
 class _Tx:
-    __slots__ = ("_db", "_op")
+    __slots__ = ("_db", "_op", "notified")
 
     def __init__(self, db: aiosqlite.Connection, op: str) -> None:
         self._db = db
         self._op = op
+        self.notified = False
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         try:
@@ -197,6 +198,7 @@ class SqliteDriver(Driver):
         self._watch: sqlite3.Connection | None = None
         self._data_version = -1
         self.poll_interval = POLL_SECONDS
+        self._local_commit = asyncio.Event()  # this process committed a change: wake the feed now
 
     @classmethod
     async def open(cls, path: Path, poll_interval: float = POLL_SECONDS) -> SqliteDriver:
@@ -232,6 +234,8 @@ class SqliteDriver(Driver):
             try:
                 yield tx
                 await tx.execute("COMMIT")
+                if tx.notified:
+                    self._local_commit.set()
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     await self._db.execute("ROLLBACK")
@@ -251,7 +255,8 @@ class SqliteDriver(Driver):
             raise _translate(op, exc) from None
 
     async def notify_change(self, tx: Tx, seq: int) -> None:
-        """Nothing to send: other processes see the commit through data_version."""
+        """Other processes see the commit through data_version; this one is woken at COMMIT."""
+        tx.notified = True
 
     async def wait_for_change(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -262,6 +267,7 @@ class SqliteDriver(Driver):
                 self._data_version = self._version()
                 return
             while True:
+                self._local_commit.clear()  # before the check: a commit after it wakes us
                 version = self._version()
                 if version != self._data_version:
                     self._data_version = version
@@ -269,7 +275,8 @@ class SqliteDriver(Driver):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                await asyncio.sleep(min(self.poll_interval, left))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._local_commit.wait(), min(self.poll_interval, left))
         except sqlite3.Error as exc:
             if self._watch is not None:
                 self._watch.close()

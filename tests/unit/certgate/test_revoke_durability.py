@@ -34,7 +34,7 @@ async def test_failed_commit_is_not_acknowledged(tmp_path: Path) -> None:
         resp = await client.post(f"/api/v1/certificates/{serial}/revoke",
                                  json={"reason": "keyCompromise"},
                                  headers={"Authorization": f"Bearer {TOKEN}"})
-        assert resp.status == 503
+        assert resp.status == 503 and resp.headers["Retry-After"] == "5"
         assert "not be committed" in (await resp.json())["error"]
         assert not runtime.revoked.is_revoked("staff", int(serial, 16))
         blocker.rollback()
