@@ -54,6 +54,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     s = _settings(args)
     print(f"{s.path}: ok ({len(s.groups)} group(s): {', '.join(g.name for g in s.groups)}; "
           f"{len(s.radius.clients)} RADIUS client(s))")
+    if args.connect:
+        from certgate.cli_storage import check_connection
+
+        return _run(lambda: check_connection(s))
     return EXIT_OK
 
 
@@ -244,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--import-root", metavar="CERT", help="bring your own root certificate")
     sp.add_argument("--import-root-key", metavar="KEY", help="its private key (optional)")
     add("serve", cmd_serve, "run RADIUS, SCEP, CRL/OCSP, admin API and /metrics")
-    add("check-config", cmd_check_config, "validate the config file and exit")
+    sp = add("check-config", cmd_check_config, "validate the config file and exit")
+    sp.add_argument("--connect", action="store_true",
+                    help="also open the configured store (without migrating it) and report its "
+                    "backend, location and schema version")
     sp = add("groups", cmd_groups, "list groups with their intermediate CA")
     sp.add_argument("--json", action="store_true")
 
@@ -293,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     from certgate.cli_enroll import add_parsers as add_enrollment_parsers
 
     add_enrollment_parsers(sub, add, _settings)  # challenge create|mint-blob, requests ...
+
+    from certgate.cli_storage import add_parsers as add_storage_parsers
+
+    add_storage_parsers(sub, add, _settings)  # storage migrate|copy
 
     sp = add("demo", cmd_demo, "write a demo config (groups staff, guests), init, and serve")
     sp.add_argument("--dir", default="demo")

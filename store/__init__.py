@@ -12,12 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from store.copy import copy_store
 from store.errors import (
     ChallengeUnavailable,
     NotEmpty,
     RequestConflict,
+    SchemaMismatch,
     SchemaTooNew,
     SerialConflict,
+    SourceChanged,
     StoreError,
     StoreOpenError,
     StoreUnavailable,
@@ -27,9 +30,9 @@ from store.sessions import SessionStore
 from store.store import Store
 
 __all__ = [
-    "ChallengeUnavailable", "NotEmpty", "RequestConflict", "SchemaTooNew", "ScepStore",
-    "SerialConflict", "SessionStore", "Store", "StoreError", "StoreOpenError",
-    "StoreUnavailable", "open_store", "redact_url",
+    "ChallengeUnavailable", "NotEmpty", "RequestConflict", "SchemaMismatch", "SchemaTooNew",
+    "ScepStore", "SerialConflict", "SessionStore", "SourceChanged", "Store", "StoreError",
+    "StoreOpenError", "StoreUnavailable", "copy_store", "open_store", "redact_url",
 ]
 
 

@@ -23,6 +23,9 @@ class Tx(Protocol):
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run a statement; returns the number of rows it changed."""
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per row (bulk inserts: `storage copy`)."""
+
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None: ...
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
@@ -31,6 +34,7 @@ class Tx(Protocol):
 class Driver(ABC):
     backend: str  # "sqlite" | "postgresql"
     description: str  # where the data lives, without secrets (logs, errors)
+    latest_version: int  # the schema version this code migrates to (numbered per backend)
 
     @abstractmethod
     def transaction(self, op: str) -> AbstractAsyncContextManager[Tx]:
@@ -63,6 +67,10 @@ class Driver(ABC):
     async def migrate(self) -> int:
         """Apply pending migrations (one transaction each); refuse a newer schema. Returns
         the version now in place."""
+
+    @abstractmethod
+    async def tables(self) -> dict[str, tuple[str, ...]]:
+        """certgate's tables (not the migration bookkeeping) and their columns, in order."""
 
     @abstractmethod
     async def ping(self) -> None:

@@ -47,3 +47,11 @@ class RequestConflict(StoreError):
 
 class NotEmpty(StoreError):
     """`storage copy` refuses a target that already holds data."""
+
+
+class SchemaMismatch(StoreError):
+    """`storage copy`: source and target are not at this certgate's schema (or differ)."""
+
+
+class SourceChanged(StoreError):
+    """`storage copy`: the source was written while it was being copied (nothing committed)."""

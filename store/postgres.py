@@ -186,6 +186,14 @@ class _Tx:
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(to_dollar(sql), rows)
+        except _OUTAGE as exc:
+            raise StoreUnavailable(self._op, _describe(exc)) from None
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from None
+
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
         try:
             record = await self._conn.fetchrow(to_dollar(sql), *args)
@@ -209,6 +217,7 @@ def _describe(exc: BaseException) -> str:
 
 class PostgresDriver(Driver):
     backend = "postgresql"
+    latest_version = len(MIGRATIONS)
 
     def __init__(self, pool: asyncpg.Pool, dsn: str, description: str, timeout: float,
                  statement_cache: bool) -> None:
@@ -357,6 +366,19 @@ class PostgresDriver(Driver):
     async def ping(self) -> None:
         async with self.reader("ping") as tx:
             await tx.fetchone("SELECT 1")
+
+    async def tables(self) -> dict[str, tuple[str, ...]]:
+        async with self.reader("tables") as tx:
+            rows = await tx.fetchall(
+                "SELECT c.table_name, c.column_name FROM information_schema.columns c "
+                "JOIN information_schema.tables t ON t.table_schema=c.table_schema "
+                "AND t.table_name=c.table_name WHERE c.table_schema=current_schema() "
+                "AND t.table_type='BASE TABLE' AND c.table_name<>'schema_version' "
+                "ORDER BY c.table_name, c.ordinal_position")
+        out: dict[str, list[str]] = {}
+        for table, column in rows:
+            out.setdefault(table, []).append(column)
+        return {table: tuple(columns) for table, columns in out.items()}
 
     async def migrate(self) -> int:
         started = time.monotonic()

@@ -164,6 +164,12 @@ class _Tx:
             raise _translate(self._op, exc) from None
         return cur.rowcount
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._db.executemany(sql, [tuple(r) for r in rows])
+        except sqlite3.Error as exc:
+            raise _translate(self._op, exc) from None
+
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
         try:
             async with self._db.execute(sql, tuple(args)) as cur:
@@ -189,6 +195,7 @@ def _translate(op: str, exc: sqlite3.Error) -> Exception:
 
 class SqliteDriver(Driver):
     backend = "sqlite"
+    latest_version = len(MIGRATIONS)
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
@@ -294,6 +301,16 @@ class SqliteDriver(Driver):
 
     async def ping(self) -> None:
         await self.schema_version()
+
+    async def tables(self) -> dict[str, tuple[str, ...]]:
+        async with self.reader("tables") as tx:
+            names = await tx.fetchall("SELECT name FROM sqlite_master WHERE type='table' "
+                                      "AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            out = {}
+            for (name,) in names:
+                info = await tx.fetchall(f'PRAGMA table_info("{name}")')
+                out[name] = tuple(row[1] for row in sorted(info))
+        return out
 
     async def migrate(self) -> int:
         try:
