@@ -45,7 +45,7 @@ from enrollment.scep_enroll import Enroller, Outcome, RevokeFn, ServiceConfig, r
 from enrollment.scep_types import FailInfo, MessageType, ScepError, UndecodableRequest
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
-from store import Store
+from store import Store, StoreUnavailable
 from store.records import Issued
 
 log = logging.getLogger("certgate.scep")
@@ -181,6 +181,9 @@ class ScepService:
             log.error("group %s: PKIOperation %s %s: %s", self.cfg.group,
                       reply_to.message_type.name, reply_to.transaction_id, exc)
             outcome = self._failure(FailInfo.badRequest, "internal_error", "crypto worker died")
+        except StoreUnavailable as exc:  # nothing was recorded: the client retries later
+            outcome = self._failure(FailInfo.badRequest, "store_unavailable",
+                                    f"{exc}; the client retries later")
         except Exception as exc:  # our bug: still a signed answer, never an HTTP 500
             log.exception("group %s: PKIOperation %s %s failed", self.cfg.group,
                           reply_to.message_type.name, reply_to.transaction_id)

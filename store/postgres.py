@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -213,6 +214,38 @@ class _Tx:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _OneLineWarnings(logging.Filter):
+    """asyncpg's pool logs a full traceback each time it fails to refill its connection floor
+    during an outage; make that one line, at most once per `interval` seconds (the store's own
+    "store unavailable" / "available again" lines tell the story)."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = -interval
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None:
+            return True
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._suppressed += 1
+            return False
+        exc = record.exc_info[1]
+        suppressed, self._suppressed, self._last = self._suppressed, 0, now
+        more = f" ({suppressed} more since the last one)" if suppressed else ""
+        record.msg = f"{record.getMessage()}: {_describe(exc) if exc else '?'}{more}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+_POOL_LOG_FILTER = _OneLineWarnings()
+logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)
 
 
 class PostgresDriver(Driver):

@@ -21,7 +21,7 @@ from enrollment.scep_types import (
     PKIStatus,
     UndecodableRequest,
 )
-from store import ScepStore
+from store import ScepStore, StoreUnavailable
 
 from .conftest import NOW, client_key, make_csr
 
@@ -167,6 +167,27 @@ async def test_unexpected_error_is_a_failure_not_a_crash(make_harness, monkeypat
     key = client_key(7)
     rep, _ = await h.enroll(make_csr(key, "dev", "x"), key)
     assert rep.status is PKIStatus.FAILURE and rep.fail_info is FailInfo.badRequest
+
+
+async def test_store_outage_is_a_signed_failure_and_consumes_nothing(make_harness,
+                                                                     monkeypatch, caplog) -> None:
+    h = await make_harness()
+    key = client_key(8)
+    token = await h.challenge(subject_cn="dev-outage")
+    csr = make_csr(key, "dev-outage", token)
+    real = h.store.get_challenge
+
+    async def down(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise StoreUnavailable("get_challenge", "ConnectionRefusedError")
+
+    monkeypatch.setattr(h.store, "get_challenge", down)
+    rep, req = await h.enroll(csr, key)
+    assert rep.status is PKIStatus.FAILURE and rep.fail_info is FailInfo.badRequest
+    assert rep.fail_info_text == "store_unavailable"
+    assert "Traceback" not in caplog.text and "store unavailable" in caplog.text
+    monkeypatch.setattr(h.store, "get_challenge", real)  # the store is back: the retry enrolls
+    rep, _ = await h.enroll(csr, key, transaction_id=req.transaction_id)
+    assert rep.status is PKIStatus.SUCCESS, rep.fail_info_text
 
 
 async def test_static_secret(make_harness) -> None:
