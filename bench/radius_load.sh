@@ -11,6 +11,8 @@
 #   --frag N           EAP-TLS fragment_size for both servers (default: each server's
 #                      default, 1024 for both; eapol_test's Framed-MTU 1400 allows 1390)
 #   --no-freeradius    certgate only (also the default when freeradius is not installed)
+#   --storage-url URL  certgate on PostgreSQL: `[storage] url = URL` (an empty, existing
+#                      database; default: SQLite in the temp dir)
 #   --profile FILE     run certgate under bench/profile_serve.py (cProfile, CPU clock);
 #                      CPU figures are then inflated by the profiler: proportions only
 #   --keep             keep the work directory (configs, PKIs, server logs)
@@ -34,6 +36,7 @@ repo="$(cd "$here/.." && pwd)"
 py="${PYTHON:-$repo/.venv/bin/python}"
 certgate="${CERTGATE:-$repo/.venv/bin/certgate}"
 secs=8 concs="2 4" rconc=32 tlsvs="1.2 1.3" out="" use_fr=1 profile="" keep=0 frag=""
+storage_url=""
 secret=testing123
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,9 +47,10 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift ;;
     --frag) frag="$2"; shift ;;
     --no-freeradius) use_fr=0 ;;
+    --storage-url) storage_url="$2"; shift ;;
     --profile) profile="$2"; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "radius_load.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -122,6 +126,9 @@ vlan = 20
 validity_days = 30
 session_timeout = 28800
 EOF
+if [ -n "$storage_url" ]; then
+  printf '\n[storage]\nurl = "%s"\n' "$storage_url" >> "$cg/certgate.toml"
+fi
 "$certgate" --config "$cg/certgate.toml" init > "$cg/init.log" 2>&1 \
   || { echo "radius_load.sh: certgate init failed:" >&2; tail -5 "$cg/init.log" >&2; exit 2; }
 "$certgate" --config "$cg/certgate.toml" certs issue --group staff --cn staff-ok \
@@ -148,7 +155,8 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 [ "$ready" = 1 ] || { echo "radius_load.sh: certgate serve not ready:" >&2; tail -20 "$cg/serve.log" >&2; exit 2; }
-echo "certgate serve pid $cg_pid on 127.0.0.1:$cg_port ($("$certgate" --version 2>/dev/null || echo certgate))" >&2
+store_kind=sqlite; [ -n "$storage_url" ] && store_kind=postgresql
+echo "certgate serve pid $cg_pid on 127.0.0.1:$cg_port ($("$certgate" --version 2>/dev/null || echo certgate), store $store_kind)" >&2
 
 # --- FreeRADIUS (reference) ----------------------------------------------------
 fr_pid=""
@@ -164,13 +172,17 @@ fi
 # --- matrix ------------------------------------------------------------------
 rc=0
 point() { # server port pki domain pid tls mode conc
-  local server=$1 port=$2 pki=$3 domain=$4 pid=$5 tls=$6 mode=$7 conc=$8 line code load
+  local server=$1 port=$2 pki=$3 domain=$4 pid=$5 tls=$6 mode=$7 conc=$8 line code load t0 t1 st
   load=$(cut -d' ' -f1 /proc/loadavg)
+  t0=$(date +%s.%N)
   line=$("$here/peer/eaptls_load.sh" --tls "$tls" --mode "$mode" --domain "$domain" \
            127.0.0.1 "$port" "$secret" "$pki" "$secs" "$conc" "$pid")
   code=$?
+  t1=$(date +%s.%N)
   [ "$code" = 0 ] || rc=1
-  echo "server=$server $line loadavg1=$load exit=$code" | tee -a "$out/load.txt"
+  st=""; [ "$server" = certgate ] && st=" store=$store_kind"
+  # t_start/t_end (epoch s) let a caller attribute other processes' CPU (the database) to the point
+  echo "server=$server $line loadavg1=$load exit=$code$st t_start=$t0 t_end=$t1" | tee -a "$out/load.txt"
 }
 for tls in $tlsvs; do
   pts=""
