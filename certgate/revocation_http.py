@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 
 from aiohttp import web
@@ -14,7 +15,8 @@ from certgate.revocations import CrlPublisher
 from certgate.runtime import Runtime
 from certgate.web import read_at_most
 from revocation import ocsp
-from store.records import REVOKED
+from store import StoreUnavailable
+from store.records import REVOKED, CertRecord
 
 log = logging.getLogger("certgate.ocsp")
 
@@ -64,28 +66,62 @@ class RevocationHttp:
     async def _answer(self, der: bytes) -> web.Response:
         now = dt.datetime.now(dt.UTC)
         # The pure core is synchronous: pre-fetch the one CertID's row from the store.
+        serial = ocsp.requested_serial(der)  # None: undecodable or several CertIDs
+        lookup: ocsp.StatusLookup
         try:
-            serial = ocsp.requested_serial(der)  # None: undecodable or several CertIDs
             record = await self.runtime.store.get(serial) if serial is not None else None
+            lookup = functools.partial(_from_record, record)
+        except StoreUnavailable:
+            try:
+                lookup = await self._from_memory(serial)
+            except Exception:
+                log.exception("OCSP answer from memory failed")
+                return self._try_later()
         except Exception:
             log.exception("OCSP store lookup failed")
-            return web.Response(body=ocsp.unsuccessful(x509_ocsp.OCSPResponseStatus.TRY_LATER),
-                                content_type=ocsp.CONTENT_TYPE)
-
-        def lookup(group: str, s: int):
-            if record is None or record.serial != s or record.group != group \
-                    or record.profile != "device":
-                return ocsp.UNKNOWN
-            if record.status == REVOKED:
-                return ocsp.Revoked(record.revoked_at, record.reason)
-            return ocsp.GOOD
-
-        result = ocsp.answer(der, lookup, self.signers, now, validity=self.validity)
+            return self._try_later()
+        try:
+            result = ocsp.answer(der, lookup, self.signers, now, validity=self.validity)
+        except _NotKnownHere as exc:
+            return self._try_later(exc.group)
         OCSP_REQUESTS.labels(group=result.group or "unknown", outcome=str(result.outcome)).inc()
         headers = {}
         if result.next_update is not None:
             headers["Cache-Control"] = "max-age=60, public, no-transform, must-revalidate"
         return web.Response(body=result.der, content_type=ocsp.CONTENT_TYPE, headers=headers)
+
+    @staticmethod
+    def _try_later(group: str = "unknown") -> web.Response:
+        OCSP_REQUESTS.labels(group=group, outcome="try_later").inc()
+        return web.Response(body=ocsp.unsuccessful(x509_ocsp.OCSPResponseStatus.TRY_LATER),
+                            content_type=ocsp.CONTENT_TYPE)
+
+    async def _from_memory(self, serial: int | None) -> ocsp.StatusLookup:
+        """The store is down: answer from what this node knows, as RADIUS does. Revoked
+        (time and reason from the last published CRL) stays revoked; issued and not revoked
+        is good until `outage_grace` has passed (outage_mode closed); anything else is
+        tryLater, never a guess."""
+        feed = self.runtime.services.get("feed")
+        closed = feed is not None and feed.closed()
+        known: dict[str, ocsp.CertStatus] = {}
+        if serial is not None:
+            for group in self.runtime.groups.names():
+                if self.runtime.revoked.is_revoked(group, serial):
+                    crl = self.crls.current.get(group)
+                    entry = (await asyncio.get_running_loop().run_in_executor(
+                        None, crl.entry, serial)) if crl is not None else None
+                    if entry is not None:
+                        known[group] = ocsp.Revoked(*entry)
+                elif self.runtime.issued.is_issued(group, serial) and not closed:
+                    known[group] = ocsp.GOOD
+
+        def lookup(group: str, s: int) -> ocsp.CertStatus:
+            status = known.get(group) if s == serial else None
+            if status is None:
+                raise _NotKnownHere(group)
+            return status
+
+        return lookup
 
     async def ocsp_post(self, request: web.Request) -> web.Response:
         body = await read_at_most(request, MAX_OCSP_BODY + 1)
@@ -103,3 +139,20 @@ class RevocationHttp:
             return web.Response(body=ocsp.unsuccessful(
                 x509_ocsp.OCSPResponseStatus.MALFORMED_REQUEST), content_type=ocsp.CONTENT_TYPE)
         return await self._answer(der)
+
+
+class _NotKnownHere(Exception):
+    """Store down and this node cannot answer for the certificate: tryLater."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(group)
+        self.group = group
+
+
+def _from_record(record: CertRecord | None, group: str, serial: int) -> ocsp.CertStatus:
+    if record is None or record.serial != serial or record.group != group \
+            or record.profile != "device":
+        return ocsp.UNKNOWN
+    if record.status == REVOKED:
+        return ocsp.Revoked(record.revoked_at, record.reason)
+    return ocsp.GOOD

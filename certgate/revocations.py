@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from prometheus_client import Counter, Gauge
 
 from certgate.runtime import Runtime
@@ -37,11 +38,27 @@ class PublishedCrl:
     entries: int
     _pem: bytes | None = None
 
+    _parsed: x509.CertificateRevocationList | None = None
+
     @property
     def pem(self) -> bytes:
         if self._pem is None:
             self._pem = der_to_pem(self.der)
         return self._pem
+
+    def entry(self, serial: int) -> tuple[dt.datetime, str | None] | None:
+        """(revocation time, reason) of `serial` if this CRL lists it. A linear scan in
+        cryptography's Rust parser: for the outage path, run it off the event loop."""
+        if self._parsed is None:
+            self._parsed = x509.load_der_x509_crl(self.der)
+        revoked = self._parsed.get_revoked_certificate_by_serial_number(serial)
+        if revoked is None:
+            return None
+        try:
+            reason = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        except x509.ExtensionNotFound:
+            reason = None
+        return revoked.revocation_date_utc, reason.value if reason is not None else None
 
 
 class CrlPublisher:
@@ -155,22 +172,31 @@ class RevocationService:
     async def _refresh(self, group: str) -> None:
         try:
             await self.crls.get(group)
+        except StoreUnavailable as exc:  # rebuilt on the next download or refresh
+            log.warning("CRL for %s not rebuilt: %s", group, exc)
         except Exception:
             log.exception("CRL regeneration for %s failed", group)
 
     def on_store_changes(self, changes: list[Change]) -> None:
         """Changes the watcher saw in the store (own writes included): count revocations made
         by other processes (the CLI), refresh CRLs, and disconnect revoked sessions."""
+        touched: set[str] = set()
         for change in changes:
-            self.crls.mark_dirty(change.group)
+            key = (change.group, change.serial)
+            if change.status == REVOKED and key in self._seen:
+                continue  # ours: applied() already counted it and refreshed the CRL
+            touched.add(change.group)
             if change.status != REVOKED:
-                self._seen.discard((change.group, change.serial))
+                self._seen.discard(key)
                 continue
-            if (change.group, change.serial) in self._seen:
-                continue
-            self._seen.add((change.group, change.serial))
+            self._seen.add(key)
             REVOCATIONS.labels(group=change.group, reason=change.reason or "unspecified").inc()
             self._spawn(self._disconnect_serial(change.serial))
+        for group in touched:
+            # rebuilt now, not on the next download: the CRL is also what OCSP answers from
+            # while the store is down
+            self.crls.mark_dirty(group)
+            self._spawn(self._refresh(group))
 
     async def _disconnect_serial(self, serial: int) -> None:
         try:

@@ -118,6 +118,25 @@ class Site:
         except urllib.error.HTTPError as e:
             return e.code, e.read(), dict(e.headers)
 
+    def ocsp(self, node: Node, serial: str, group: str = "staff") -> str:
+        """What `openssl ocsp` says about `serial` at `node`: good / revoked (+ reason) /
+        unknown, or the responder error (e.g. "trylater")."""
+        ca = self.pki / "groups" / group / "ca.crt"
+        r = subprocess.run(["openssl", "ocsp", "-issuer", str(ca), "-serial", f"0x{serial}",
+                            "-url", f"{node.server.http}/ocsp/{group}", "-CAfile", str(self.root),
+                            "-VAfile", str(ca), "-no_nonce"],
+                           capture_output=True, text=True, timeout=30)
+        text = r.stdout + r.stderr
+        if "Responder Error:" in text:
+            return text.split("Responder Error:", 1)[1].split()[0]
+        assert "Response verify OK" in text, text
+        status = text.split(f"0x{serial}:", 1)[1].split()[0]
+        if status == "revoked":
+            reason = [ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                      if "Reason:" in ln]
+            return f"revoked {reason[0]}" if reason else status
+        return status
+
     def time_until_rejected(self, node: Node, name: str, limit: float = 10.0) -> float:
         """Seconds from now until `node` rejects `name` (polling with eapol_test)."""
         started = time.monotonic()
@@ -331,7 +350,7 @@ def test_pending_request_approved_on_a_is_collected_on_b(site: Site) -> None:
 
 def test_postgres_outage_mid_load_and_recovery(site: Site) -> None:
     """PostgreSQL stops under load: decide from memory, refuse writes cleanly, stay up; recover."""
-    site.issue("outage-ok")
+    good_serial = site.issue("outage-ok")
     revoked_serial = site.issue("outage-revoked")
     late_serial = site.issue("outage-late")  # revoked after the recovery
     assert site.revoke_via_api(site.a, revoked_serial)[0] == 200
@@ -340,6 +359,10 @@ def test_postgres_outage_mid_load_and_recovery(site: Site) -> None:
         assert site.accepted(node, "outage-late")
     for node in site.nodes:
         site.time_until_rejected(node, "outage-revoked", limit=3)
+    for node in site.nodes:  # the store is up: answered from the store
+        assert site.ocsp(node, good_serial) == "good"
+        assert site.ocsp(node, revoked_serial) == "revoked keyCompromise"
+        assert site.ocsp(node, "7" * 30) == "unknown"
     token = certgate("challenge", "create", "--group", "lab", "--subject", "outage-dev",
                      config=site.a.config).stdout.strip()
 
@@ -378,6 +401,12 @@ def test_postgres_outage_mid_load_and_recovery(site: Site) -> None:
             assert node.server.get("/scep/lab?operation=GetCACaps")[0] == 200
             assert node.server.get("/scep/lab?operation=GetCACert")[0] == 200
             assert node.server.get("/crl/staff.crl")[0] == 200
+        # OCSP answers from the same memory: good stays good, revoked stays revoked (time and
+        # reason from the published CRL), a serial the node never saw is tryLater, no guess
+        for node in site.nodes:
+            assert site.ocsp(node, good_serial) == "good"
+            assert site.ocsp(node, revoked_serial) == "revoked keyCompromise"
+            assert site.ocsp(node, "7" * 30) == "trylater"
         time.sleep(1.0)
         assert len(outcomes) > during  # the load kept running through the outage
     finally:
