@@ -20,6 +20,8 @@ from store.records import ACTIVE, REVOKED, parse_serial
 
 log = logging.getLogger("certgate.admin")
 
+MAX_COMMENT = 1024
+MAX_DEVICE_ID = 256
 WEBHOOK_REQUESTS = Counter("certgate_webhook_requests_total", "MDM webhook calls", ["result"])
 ADMIN_DENIED = Counter("certgate_admin_denied_total", "Admin API calls refused", ["reason"])
 
@@ -62,7 +64,7 @@ class AdminApi:
             raise web.HTTPUnauthorized(text='{"error": "bearer token required"}\n',
                                        content_type="application/json",
                                        headers={"WWW-Authenticate": "Bearer"})
-        presented = token.strip().encode()
+        presented = token.encode()  # exactly: no stripping, no case folding
         matched = -1
         for i, candidate in enumerate(self._tokens):
             if hmac.compare_digest(presented, candidate):
@@ -101,6 +103,15 @@ class AdminApi:
         status = q.get("status")
         if status not in (None, ACTIVE, REVOKED):
             return _error(400, "status must be active or revoked")
+        unknown = set(q) - {"group", "status", "device_id"}
+        if unknown:
+            return _error(400, f"unknown parameter(s) {sorted(unknown)}: expected group, status, "
+                          "device_id")
+        group = q.get("group")
+        if group is not None and self.runtime.groups.by_name(group) is None:
+            return _error(400, f"group: no group named {group[:64]!r}")
+        if len(q.get("device_id") or "") > MAX_DEVICE_ID:
+            return _error(400, f"device_id longer than {MAX_DEVICE_ID} characters")
         records = await self.runtime.store.find(group=q.get("group"), status=status,
                                                 device_id=q.get("device_id"))
         return _json([r.to_json() for r in records])
@@ -116,13 +127,21 @@ class AdminApi:
         actor = self.authorize(request)
         serial = self._serial(request)
         body = await self._body(request)
+        unknown = set(body) - {"reason", "comment"}
+        if unknown:
+            return _error(400, f"unknown field(s) {sorted(unknown)}: expected reason, comment")
+        comment = body.get("comment")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
+            return _error(400, f"comment must be a string of at most {MAX_COMMENT} characters")
+        if not isinstance(body.get("reason", ""), str):
+            return _error(400, "reason must be a string, e.g. keyCompromise")
         try:
-            reason = canonical_name(parse_reason(str(body.get("reason", "unspecified"))))
+            reason = canonical_name(parse_reason(body.get("reason", "unspecified")))
         except ValueError as exc:
-            return _error(400, str(exc))
+            return _error(400, f"reason: {exc}")
         try:
             outcome = await self.revocations.revoke(serial, reason, actor,
-                                                    details={"comment": body.get("comment")})
+                                                    details={"comment": comment})
         except StoreUnavailable as exc:
             log.warning("revocation of %x not acknowledged: %s", serial, exc)
             return _retry_later("revocation could not be committed; nothing changed, retry")

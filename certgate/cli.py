@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from certgate.cli_types import bounded_int
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings, load_settings
 
@@ -36,11 +37,9 @@ def _duration(text: str) -> dt.timedelta:
     from enrollment.challenge_store import parse_ttl  # one duration grammar for all commands
 
     try:
-        return parse_ttl(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use e.g. 30d, 12h, 90m"
-        ) from None
+        return parse_ttl(text, maximum=dt.timedelta(days=36500), field="duration")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. 30d, 12h, 90m)") from None
 
 
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -269,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--group", required=True)
     sp.add_argument("--cn", required=True)
     sp.add_argument("--out", required=True, help="output directory")
-    sp.add_argument("--days", type=int, help="validity (default: the group's validity_days)")
+    sp.add_argument("--days", type=bounded_int(1, 3650),
+                    help="validity, 1..3650 (default: the group's validity_days)")
     sp.add_argument("--p12", action="store_true", help="also write NAME.p12 (no password)")
     sp.add_argument("--san", action="append", help="dns:NAME, email:ADDR, uri:URI (repeatable)")
     sp.add_argument("--device-id")

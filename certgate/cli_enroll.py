@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 from certgate.bootstrap import utc_now
+from certgate.cli_types import bounded_int
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings
 from certgate.storage import open_configured
@@ -188,5 +189,5 @@ def add_parsers(sub: argparse._SubParsersAction, add, settings_of) -> None:  # n
     for name, text in (("approve", "approve a pending request (the next poll issues)"),
                        ("reject", "reject a pending request (the next poll gets FAILURE)")):
         sp = add(name, run(requests_cmd), text, rq)
-        sp.add_argument("id", type=int)
+        sp.add_argument("id", type=bounded_int(1, 2**63 - 1))
         sp.add_argument("--comment")

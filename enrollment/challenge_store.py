@@ -12,32 +12,44 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from enrollment.challenges import ChallengeBinding, ChallengeRecord, new_challenge
+from enrollment.challenges import MAX_TTL, ChallengeBinding, ChallengeRecord, new_challenge
 from store import Store
 from store.records import ChallengeRow
 
 DYNAMIC, BLOB = "dynamic", "blob"
 DEFAULT_TTL = dt.timedelta(hours=1)
-_TTL_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_TTL_RE = re.compile(r"^\s*(\d{1,12})\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_ttl(text: str | int | None) -> dt.timedelta:
-    """"90m", "1h", "2d", or seconds; ValueError otherwise."""
+def parse_ttl(text: str | int | None, *, maximum: dt.timedelta = MAX_TTL,
+              field: str = "ttl") -> dt.timedelta:
+    """"90m", "1h", "2d", "1w" or seconds, at most `maximum` (challenges: 7 days); ValueError
+    naming `field` and the limit otherwise."""
     if text is None:
-        return DEFAULT_TTL
-    if isinstance(text, bool):
-        raise ValueError("ttl must be a duration like 1h, 30m, 2d")
+        return min(DEFAULT_TTL, maximum)
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise ValueError(f"{field} must be a duration like 1h, 30m, 2d")
     if isinstance(text, int):
         seconds = text
     else:
-        m = _TTL_RE.match(str(text))
-        if m is None:
-            raise ValueError(f"invalid ttl {text!r}: use e.g. 30m, 1h, 2d")
+        m = _TTL_RE.match(text[:40])
+        if m is None or len(text) > 40:
+            raise ValueError(f"invalid {field} {text[:40]!r}: use e.g. 30m, 1h, 2d")
         seconds = int(m[1]) * _UNITS[m[2]]
     if seconds <= 0:
-        raise ValueError("ttl must be positive")
+        raise ValueError(f"{field} must be positive")
+    if seconds > maximum.total_seconds():
+        raise ValueError(f"{field} {text!r} is above the maximum of {_human(maximum)}")
     return dt.timedelta(seconds=seconds)
+
+
+def _human(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def binding_to_dict(b: ChallengeBinding) -> dict[str, Any]:

@@ -69,7 +69,8 @@ _HEX = frozenset("0123456789abcdef")
 class RejectReason(StrEnum):
     """Why a webhook was refused; also the metric label (closed set)."""
 
-    MALFORMED = "malformed"
+    MALFORMED = "malformed"  # the signed body is not a valid event: 400
+    MALFORMED_SIGNATURE = "malformed_signature"  # missing or unparsable header: 401
     BAD_SIGNATURE = "bad_signature"
     STALE_TIMESTAMP = "stale_timestamp"
 
@@ -130,7 +131,7 @@ def _reject(reason: RejectReason, detail: str) -> WebhookRejected:
 
 
 def _parse_header(header: str | None) -> tuple[str, list[str]]:
-    bad = RejectReason.MALFORMED
+    bad = RejectReason.MALFORMED_SIGNATURE  # not authenticated: 401, like a wrong MAC
     if header is None or not header.strip():
         raise _reject(bad, f"missing {HEADER} header")
     if len(header) > MAX_HEADER_SIZE:

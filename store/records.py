@@ -26,7 +26,10 @@ def parse_serial(text: str) -> int:
     """Accept hex with or without 0x, colons or spaces (as openssl prints it)."""
     cleaned = text.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
     if not cleaned or any(c not in "0123456789abcdef" for c in cleaned):
-        raise ValueError(f"not a hexadecimal serial number: {text!r}")
+        raise ValueError(f"not a hexadecimal serial number: {text[:64]!r}")
+    cleaned = cleaned.lstrip("0") or "0"
+    if len(cleaned) > 40:  # RFC 5280 §4.1.2.2: at most 20 octets
+        raise ValueError(f"serial number longer than 20 octets (40 hex digits): {text[:64]!r}…")
     return int(cleaned, 16)
 
 

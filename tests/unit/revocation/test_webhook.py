@@ -114,7 +114,8 @@ class TestVerifyRejects:
 
     def test_uppercase_hex_is_malformed(self):
         t, v1 = sign(SECRET, BODY, T0).split(",")
-        assert self._reject(f"{t},{v1.upper().replace('V1', 'v1')}") is RejectReason.MALFORMED
+        assert (self._reject(f"{t},{v1.upper().replace('V1', 'v1')}")
+                is RejectReason.MALFORMED_SIGNATURE)
 
     @pytest.mark.parametrize(
         "header",
@@ -134,7 +135,8 @@ class TestVerifyRejects:
         ],
     )
     def test_malformed_header(self, header):
-        assert self._reject(header) is RejectReason.MALFORMED
+        """Not authenticated, whatever the way: 401 like a wrong MAC (the README's promise)."""
+        assert self._reject(header) is RejectReason.MALFORMED_SIGNATURE
 
     @pytest.mark.parametrize(
         "body",
@@ -163,6 +165,7 @@ class TestVerifyRejects:
 
     def test_http_status(self):
         assert RejectReason.MALFORMED.http_status == 400
+        assert RejectReason.MALFORMED_SIGNATURE.http_status == 401
         assert RejectReason.BAD_SIGNATURE.http_status == 401
         assert RejectReason.STALE_TIMESTAMP.http_status == 401
 
