@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -23,6 +24,8 @@ import aiosqlite
 
 from store.driver import Driver, Row, Tx
 from store.errors import SchemaTooNew, StoreOpenError, StoreUnavailable, UniqueViolation
+
+log = logging.getLogger("certgate.store")
 
 POLL_SECONDS = 0.25  # how often wait_for_change looks at data_version
 
@@ -193,6 +196,30 @@ def _translate(op: str, exc: sqlite3.Error) -> Exception:
     return StoreUnavailable(op, str(exc))
 
 
+class _NoStatementParameters(logging.Filter):
+    """aiosqlite logs every call at DEBUG with its repr, SQL parameters included (challenge
+    hashes, device IDs): drop those records, keep its warnings and errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+logging.getLogger("aiosqlite").addFilter(_NoStatementParameters())
+
+
+def _owner_only(path: Path) -> None:
+    """The store holds the inventory and challenge hashes: 0600 for it and its -wal/-shm,
+    whatever the umask or an older certgate left behind."""
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = candidate.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(candidate, 0o600)
+            log.warning("store file %s was mode %o: now 0600", candidate, mode)
+
+
 class SqliteDriver(Driver):
     backend = "sqlite"
     latest_version = len(MIGRATIONS)
@@ -210,11 +237,12 @@ class SqliteDriver(Driver):
     @classmethod
     async def open(cls, path: Path, poll_interval: float = POLL_SECONDS) -> SqliteDriver:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not path.exists():  # created 0600 (WAL and SHM files copy the mode)
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             db = await aiosqlite.connect(path, isolation_level=None)
             await db.execute("PRAGMA journal_mode=WAL")
+            _owner_only(path)
             await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")

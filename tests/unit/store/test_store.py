@@ -285,3 +285,46 @@ async def test_two_nodes_migrating_at_once_both_start(site) -> None:
     stores = await asyncio.gather(site.open(), site.open())
     versions = {await s.schema_version() for s in stores}
     assert len(versions) == 1
+
+
+async def test_sqlite_store_files_are_owner_only_whatever_the_umask(tmp_path, ca) -> None:
+    import os
+    import stat
+
+    from store import open_store
+
+    old = os.umask(0o000)
+    try:
+        path = tmp_path / "fresh" / "var" / "certgate.sqlite"
+        store = await open_store(path)
+        await store.record_certificate(make_record(ca), "test")  # WAL and SHM now exist
+        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        await store.close()
+        os.chmod(path, 0o644)  # left so by an older certgate: tightened at the next open
+        store = await open_store(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        await store.close()
+    finally:
+        os.umask(old)
+
+
+async def test_debug_logging_never_shows_statement_parameters(tmp_path, caplog) -> None:
+    import logging
+
+    from store import open_store
+    from tests.store_support import NOW as now
+
+    caplog.set_level(logging.DEBUG)
+    store = await open_store(tmp_path / "s.sqlite")
+    try:
+        from enrollment.challenge_store import create_dynamic
+
+        created = await create_dynamic(store, b"s" * 32, "staff", now=now, actor="test",
+                                       subject_cn="secret-device-7")
+        await store.get_challenge(created.jti)
+    finally:
+        await store.close()
+    assert "secret-device-7" not in caplog.text and created.token not in caplog.text
+    assert "executing" not in caplog.text
