@@ -106,6 +106,7 @@ class HttpSettings:
     listen: HostPort
     public_url: str
     max_body_bytes: int = 2 * 1024 * 1024
+    metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
 
 
 @dataclass(frozen=True)
@@ -450,7 +451,13 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         listen=http_listen,
         public_url=(public_url or "").rstrip("/"),
         max_body_bytes=ht.int("max_body_bytes", 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+        metrics_token=ht.secret("metrics_token", required=False),
     )
+    if http.metrics_token is not None and (len(http.metrics_token) < 16
+                                           or not http.metrics_token.isprintable()
+                                           or " " in http.metrics_token):
+        ht.error("metrics_token", "must be at least 16 printable characters without spaces "
+                 "(e.g. `openssl rand -hex 24`)")
     ht.finish()
 
     ad = _Reader(top.table_("admin"), "admin", errors)

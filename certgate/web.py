@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -48,6 +50,13 @@ def _printable(text: str) -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    token = request.app[RUNTIME].settings.http.metrics_token
+    if token is not None:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(),
+                                                                  token.encode()):
+            return web.Response(status=401, text="bearer token required ([http] metrics_token)\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     body = generate_latest(REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -51,6 +51,8 @@ def test_defaults_resolve_under_data_dir(tmp_path: Path) -> None:
         ("[groups.staff]\nkey_types = ['dsa-1024']\n", "groups.staff.key_types: unknown value"),
         ("[groups.staff]\nchallenge_modes = ['static']\n", "groups.staff.static_secret: required"),
         ("[http]\npublic_url = 'ftp://x'\n", "http.public_url: expected an http(s) URL"),
+        ("[http]\nmetrics_token = 'short'\n", "http.metrics_token: must be at least 16"),
+        ("[http]\nmetrics_token_env = 'CG_NO_SUCH_VAR'\n", "http.metrics_token_env: environment"),
         ("[admin]\ntokens = ['short']\n", "admin.tokens: each admin token must be at least"),
         ("[pki]\nkey_type = 'ed25519'\n", "pki.key_type: expected one of"),
         ("[radius]\ntls_min_version = '1.3'\ntls_max_version = '1.2'\n",
