@@ -98,7 +98,8 @@ def free_ports(n: int, kind: int) -> list[int]:
 class Instance:
     """A certgate config dir: init, one staff client in the mkpki.sh layout, serve by PID."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: str = "") -> None:
+        """`extra`: TOML appended to the config (e.g. `[storage] url`, `[pki] dir`)."""
         self.dir = directory
         directory.mkdir(parents=True)
         self.radius_port, self.acct_port = free_ports(2, socket.SOCK_DGRAM)
@@ -106,7 +107,8 @@ class Instance:
         self.config = directory / "certgate.toml"
         self.config.write_text(CONFIG.format(radius_port=self.radius_port,
                                              acct_port=self.acct_port,
-                                             http_port=self.http_port, secret=SECRET))
+                                             http_port=self.http_port, secret=SECRET)
+                               + extra)
         self.store = directory / "var" / "certgate.sqlite"
         self.pki = directory / "pki"
         self.proc: subprocess.Popen | None = None
@@ -175,8 +177,9 @@ class Instance:
 # --- fill -------------------------------------------------------------------------
 
 
-def fill(store: Path, rows: int, group: str = "staff") -> float:
-    """Bulk-insert `rows` revoked certificates; returns seconds spent inserting."""
+def fill(store: Path, rows: int, group: str = "staff", revoked_every: int = 1) -> float:
+    """Bulk-insert `rows` certificates, every `revoked_every`-th one revoked (default: all);
+    returns seconds spent inserting."""
     from store import open_store
 
     async def create() -> None:
@@ -191,9 +194,11 @@ def fill(store: Path, rows: int, group: str = "staff") -> float:
     def gen():  # type: ignore[no-untyped-def]
         for i in range(rows):
             serial = format(base + i * 7919, "x")
+            revoked = i % revoked_every == 0
             yield (serial, group, "device", f"CN=bulk-{i}", "[]", None, now - 86400 * 30,
-                   now + 86400 * 335, "revoked", now - (i % 86400), reasons[i % 4], None,
-                   now - 86400 * 30, "bench", None, None, i + 1, "-")
+                   now + 86400 * 335, "revoked" if revoked else "active",
+                   now - (i % 86400) if revoked else None, reasons[i % 4] if revoked else None,
+                   None, now - 86400 * 30, "bench", None, None, i + 1, "-")
 
     conn = sqlite3.connect(store, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")

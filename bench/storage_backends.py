@@ -698,11 +698,12 @@ def main() -> int:
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
         emit(f"total {time.monotonic() - started:.0f} s; results {out}/results.json")
         log.close()
-        if not a.keep and a.out is None:
-            keep_out = Path(tempfile.mkdtemp(prefix="certgate-storage-bench-out.", dir="/tmp"))
-            shutil.copytree(out, keep_out, dirs_exist_ok=True)
+        if not a.keep:
+            if a.out is None:
+                out = Path(tempfile.mkdtemp(prefix="certgate-storage-bench-out.", dir="/tmp"))
+                shutil.copytree(work / "out", out, dirs_exist_ok=True)
             shutil.rmtree(work, ignore_errors=True)
-            print(f"work dir removed; output copied to {keep_out}")
+            print(f"work dir {work} removed; output in {out}")
     return 0
 
 
