@@ -23,6 +23,14 @@ def _post(server: ServerProcess, path: str, body: object, headers: dict | None =
     return status, json.loads(answer) if answer.startswith(b"{") else {"raw": answer.decode()}
 
 
+def _assert_refused(server: ServerProcess, path: str, body: object, names: list[str]) -> None:
+    """A 400 whose error names every one of `names` (the field and the limit)."""
+    status, answer = _post(server, path, body)
+    assert status == 400, answer
+    for name in names:
+        assert name in answer["error"], answer
+
+
 @pytest.mark.parametrize(("body", "names"), [
     ({"ttl": "99999999999d"}, ["ttl", "maximum of 7d"]),
     ({"ttl": "8d"}, ["ttl", "maximum of 7d"]),
@@ -37,10 +45,7 @@ def _post(server: ServerProcess, path: str, body: object, headers: dict | None =
 ])
 def test_challenge_api_refuses_out_of_range_input(server: ServerProcess, body: dict,
                                                   names: list[str]) -> None:
-    status, answer = _post(server, "/api/v1/groups/staff/challenges", body)
-    assert status == 400, answer
-    for name in names:
-        assert name in answer["error"], answer
+    _assert_refused(server, "/api/v1/groups/staff/challenges", body, names)
 
 
 @pytest.mark.parametrize(("body", "names"), [
@@ -54,10 +59,7 @@ def test_challenge_api_refuses_out_of_range_input(server: ServerProcess, body: d
 ])
 def test_revoke_api_refuses_bad_bodies(server: ServerProcess, body: object,
                                        names: list[str]) -> None:
-    status, answer = _post(server, "/api/v1/certificates/01/revoke", body)
-    assert status == 400, answer
-    for name in names:
-        assert name in answer["error"], answer
+    _assert_refused(server, "/api/v1/certificates/01/revoke", body, names)
 
 
 def test_inventory_query_parameters_are_checked(server: ServerProcess) -> None:
