@@ -14,6 +14,7 @@ from aiohttp import web
 from certgate import metrics
 from certgate.change_feed import ChangeFeed
 from certgate.errors import OperatorError
+from certgate.http_guard import GuardedSite
 from certgate.logs import setup_logging
 from certgate.runtime import Runtime
 from certgate.settings import Settings
@@ -123,9 +124,13 @@ async def serve(settings: Settings) -> int:
 
     await features.mount(runtime, app)
 
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    http = settings.http
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           keepalive_timeout=http.idle_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.listen.host, settings.http.listen.port)
+    site = GuardedSite(runner, http.listen.host, http.listen.port,
+                       max_connections=http.max_connections,
+                       max_per_client=http.max_connections_per_client)
     try:
         await site.start()
     except OSError as exc:

@@ -107,6 +107,10 @@ class HttpSettings:
     public_url: str
     max_body_bytes: int = 2 * 1024 * 1024
     metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
+    max_connections: int = 1024
+    max_connections_per_client: int = 256
+    idle_timeout: float = 15.0  # no complete request headers for this long: closed
+    request_timeout: float = 30.0  # body read + answer
 
 
 @dataclass(frozen=True)
@@ -452,6 +456,10 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         public_url=(public_url or "").rstrip("/"),
         max_body_bytes=ht.int("max_body_bytes", 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
         metrics_token=ht.secret("metrics_token", required=False),
+        max_connections=ht.int("max_connections", 1024, 16, 65536),
+        max_connections_per_client=ht.int("max_connections_per_client", 256, 1, 65536),
+        idle_timeout=ht.int("idle_timeout", 15, 1, 3600),
+        request_timeout=ht.int("request_timeout", 30, 1, 3600),
     )
     if http.metrics_token is not None and (len(http.metrics_token) < 16
                                            or not http.metrics_token.isprintable()

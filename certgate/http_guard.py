@@ -1,0 +1,180 @@
+"""The HTTP listener's budgets: connections (total and per client address), idle and
+header time, whole-request time.
+
+aiohttp bounds header sizes but not how many connections a client may hold or how long one
+may sit idle (its keep-alive default is an hour). Here:
+
+* every accepted connection goes through `GuardedFactory`, which counts it per client
+  address. At `max_connections` (or a client's `max_connections_per_client`) the oldest
+  *idle* connection (no request in progress) — of that client first — is closed to make
+  room, so a well-behaved client still gets in while one address hoards idle sockets; only
+  when every held connection is busy is the newcomer refused. Counted by reason.
+* `keepalive_timeout` (aiohttp's; armed from the first byte of a connection, and in aiohttp
+  ≥ 3.14 also before the first request) closes a connection that has not completed a
+  request's headers within `idle_timeout`: idle keep-alives and slowloris alike.
+* `request_timeout` (a middleware) bounds reading the body and answering: 408, never a
+  handler hanging on a trickled body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger("certgate.http")
+
+CONNECTIONS = Gauge("certgate_http_connections", "Open HTTP connections")
+SHED = Counter("certgate_http_connections_shed_total",
+               "HTTP connections closed or refused to stay within the connection budget",
+               ["reason"])
+SHED_REASONS = ("evicted_idle", "refused_busy", "request_timeout")
+for _reason in SHED_REASONS:
+    SHED.labels(reason=_reason)
+
+
+class _Guarded(asyncio.Protocol):
+    """Forwards everything to aiohttp's handler; tells the guard when the connection ends."""
+
+    def __init__(self, guard: GuardedFactory, inner: Any) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.peer = "?"
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else "?"
+        if not self.guard.admit(self):
+            transport.close()
+            return
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.release(self)
+        if self.inner.transport is not None:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    @property
+    def busy(self) -> bool:
+        """A request is being read or answered (aiohttp's handler state)."""
+        return bool(getattr(self.inner, "_request_in_progress", False))
+
+
+class GuardedFactory:
+    """The protocol factory given to `loop.create_server` in place of aiohttp's server."""
+
+    def __init__(self, server: Callable[[], Any], max_connections: int,
+                 max_per_client: int) -> None:
+        self.server = server
+        self.max_connections = max_connections
+        self.max_per_client = max_per_client
+        self._open: OrderedDict[_Guarded, None] = OrderedDict()  # oldest first
+        self._per_client: dict[str, int] = {}
+        self._last_warning = 0.0
+        self._unlogged = 0
+
+    def __call__(self) -> _Guarded:
+        return _Guarded(self, self.server())
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, conn: _Guarded) -> bool:
+        own = self._per_client.get(conn.peer, 0)
+        if own >= self.max_per_client and not self._evict(conn.peer):
+            return self._refuse(conn, f"client {conn.peer} holds {own} busy connections")
+        if len(self._open) >= self.max_connections and not self._evict(conn.peer) \
+                and not self._evict(None):
+            return self._refuse(conn, f"{len(self._open)} busy connections")
+        self._open[conn] = None
+        self._per_client[conn.peer] = self._per_client.get(conn.peer, 0) + 1
+        CONNECTIONS.set(len(self._open))
+        return True
+
+    def release(self, conn: _Guarded) -> None:
+        if self._open.pop(conn, 0) is None:  # was admitted
+            left = self._per_client.get(conn.peer, 1) - 1
+            if left > 0:
+                self._per_client[conn.peer] = left
+            else:
+                self._per_client.pop(conn.peer, None)
+            CONNECTIONS.set(len(self._open))
+
+    def _evict(self, peer: str | None) -> bool:
+        """Close the oldest idle connection (of `peer`, or of anyone)."""
+        for victim in self._open:
+            if (peer is None or victim.peer == peer) and not victim.busy:
+                self.release(victim)
+                if victim.transport is not None:
+                    victim.transport.close()
+                SHED.labels(reason="evicted_idle").inc()
+                return True
+        return False
+
+    def _refuse(self, conn: _Guarded, why: str) -> bool:
+        SHED.labels(reason="refused_busy").inc()
+        now = time.monotonic()
+        if now - self._last_warning >= 10:
+            more = f" ({self._unlogged} more since the last line)" if self._unlogged else ""
+            log.warning("HTTP connection from %s refused: %s%s", conn.peer, why, more)
+            self._last_warning, self._unlogged = now, 0
+        else:
+            self._unlogged += 1
+        return False
+
+
+class GuardedSite(web.TCPSite):
+    """`web.TCPSite` whose connections go through a `GuardedFactory`."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int,
+                 max_per_client: int) -> None:
+        super().__init__(runner, host, port)
+        self.max_connections = max_connections
+        self.max_per_client = max_per_client
+        self.guard: GuardedFactory | None = None
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self.guard = GuardedFactory(server, self.max_connections, self.max_per_client)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.guard, self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+
+
+def request_timeout(seconds: float):  # type: ignore[no-untyped-def]
+    """Middleware: a request (body read and answer) that takes longer than `seconds` is a
+    408 and its connection closed."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        try:
+            async with asyncio.timeout(seconds):
+                return await handler(request)
+        except TimeoutError:
+            SHED.labels(reason="request_timeout").inc()
+            return web.Response(status=408, text=f"request took longer than {seconds:g} s\n",
+                                headers={"Connection": "close"})
+
+    return middleware

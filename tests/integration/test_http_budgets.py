@@ -1,0 +1,143 @@
+"""The HTTP listener under idle and slowloris connections (issue #10 §3): health, SCEP and
+the CRL keep answering within 1 s, idle connections are closed at [http] idle_timeout, a
+trickled body is cut at request_timeout."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServerProcess, certgate, write_config
+
+pytestmark = pytest.mark.integration
+
+IDLE, SLOW = 1000, 200
+
+
+@pytest.fixture
+def guarded(tmp_path: Path):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    config = write_config(tmp_path / "cg")
+    text = config.read_text().replace(
+        "[http]\n", "[http]\nidle_timeout = 3\nrequest_timeout = 3\nmax_connections = 1024\n"
+        "max_connections_per_client = 512\n", 1)
+    config.write_text(text)
+    certgate("init", config=config)
+    proc = ServerProcess(config, tmp_path / "serve.log").start()
+    yield proc
+    proc.stop()
+
+
+def _timed_get(server: ServerProcess, path: str) -> float:
+    started = time.monotonic()
+    with urllib.request.urlopen(server.http + path, timeout=5) as r:
+        assert r.status == 200, path
+        r.read()
+    return time.monotonic() - started
+
+
+def _connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setblocking(False)
+    return s
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    try:
+        return s.recv(4096) == b"" or True  # EOF, or the 408/400 the server sent before closing
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_idle_and_slowloris_do_not_stop_the_service(guarded: ServerProcess) -> None:
+    port = int(guarded.http.rsplit(":", 1)[1])
+    idle = [_connect(port) for _ in range(IDLE)]
+    slow = [_connect(port) for _ in range(SLOW)]
+    try:
+        for s in slow:  # headers that never end
+            s.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        worst = 0.0
+        for _ in range(3):
+            for path in ("/healthz", "/crl/staff.crl", "/scep/staff?operation=GetCACaps"):
+                worst = max(worst, _timed_get(guarded, path))
+            for s in slow:
+                with contextlib.suppress(OSError):  # already closed by the server
+                    s.send(b"X-a: b\r\n")
+            time.sleep(0.2)
+        print(f"\nworst answer time with {IDLE} idle + {SLOW} slowloris connections: "
+              f"{worst * 1000:.0f} ms")
+        assert worst < 1.0
+        deadline = time.monotonic() + 3 + 5  # idle_timeout + scheduling slack
+        open_ = idle + slow
+        while open_ and time.monotonic() < deadline:
+            time.sleep(0.25)
+            open_ = [s for s in open_ if not _closed_by_peer(s)]
+        assert not open_, f"{len(open_)} connections still open after idle_timeout"
+    finally:
+        for s in idle + slow:
+            s.close()
+    assert "Traceback" not in guarded.log()
+
+
+def test_a_trickled_body_is_cut_at_request_timeout(guarded: ServerProcess) -> None:
+    port = int(guarded.http.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.send(b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+               b"Content-Type: application/ocsp-request\r\n\r\n0")
+        started = time.monotonic()
+        answer = b""
+        while time.monotonic() - started < 8:
+            try:
+                s.send(b"0")
+            except OSError:
+                break
+            s.settimeout(0.5)
+            try:
+                chunk = s.recv(4096)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            answer += chunk
+            if b"\r\n\r\n" in answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert time.monotonic() - started < 6
+    finally:
+        s.close()
+
+
+def test_one_client_cannot_take_every_connection(guarded: ServerProcess) -> None:
+    """Over its share (512 here), a client's own oldest idle connections make room."""
+    port = int(guarded.http.rsplit(":", 1)[1])
+    hoard = [_connect(port) for _ in range(700)]
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until the server has accepted every one of them
+            assert _timed_get(guarded, "/healthz") < 1.0
+            held, evicted = _metric(guarded, "certgate_http_connections"), _metric(
+                guarded, 'certgate_http_connections_shed_total{reason="evicted_idle"}')
+            if held + evicted >= 700 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert held <= 512 + 2 and evicted >= 700 - 512, (held, evicted)
+    finally:
+        for s in hoard:
+            s.close()
+
+
+def _metric(server: ServerProcess, name: str) -> float:
+    text = urllib.request.urlopen(server.http + "/metrics", timeout=5).read().decode()
+    rows = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+    return float(rows[0].rsplit(" ", 1)[1]) if rows else 0.0
