@@ -14,7 +14,7 @@ from aiohttp import web
 from certgate import metrics
 from certgate.change_feed import ChangeFeed
 from certgate.errors import OperatorError
-from certgate.http_guard import GuardedSite
+from certgate.http_guard import AcceptFailures, GuardedSite
 from certgate.logs import setup_logging
 from certgate.runtime import Runtime
 from certgate.settings import Settings
@@ -138,6 +138,8 @@ async def serve(settings: Settings) -> int:
         await runtime.store.close()
         raise OperatorError(f"cannot listen on {settings.http.listen} ([http] listen): "
                             f"{exc.strerror}") from None
+    asyncio.get_running_loop().set_exception_handler(
+        AcceptFailures(lambda: [site.guard] if site.guard is not None else []))
     log.info("http listening on %s (public_url %s)", settings.http.listen,
              settings.http.public_url)
 

@@ -120,6 +120,10 @@ class GuardedFactory:
                 self._per_client.pop(conn.peer, None)
             CONNECTIONS.set(len(self._open))
 
+    def evict_idle(self) -> bool:
+        """Close the oldest idle connection of anyone (file descriptors ran out)."""
+        return self._evict(None)
+
     def _evict(self, peer: str | None) -> bool:
         """Close the oldest idle connection (of `peer`, or of anyone)."""
         for victim in self._open:
@@ -178,3 +182,36 @@ def request_timeout(seconds: float):  # type: ignore[no-untyped-def]
                                 headers={"Connection": "close"})
 
     return middleware
+
+
+class AcceptFailures:
+    """Loop exception handler for "socket.accept() out of system resource" (EMFILE and
+    friends): asyncio logs a traceback for each and retries a second later. Instead: one
+    rate-limited line, and the oldest idle HTTP connections are closed so the next accept
+    (a probe, a CRL fetch) finds a descriptor. Anything else goes to the default handler."""
+
+    def __init__(self, guards: Callable[[], list[GuardedFactory]], interval: float = 10.0,
+                 free: int = 16) -> None:
+        self.guards = guards
+        self.interval = interval
+        self.free = free
+        self._last = -interval
+        self._unlogged = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != "socket.accept() out of system resource":
+            loop.default_exception_handler(context)
+            return
+        freed = 0
+        for guard in self.guards():
+            while freed < self.free and guard.evict_idle():
+                freed += 1
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._unlogged += 1
+            return
+        exc = context.get("exception")
+        more = f" ({self._unlogged} more since the last line)" if self._unlogged else ""
+        log.warning("accept failed: %s; closed %d idle HTTP connection(s); raise LimitNOFILE "
+                    "or lower [http] max_connections%s", exc, freed, more)
+        self._last, self._unlogged = now, 0

@@ -126,15 +126,24 @@ class ServerProcess:
         rhost, rport = data["radius"]["listen"].rsplit(":", 1)
         self.radius = (rhost, int(rport))
         self.proc: subprocess.Popen | None = None
+        self.nofile: int | None = None  # RLIMIT_NOFILE of the server process, if set
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         import time
         import urllib.request
 
         self._log = self.log_path.open("ab")
+        nofile = self.nofile
+
+        def limits() -> None:  # in the child: a low open-file limit for fd-exhaustion tests
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "certgate", "--config", str(self.config), "serve"],
             stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=limits if nofile is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -141,3 +141,36 @@ def _metric(server: ServerProcess, name: str) -> float:
     text = urllib.request.urlopen(server.http + "/metrics", timeout=5).read().decode()
     rows = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
     return float(rows[0].rsplit(" ", 1)[1]) if rows else 0.0
+
+
+def test_out_of_file_descriptors_the_probes_still_answer(tmp_path: Path) -> None:
+    """With a low open-file limit and the HTTP port flooded with idle connections, accept()
+    fails with EMFILE: one log line (not a traceback per second), idle connections are closed
+    to free descriptors, and /healthz and the CRL answer again."""
+    config = write_config(tmp_path / "cg")
+    certgate("init", config=config)
+    server = ServerProcess(config, tmp_path / "serve.log")
+    server.nofile = 256
+    server.start()
+    port = int(server.http.rsplit(":", 1)[1])
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(600):  # more than the server can hold: the kernel queues the rest
+            flood.append(_connect(port))
+        time.sleep(1.5)
+        answered = False
+        deadline = time.monotonic() + 10
+        while not answered and time.monotonic() < deadline:
+            try:
+                answered = _timed_get(server, "/healthz") < 2.0 and \
+                    _timed_get(server, "/crl/staff.crl") < 2.0
+            except OSError:
+                time.sleep(0.3)
+        assert answered, server.log()[-3000:]
+    finally:
+        for s in flood:
+            s.close()
+        server.stop()
+    log = server.log()
+    assert "accept failed" in log and "Too many open files" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
