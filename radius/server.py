@@ -34,6 +34,7 @@ from radius.authorize import Allow
 from radius.conversations import ConversationTable, DuplicateCache, DupStatus
 from radius.eap_tls import Accept, AuthorizeFn, Challenge, Discard, EapTlsSession, Reject
 from radius.fragments import fragment_size_for
+from radius.log_budget import LogBudget, suppressed_note
 from radius.options import EapOptions, RadiusClient
 from radius.packet import Attr, Code, DropReason, MalformedPacket
 from radius.reasons import Reason
@@ -143,6 +144,7 @@ class RadiusServer:
         self._on_accept = on_accept
         self._wall = wall_clock
         self._mono = monotonic
+        self._log_budget = LogBudget()  # drop lines: a few per (client, reason) per 10 s
         self.conversations: ConversationTable[Conversation] = ConversationTable(
             options.max_conversations, options.conversation_timeout
         )
@@ -272,7 +274,10 @@ class RadiusServer:
                 request = rp.decode(data, client)
             except MalformedPacket as e:
                 metrics.dropped(client.name, e.reason.value).inc()
-                log.info("drop from %s (%s): %s", client.name, addr[0], e)
+                skipped = self._log_budget.allow((client.name, e.reason.value), self._mono())
+                if skipped is not None:
+                    log.info("drop from %s (%s): %s%s", client.name, addr[0], e,
+                             suppressed_note(skipped))
                 return None
             code = _code_label(request.code)
             metrics.requests(client.name, code).inc()
@@ -368,7 +373,10 @@ class RadiusServer:
             return rp.encode_reply(Code.ACCESS_CHALLENGE, request, secret, attrs)
         if isinstance(result, Discard):
             metrics.dropped(client.name, DropReason.EAP_DISCARDED.value).inc()
-            log.info("drop from %s: %s", client.name, result.detail)
+            skipped = self._log_budget.allow((client.name, DropReason.EAP_DISCARDED.value), now)
+            if skipped is not None:
+                log.info("drop from %s: %s%s", client.name, result.detail,
+                         suppressed_note(skipped))
             return None
         if state is not None:
             self.conversations.remove(state)

@@ -431,3 +431,22 @@ class TestUdp:
         await server.start("127.0.0.1", 0)
         await server.stop()
         assert any(r.levelname == "WARNING" and "legacy" in r.getMessage() for r in caplog.records)
+
+
+def test_a_flood_of_malformed_datagrams_writes_a_few_log_lines(make_server, clock, caplog) -> None:  # type: ignore[no-untyped-def]
+    """20,000 malformed datagrams: the drop counter says 20,000, the log a handful of lines,
+    and the next logged line says how many were suppressed."""
+    import logging
+
+    server = make_server()
+    labels = {"client": "nas1", "reason": "malformed"}
+    before = _metric("certgate_radius_dropped_total", **labels)
+    caplog.set_level(logging.INFO, logger="radius.server")
+    for i in range(20_000):
+        assert server.handle_datagram(b"\x01\x01\x00\x05x" + bytes([i % 256]), ADDR) is None
+    assert _metric("certgate_radius_dropped_total", **labels) == before + 20_000
+    lines = [r for r in caplog.records if r.getMessage().startswith("drop from")]
+    assert 1 <= len(lines) <= 5, len(lines)
+    clock.t += 11
+    server.handle_datagram(b"\x01\x01\x00\x05x", ADDR)
+    assert caplog.records[-1].getMessage().endswith("(19995 similar line(s) suppressed)")
