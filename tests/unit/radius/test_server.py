@@ -450,3 +450,30 @@ def test_a_flood_of_malformed_datagrams_writes_a_few_log_lines(make_server, cloc
     clock.t += 11
     server.handle_datagram(b"\x01\x01\x00\x05x", ADDR)
     assert caplog.records[-1].getMessage().endswith("(19995 similar line(s) suppressed)")
+
+
+def test_a_newline_in_calling_station_id_cannot_forge_a_log_line(make_server, peer_factory,  # type: ignore[no-untyped-def]
+                                                                 caplog) -> None:
+    """The product's text formatter keeps the authentication line one line."""
+    import logging
+
+    from certgate.logs import TextFormatter
+
+    class ForgingNas(Nas):
+        def build(self, eap_message: bytes) -> tuple[bytes, bytes]:
+            self.ident = (self.ident + 1) & 0xFF
+            auth = os.urandom(16)
+            attrs = [(Attr.USER_NAME, b"anonymous@example.test"),
+                     (Attr.CALLING_STATION_ID,
+                      b"02-00\n2026-01-01 00:00:00,000 INFO radius.server: eap result=accept"),
+                     *rp.eap_message_attributes(eap_message)]
+            if self.state is not None:
+                attrs.append((Attr.STATE, self.state))
+            return rp.encode_access_request(self.ident, auth, self.secret, attrs), auth
+
+    caplog.set_level(logging.INFO, logger="radius.server")
+    reply = ForgingNas(_direct(make_server()), peer_factory("staff-ok")).run()
+    assert reply.code == Code.ACCESS_ACCEPT
+    lines = [TextFormatter().format(r) for r in caplog.records if "eap result=" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert "calling_station=02-00\\n2026-01-01" in lines[0] and "escaped=calling_station" in lines[0]
