@@ -33,6 +33,7 @@ from enum import StrEnum
 
 from cryptography import x509
 
+from enrollment.patterns import UnsafePattern, compile_pattern, fullmatch
 from enrollment.policy import CsrFacts, EnrollmentRejected, extract_csr_facts, key_matches_spec
 from enrollment.policy import normalize_san as _normalize_san
 from enrollment.policy import validate_key_spec as _validate_key_spec
@@ -78,7 +79,8 @@ class ChallengeRejected(EnrollmentRejected):
 class ChallengeBinding:
     """What a dynamic challenge authorises.
 
-    subject_cn: exact CN, or ``re:<regex>`` matched with `re.fullmatch`; None = any CN.
+    subject_cn: exact CN, or ``re:<regex>`` fullmatched in linear time (RE2 syntax,
+    enrollment/patterns.py); None = any CN.
     sans: allowed SANs as ``type:value`` strings (normalized on construction); an entry
     ``re:<regex>`` fullmatches the normalized SAN string. The CSR's SANs must all be
     allowed; an empty tuple allows none.
@@ -102,11 +104,17 @@ class ChallengeBinding:
         if self.expires_at.tzinfo is None:
             raise ValueError("expires_at must be timezone-aware")
         if self.subject_cn is not None and self.subject_cn.startswith("re:"):
-            re.compile(self.subject_cn[3:])
+            try:
+                compile_pattern(self.subject_cn[3:])
+            except UnsafePattern as exc:
+                raise ValueError(f"subject: {exc}") from None
         sans = []
         for s in self.sans:
             if s.startswith("re:"):
-                re.compile(s[3:])
+                try:
+                    compile_pattern(s[3:])
+                except UnsafePattern as exc:
+                    raise ValueError(f"sans: {exc}") from None
                 sans.append(s)
             else:
                 sans.append(_normalize_san(s))
@@ -209,7 +217,7 @@ def _as_facts(csr: CsrFacts | x509.CertificateSigningRequest | bytes) -> CsrFact
 def _san_allowed(san: str, allowed: Sequence[str]) -> bool:
     for entry in allowed:
         if entry.startswith("re:"):
-            if re.fullmatch(entry[3:], san):
+            if fullmatch(entry[3:], san):
                 return True
         elif entry == san:
             return True
@@ -233,7 +241,7 @@ def check_binding(
     if binding.subject_cn is not None:
         cn = facts.subject_cn or ""
         if binding.subject_cn.startswith("re:"):
-            ok = re.fullmatch(binding.subject_cn[3:], cn) is not None
+            ok = fullmatch(binding.subject_cn[3:], cn)
         else:
             ok = cn == binding.subject_cn
         if not ok:

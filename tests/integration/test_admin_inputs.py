@@ -42,6 +42,8 @@ def _assert_refused(server: ServerProcess, path: str, body: object, names: list[
     ({"sans": "dns:x"}, ["sans must be a list"]),
     ({"subject": 5}, ["subject must be a string"]),
     ({"colour": "red"}, ["unknown field", "colour"]),
+    ({"subject": "re:(a)\\1"}, ["subject: pattern", "no backreferences"]),
+    ({"sans": ["re:" + "a" * 300]}, ["sans: pattern longer than 256"]),
 ])
 def test_challenge_api_refuses_out_of_range_input(server: ServerProcess, body: dict,
                                                   names: list[str]) -> None:
