@@ -13,7 +13,7 @@ from aiohttp import web
 
 from certgate import metrics
 from certgate.change_feed import ChangeFeed
-from certgate.errors import OperatorError
+from certgate.errors import OPERATOR_ERRORS, OperatorError
 from certgate.http_guard import AcceptFailures, GuardedSite
 from certgate.logs import setup_logging
 from certgate.runtime import Runtime
@@ -159,7 +159,7 @@ async def serve(settings: Settings) -> int:
         tasks.append(asyncio.create_task(_periodic(interval, fn, name)))
     try:
         await features.start(runtime)
-    except OperatorError:
+    except OPERATOR_ERRORS:
         for t in tasks:
             t.cancel()
         await runner.cleanup()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from certgate.cli_types import bounded_int
-from certgate.errors import ConfigError, OperatorError
+from certgate.errors import OPERATOR_ERRORS, ConfigError, OperatorError
 from certgate.settings import Settings, load_settings
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"certgate: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OperatorError as exc:
+    except OPERATOR_ERRORS as exc:
         print(f"certgate: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pki.errors import PkiError
+
 
 class ConfigError(Exception):
     """The configuration is wrong; `details` lists every problem found (key: what is expected)."""
@@ -26,3 +28,6 @@ class OperatorError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+OPERATOR_ERRORS = (OperatorError, PkiError)  # what the CLI prints as `certgate: <message>`

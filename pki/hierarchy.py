@@ -21,20 +21,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from certgate.errors import OperatorError
-from certgate.settings import GroupSettings, PkiSettings
 from pki import profiles
+from pki.config import GroupConfig, PkiConfig
+from pki.errors import PkiError
 from pki.groups import Group, GroupTable, ReplyAttributes
 from pki.keys import PrivateKey, generate_key, load_private_key, write_private_key
 
 PEM = serialization.Encoding.PEM
 
 
-def passphrase_for(settings: PkiSettings) -> bytes | None:
+def passphrase_for(settings: PkiConfig) -> bytes | None:
     if settings.passphrase_env:
         value = os.environ.get(settings.passphrase_env)
         if not value:
-            raise OperatorError(
+            raise PkiError(
                 f"[pki] passphrase_env names {settings.passphrase_env}, which is not set: "
                 "export it before running certgate",
                 exit_code=2,
@@ -44,7 +44,7 @@ def passphrase_for(settings: PkiSettings) -> bytes | None:
         try:
             return settings.passphrase_file.read_bytes().strip()
         except OSError as exc:
-            raise OperatorError(
+            raise PkiError(
                 f"cannot read [pki] passphrase_file {settings.passphrase_file}: {exc.strerror}",
                 exit_code=2,
             ) from None
@@ -55,9 +55,9 @@ def read_certificate(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except FileNotFoundError:
-        raise OperatorError(f"certificate {path} is missing: run `certgate init`") from None
+        raise PkiError(f"certificate {path} is missing: run `certgate init`") from None
     except ValueError:
-        raise OperatorError(f"{path} is not a PEM certificate") from None
+        raise PkiError(f"{path} is not a PEM certificate") from None
 
 
 def write_certificate(path: Path, *certs: x509.Certificate) -> None:
@@ -86,7 +86,7 @@ class LoadedPki:
     challenge_secret: bytes | None = None  # None: PKI made before SCEP; `certgate init` adds it
     blob_key: ec.EllipticCurvePrivateKey | None = None
 
-    def group_table(self, group_settings: tuple[GroupSettings, ...]) -> GroupTable:
+    def group_table(self, group_settings: tuple[GroupConfig, ...]) -> GroupTable:
         return GroupTable(
             Group(
                 name=g.name,
@@ -110,7 +110,7 @@ class InitReport:
 
 
 class Hierarchy:
-    def __init__(self, settings: PkiSettings) -> None:
+    def __init__(self, settings: PkiConfig) -> None:
         self.settings = settings
         self.dir = settings.dir
 
@@ -131,7 +131,7 @@ class Hierarchy:
 
     def init(
         self,
-        groups: tuple[GroupSettings, ...],
+        groups: tuple[GroupConfig, ...],
         now: dt.datetime,
         import_root: tuple[Path, Path | None] | None = None,
     ) -> InitReport:
@@ -143,7 +143,7 @@ class Hierarchy:
 
         if import_root is not None:
             if self.root_cert_path.exists():
-                raise OperatorError(f"{self.root_cert_path} exists: refusing to replace the root")
+                raise PkiError(f"{self.root_cert_path} exists: refusing to replace the root")
             self._import_root(*import_root, passphrase)
             report.created.append("root (imported)")
 
@@ -164,7 +164,7 @@ class Hierarchy:
             nonlocal root_key
             if root_key is None:
                 if not self.root_key_path.exists():
-                    raise OperatorError(
+                    raise PkiError(
                         f"the root key {self.root_key_path} is not here (imported root without "
                         "key): import the missing intermediates with `certgate ca import`"
                     )
@@ -249,27 +249,27 @@ class Hierarchy:
         if self.challenge_secret_path.exists():
             mode = self.challenge_secret_path.stat().st_mode & 0o777
             if mode & 0o077:
-                raise OperatorError(f"{self.challenge_secret_path} has mode {mode:o}: run "
+                raise PkiError(f"{self.challenge_secret_path} has mode {mode:o}: run "
                                     f"`chmod 600 {self.challenge_secret_path}`")
             secret = self.challenge_secret_path.read_bytes()
             if len(secret) < 32:
-                raise OperatorError(f"{self.challenge_secret_path} is shorter than 32 bytes: "
+                raise PkiError(f"{self.challenge_secret_path} is shorter than 32 bytes: "
                                     "remove it and run `certgate init` (open challenges die)")
         blob_key = None
         if self.blob_key_path.exists():
             key = load_private_key(self.blob_key_path, passphrase)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise OperatorError(f"{self.blob_key_path} must be a P-256 key")
+                raise PkiError(f"{self.blob_key_path} must be a P-256 key")
             blob_key = key
         return secret, blob_key
 
     def _import_root(self, cert_path: Path, key_path: Path | None, passphrase: bytes | None) -> None:
         root = read_certificate(cert_path)
         if root.issuer != root.subject:
-            raise OperatorError(f"{cert_path} is not self-signed: give the root CA certificate")
+            raise PkiError(f"{cert_path} is not self-signed: give the root CA certificate")
         bc = root.extensions.get_extension_for_class(x509.BasicConstraints).value
         if not bc.ca:
-            raise OperatorError(f"{cert_path} is not a CA certificate (basicConstraints CA:false)")
+            raise PkiError(f"{cert_path} is not a CA certificate (basicConstraints CA:false)")
         if key_path is not None:
             key = load_private_key(key_path, None)
             if key.public_key().public_bytes(
@@ -277,7 +277,7 @@ class Hierarchy:
             ) != root.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             ):
-                raise OperatorError(f"{key_path} does not match {cert_path}")
+                raise PkiError(f"{key_path} does not match {cert_path}")
             write_private_key(self.root_key_path, key, passphrase)
         write_certificate(self.root_cert_path, root)
 
@@ -285,28 +285,28 @@ class Hierarchy:
         """Bring your own intermediate: it must be a CA directly under our root."""
         gdir = self.group_dir(group)
         if (gdir / "ca.crt").exists():
-            raise OperatorError(f"group {group} already has an intermediate at {gdir / 'ca.crt'}")
+            raise PkiError(f"group {group} already has an intermediate at {gdir / 'ca.crt'}")
         root = read_certificate(self.root_cert_path)
         cert = read_certificate(cert_path)
         try:
             cert.verify_directly_issued_by(root)
         except (ValueError, TypeError, Exception):
-            raise OperatorError(f"{cert_path} is not issued by the root {self.root_cert_path}") from None
+            raise PkiError(f"{cert_path} is not issued by the root {self.root_cert_path}") from None
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         if not bc.ca:
-            raise OperatorError(f"{cert_path} is not a CA certificate")
+            raise PkiError(f"{cert_path} is not a CA certificate")
         key = load_private_key(key_path, None)
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         if key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert.public_key(
         ).public_bytes(serialization.Encoding.DER, spki):
-            raise OperatorError(f"{key_path} does not match {cert_path}")
+            raise PkiError(f"{key_path} does not match {cert_path}")
         write_private_key(gdir / "ca.key", key, passphrase_for(self.settings))
         write_certificate(gdir / "ca.crt", cert)
         return cert
 
-    def load(self, groups: tuple[GroupSettings, ...]) -> LoadedPki:
+    def load(self, groups: tuple[GroupConfig, ...]) -> LoadedPki:
         if not self.exists():
-            raise OperatorError(
+            raise PkiError(
                 f"no PKI at {self.dir}: run `certgate init --config FILE` first"
             )
         passphrase = passphrase_for(self.settings)
@@ -317,7 +317,7 @@ class Hierarchy:
         for g in groups:
             gdir = self.group_dir(g.name)
             if not (gdir / "ca.crt").exists():
-                raise OperatorError(
+                raise PkiError(
                     f"group {g.name} has no intermediate CA yet: run `certgate init` "
                     "(it creates only what is missing)"
                 )
@@ -336,7 +336,7 @@ class Hierarchy:
         secret, blob_key = self._load_scep_secrets(passphrase)
         return LoadedPki(root, server, server_key, chain, loaded, secret, blob_key)
 
-    def load_certificates_only(self, groups: tuple[GroupSettings, ...]) -> dict[str, x509.Certificate]:
+    def load_certificates_only(self, groups: tuple[GroupConfig, ...]) -> dict[str, x509.Certificate]:
         """Intermediates without keys (for listing)."""
         return {
             g.name: read_certificate(self.group_dir(g.name) / "ca.crt")

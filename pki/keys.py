@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from certgate.errors import OperatorError
+from pki.errors import PkiError
 
 PrivateKey = CertificateIssuerPrivateKeyTypes
 
@@ -58,29 +58,29 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise OperatorError(
+        raise PkiError(
             f"key file {path} is missing: run `certgate init` or restore it from backup"
         ) from None
     except OSError as exc:
-        raise OperatorError(f"cannot read key file {path}: {exc.strerror}") from None
+        raise PkiError(f"cannot read key file {path}: {exc.strerror}") from None
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
     if encrypted and not passphrase:
-        raise OperatorError(
+        raise PkiError(
             f"key file {path} is encrypted: set [pki] passphrase_env or passphrase_file"
         )
     try:
         key = serialization.load_pem_private_key(data, passphrase if encrypted else None)
     except ValueError:
         if encrypted:
-            raise OperatorError(
+            raise PkiError(
                 f"wrong passphrase for key file {path}: check [pki] passphrase_env/passphrase_file"
             ) from None
-        raise OperatorError(f"key file {path} is not a PEM private key") from None
+        raise PkiError(f"key file {path} is not a PEM private key") from None
     except TypeError:
-        raise OperatorError(f"key file {path} could not be decrypted") from None
+        raise PkiError(f"key file {path} could not be decrypted") from None
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise OperatorError(
+        raise PkiError(
             f"key file {path} has mode {mode:o}: run `chmod 600 {path}` (CA keys must be 0600)"
         )
     return key  # type: ignore[return-value]
