@@ -26,7 +26,9 @@ def eap_options(runtime: Runtime) -> EapOptions:
     return EapOptions(
         fragment_size=r.fragment_size,
         conversation_timeout=r.conversation_timeout,
+        conversation_lifetime=r.conversation_lifetime,
         max_conversations=r.max_conversations,
+        max_conversations_per_station=r.max_conversations_per_station,
         tls_min_version=r.tls_min_version,
         tls_max_version=r.tls_max_version,
         tls_groups=r.tls_groups,

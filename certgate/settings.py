@@ -96,7 +96,9 @@ class RadiusSettings:
     tls_groups: tuple[str, ...] = ("X25519", "P-256")
     resumption: bool = False
     conversation_timeout: float = 60.0
+    conversation_lifetime: float = 120.0
     max_conversations: int = 10000
+    max_conversations_per_station: int = 4
     revocation_poll_interval: float = 0.25
     require_inventory: bool = True
 
@@ -440,10 +442,15 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         tls_groups=rd.str_list("tls_groups", ("X25519", "P-256")),
         resumption=rd.bool("resumption", False),
         conversation_timeout=rd.float("conversation_timeout", 60.0, 1.0, 3600.0),
+        conversation_lifetime=rd.float("conversation_lifetime", 120.0, 1.0, 3600.0),
         max_conversations=rd.int("max_conversations", 10000, 1, 10_000_000),
+        max_conversations_per_station=rd.int("max_conversations_per_station", 4, 1, 1000),
         revocation_poll_interval=rd.float("revocation_poll_interval", 0.25, 0.05, 1.0),
         require_inventory=rd.bool("require_inventory", True),
     )
+    if radius.conversation_lifetime < radius.conversation_timeout:
+        rd.error("conversation_lifetime", f"must be at least conversation_timeout "
+                 f"({radius.conversation_timeout:g} s): it bounds the whole conversation")
     rd.finish()
 
     ht = _Reader(top.table_("http"), "http", errors)

@@ -6,8 +6,15 @@ I/O. The shell calls ``expire(now)`` periodically.
 * State values are >= 16 random bytes, one per conversation (R7); unknown or expired
   State means Access-Reject. Expiry counts from the last request (FreeRADIUS
   ``timer_expire`` semantics).
-* Live conversations are capped (R10): over the cap, *new* conversations are refused
-  (``Overloaded``); existing ones keep going.
+* Live conversations are capped (R10) and shared fairly. Each conversation has an owner
+  (the RADIUS client) and a station (its Calling-Station-Id). A station holds at most
+  ``max_per_station`` conversations: a newer one replaces its oldest (a supplicant that
+  restarted). When the table is full, a new conversation of a client is admitted by shedding
+  the oldest conversation of the client holding the most — unless the newcomer's client is
+  itself (one of) the largest, which is refused (``Overloaded``). So one NAS flooding
+  Identity responses cannot lock out another NAS: max-min fairness without a knob.
+* Every conversation ends at ``lifetime`` after it began, however active (a peer trickling
+  one fragment before each idle timeout cannot hold a slot for long).
 * Duplicate cache (R8), keyed (client address, source port, Identifier, Request
   Authenticator): a retransmission gets the exact reply bytes and never advances the
   EAP/TLS state; a duplicate of a request still being processed is dropped.
@@ -31,10 +38,25 @@ class Overloaded(Exception):
     """The live-conversation cap is reached (our limit, not the peer's fault)."""
 
 
+Owner = tuple[str, str | None]  # (client name, calling station)
+
+
 @dataclass(slots=True)
 class _Entry(Generic[V]):
     value: V
     last_seen: float
+    created: float
+    client: str
+    station: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Shed(Generic[V]):
+    """A conversation ended to make room or at its lifetime; `why` is the metric label."""
+
+    value: V
+    client: str
+    why: str  # "station_limit", "client_share" or "lifetime"
 
 
 class ConversationTable(Generic[V]):
@@ -43,13 +65,23 @@ class ConversationTable(Generic[V]):
         max_conversations: int,
         timeout: float,
         token: Callable[[int], bytes] = secrets.token_bytes,
+        *,
+        lifetime: float | None = None,
+        max_per_station: int = 4,
     ) -> None:
-        if max_conversations < 1 or timeout <= 0:
-            raise ValueError("max_conversations >= 1 and timeout > 0 required")
+        if max_conversations < 1 or timeout <= 0 or max_per_station < 1:
+            raise ValueError("max_conversations >= 1, timeout > 0, max_per_station >= 1 required")
         self.max_conversations = max_conversations
         self.timeout = timeout
+        self.lifetime = lifetime if lifetime is not None else 2 * timeout
+        if self.lifetime <= 0:
+            raise ValueError("lifetime must be positive")
+        self.max_per_station = max_per_station
         self._token = token
-        self._entries: OrderedDict[bytes, _Entry[V]] = OrderedDict()
+        self._entries: OrderedDict[bytes, _Entry[V]] = OrderedDict()  # by last activity
+        self._by_created: OrderedDict[bytes, None] = OrderedDict()
+        self._by_client: dict[str, OrderedDict[bytes, None]] = {}  # oldest first
+        self._by_station: dict[Owner, OrderedDict[bytes, None]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -58,33 +90,81 @@ class ConversationTable(Generic[V]):
     def full(self) -> bool:
         return len(self._entries) >= self.max_conversations
 
-    def add(self, value: V, now: float) -> bytes:
-        """Store a new conversation; returns its State. Raises ``Overloaded``."""
+    def count_for(self, client: str) -> int:
+        return len(self._by_client.get(client, ()))
+
+    def admits(self, client: str) -> bool:
+        """Would `add` for this client succeed (possibly by shedding someone else's)?"""
+        if not self.full:
+            return True
+        return self.count_for(client) < max(len(v) for v in self._by_client.values())
+
+    def add(self, value: V, now: float, client: str = "", station: str | None = None
+            ) -> tuple[bytes, list[Shed[V]]]:
+        """Store a new conversation; returns its State and the conversations shed to make
+        room (the caller ends and counts them). Raises ``Overloaded``."""
+        shed: list[Shed[V]] = []
+        if station is not None:
+            mine = self._by_station.get((client, station))
+            if mine is not None and len(mine) >= self.max_per_station:
+                shed.append(self._shed(next(iter(mine)), "station_limit"))
         if self.full:
-            raise Overloaded(f"{len(self._entries)} live conversations")
+            if not self.admits(client):
+                raise Overloaded(f"{len(self._entries)} live conversations, "
+                                 f"{self.count_for(client)} of them from {client}")
+            largest = max(self._by_client, key=lambda c: len(self._by_client[c]))
+            shed.append(self._shed(next(iter(self._by_client[largest])), "client_share"))
         while True:
             state = self._token(STATE_LENGTH)
             if len(state) < STATE_LENGTH:
                 raise ValueError("State token too short")
             if state not in self._entries:
                 break
-        self._entries[state] = _Entry(value, now)
-        return state
+        self._entries[state] = _Entry(value, now, now, client, station)
+        self._by_created[state] = None
+        self._by_client.setdefault(client, OrderedDict())[state] = None
+        if station is not None:
+            self._by_station.setdefault((client, station), OrderedDict())[state] = None
+        return state, shed
 
     def get(self, state: bytes, now: float) -> V | None:
         """The live conversation for State (refreshing its expiry), else None."""
         entry = self._entries.get(state)
         if entry is None:
             return None
-        if now - entry.last_seen >= self.timeout:
+        if now - entry.last_seen >= self.timeout or now - entry.created >= self.lifetime:
             return None  # expire() will collect and count it
         entry.last_seen = now
         self._entries.move_to_end(state)
         return entry.value
 
     def remove(self, state: bytes) -> V | None:
-        entry = self._entries.pop(state, None)
+        entry = self._pop(state)
         return None if entry is None else entry.value
+
+    def _pop(self, state: bytes) -> _Entry[V] | None:
+        entry = self._entries.pop(state, None)
+        if entry is None:
+            return None
+        self._by_created.pop(state, None)
+        mine = self._by_client.get(entry.client)
+        if mine is not None:
+            mine.pop(state, None)
+            if not mine:
+                del self._by_client[entry.client]
+        if entry.station is not None:
+            key = (entry.client, entry.station)
+            theirs = self._by_station.get(key)
+            if theirs is not None:
+                theirs.pop(state, None)
+                if not theirs:
+                    del self._by_station[key]
+        return entry
+
+    def _shed(self, state: bytes, why: str) -> Shed[V]:
+        entry = self._pop(state)
+        assert entry is not None
+        return Shed(entry.value, entry.client, why)
 
     def expire(self, now: float) -> list[V]:
         """Remove and return conversations idle for ``timeout`` seconds or more."""
@@ -93,9 +173,20 @@ class ConversationTable(Generic[V]):
             state, entry = next(iter(self._entries.items()))
             if now - entry.last_seen < self.timeout:
                 break
-            del self._entries[state]
+            self._pop(state)
             expired.append(entry.value)
         return expired
+
+    def expire_lifetime(self, now: float) -> list[Shed[V]]:
+        """Remove and return conversations older than ``lifetime``, however active."""
+        ended: list[Shed[V]] = []
+        while self._by_created:
+            state = next(iter(self._by_created))
+            entry = self._entries[state]
+            if now - entry.created < self.lifetime:
+                break
+            ended.append(self._shed(state, "lifetime"))
+        return ended
 
 
 DuplicateKey = tuple[str, int, int, bytes]  # (client address, port, Identifier, Authenticator)

@@ -42,6 +42,13 @@ REQUESTS = Counter(
     "certgate_radius_requests_total", "RADIUS requests accepted for processing", ["client", "code"]
 )
 RESPONSES = Counter("certgate_radius_responses_total", "RADIUS replies sent", ["client", "code"])
+CONVERSATIONS_SHED = Counter(
+    "certgate_radius_conversations_shed_total",
+    "EAP conversations ended early to keep the table fair (station_limit, client_share) or at "
+    "their lifetime, and new ones refused when the client is the largest (refused)",
+    ["client", "reason"],
+)
+shed = LabelCache(CONVERSATIONS_SHED)
 DROPPED = Counter("certgate_radius_dropped_total", "RADIUS datagrams dropped silently", ["client", "reason"])
 DUPLICATES = Counter(
     "certgate_radius_duplicate_requests_total",

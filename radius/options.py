@@ -63,8 +63,10 @@ class EapOptions:
     """
 
     fragment_size: int = 1024
-    conversation_timeout: float = 60.0
+    conversation_timeout: float = 60.0  # idle: since the last request
+    conversation_lifetime: float = 120.0  # total, however active
     max_conversations: int = 10000
+    max_conversations_per_station: int = 4
     max_round_trips: int = 50
     tls_min_version: str = "1.2"
     tls_max_version: str = "1.3"
@@ -83,6 +85,10 @@ class EapOptions:
             raise ValueError("conversation_timeout must be positive")
         if self.max_conversations < 1:
             raise ValueError("max_conversations must be >= 1")
+        if self.conversation_lifetime < self.conversation_timeout:
+            raise ValueError("conversation_lifetime must be >= conversation_timeout")
+        if self.max_conversations_per_station < 1:
+            raise ValueError("max_conversations_per_station must be >= 1")
         if self.max_round_trips < 2:
             raise ValueError("max_round_trips must be >= 2")
         for v in (self.tls_min_version, self.tls_max_version):

@@ -31,7 +31,7 @@ from radius import eap, metrics
 from radius import packet as rp
 from radius.accounting import class_value
 from radius.authorize import Allow
-from radius.conversations import ConversationTable, DuplicateCache, DupStatus
+from radius.conversations import ConversationTable, DuplicateCache, DupStatus, Overloaded, Shed
 from radius.eap_tls import Accept, AuthorizeFn, Challenge, Discard, EapTlsSession, Reject
 from radius.fragments import fragment_size_for
 from radius.log_budget import LogBudget, suppressed_note
@@ -146,7 +146,9 @@ class RadiusServer:
         self._mono = monotonic
         self._log_budget = LogBudget()  # drop lines: a few per (client, reason) per 10 s
         self.conversations: ConversationTable[Conversation] = ConversationTable(
-            options.max_conversations, options.conversation_timeout
+            options.max_conversations, options.conversation_timeout,
+            lifetime=options.conversation_lifetime,
+            max_per_station=options.max_conversations_per_station,
         )
         self.duplicates = DuplicateCache(
             options.duplicate_cache_ttl, max_entries=max(1000, options.max_conversations * 4)
@@ -233,6 +235,7 @@ class RadiusServer:
             conv.session.fail_timeout()
             metrics.SESSIONS_EXPIRED.inc()
             self._record_result(conv, "reject", Reason.TIMEOUT, None, conv.session.tls_version, now, "idle")
+        self._end_shed(self.conversations.expire_lifetime(now), now)
         self.duplicates.expire(now)
         metrics.SESSIONS_ACTIVE.set(len(self.conversations))
 
@@ -345,7 +348,8 @@ class RadiusServer:
             if conv is None or conv.client != client.name:
                 return self._reject_without_session(client, request, Reason.UNKNOWN_STATE)
         else:
-            if self.conversations.full:
+            if not self.conversations.admits(client.name):  # this client is the largest
+                metrics.shed(client.name, "refused").inc()
                 return self._reject_without_session(client, request, Reason.OVERLOADED)
             session = EapTlsSession(
                 self._context_for_session(),
@@ -366,7 +370,13 @@ class RadiusServer:
             conv.outer_identity = conv.session.identity
         if isinstance(result, Challenge):
             if state is None:
-                state = self.conversations.add(conv, now)
+                try:
+                    state, shed = self.conversations.add(conv, now, client.name,
+                                                         conv.calling_station_id)
+                except Overloaded:
+                    metrics.shed(client.name, "refused").inc()
+                    return self._reject_without_session(client, request, Reason.OVERLOADED)
+                self._end_shed(shed, now)
                 metrics.SESSIONS_ACTIVE.set(len(self.conversations))
             attrs = rp.eap_message_attributes(result.eap)
             attrs.append((Attr.STATE, state))
@@ -463,6 +473,17 @@ class RadiusServer:
         )
         attrs = rp.eap_message_attributes(eap.failure(ident))
         return rp.encode_reply(Code.ACCESS_REJECT, request, client.secret, attrs)
+
+    def _end_shed(self, shed: list[Shed[Conversation]], now: float) -> None:
+        """Conversations ended to make room or at their lifetime: failed, counted, logged
+        (as rejected, reason overloaded or timeout) like any other end."""
+        for item in shed:
+            conv = item.value
+            conv.session.fail_timeout()
+            metrics.shed(item.client, item.why).inc()
+            reason = Reason.TIMEOUT if item.why == "lifetime" else Reason.OVERLOADED
+            self._record_result(conv, "reject", reason, None, conv.session.tls_version, now,
+                                item.why)
 
     def _record_result(
         self,

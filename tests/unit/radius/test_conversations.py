@@ -11,7 +11,7 @@ from radius.conversations import ConversationTable, DuplicateCache, DupStatus, O
 
 def test_add_get_remove() -> None:
     t: ConversationTable[str] = ConversationTable(10, 60.0)
-    state = t.add("a", 0.0)
+    state, _ = t.add("a", 0.0)
     assert len(state) >= 16
     assert t.get(state, 1.0) == "a"
     assert t.remove(state) == "a"
@@ -20,7 +20,7 @@ def test_add_get_remove() -> None:
 
 def test_expiry_counts_from_last_request() -> None:
     t: ConversationTable[str] = ConversationTable(10, 60.0)
-    a = t.add("a", 0.0)
+    a, _ = t.add("a", 0.0)
     t.add("b", 10.0)
     assert t.get(a, 50.0) == "a"  # refreshed at 50
     assert t.expire(69.0) == []
@@ -31,7 +31,7 @@ def test_expiry_counts_from_last_request() -> None:
 
 def test_cap_refuses_new_only() -> None:
     t: ConversationTable[str] = ConversationTable(2, 60.0)
-    a = t.add("a", 0.0)
+    a, _ = t.add("a", 0.0)
     t.add("b", 0.0)
     with pytest.raises(Overloaded):
         t.add("c", 0.0)
@@ -41,8 +41,40 @@ def test_cap_refuses_new_only() -> None:
 def test_state_collision_retried() -> None:
     tokens = itertools.chain([b"x" * 16, b"x" * 16], iter(lambda: b"y" * 16, None))
     t: ConversationTable[str] = ConversationTable(10, 60.0, token=lambda n: next(tokens))
-    assert t.add("a", 0.0) == b"x" * 16
-    assert t.add("b", 0.0) == b"y" * 16
+    assert t.add("a", 0.0)[0] == b"x" * 16
+    assert t.add("b", 0.0)[0] == b"y" * 16
+
+
+def test_a_flooding_client_cannot_lock_out_another() -> None:
+    t: ConversationTable[str] = ConversationTable(4, 60.0)
+    flood = [t.add(f"f{i}", float(i), "nas-a")[0] for i in range(4)]  # table full, all nas-a
+    with pytest.raises(Overloaded):  # the largest client gets no more
+        t.add("f4", 5.0, "nas-a")
+    state, shed = t.add("victim", 6.0, "nas-b")  # the other NAS still gets in...
+    assert [(s.value, s.client, s.why) for s in shed] == [("f0", "nas-a", "client_share")]
+    assert t.get(flood[0], 6.0) is None and t.get(state, 6.0) == "victim"
+    with pytest.raises(Overloaded):  # ...and the flood cannot push it out again
+        t.add("f5", 7.0, "nas-a")
+    assert t.get(state, 7.0) == "victim" and t.count_for("nas-a") == 3
+
+
+def test_a_station_holds_a_few_conversations_at_most() -> None:
+    t: ConversationTable[str] = ConversationTable(100, 60.0, max_per_station=2)
+    t.add("s1", 0.0, "nas", "aa")
+    t.add("s2", 1.0, "nas", "aa")
+    _, shed = t.add("s3", 2.0, "nas", "aa")  # a restarted supplicant replaces its oldest
+    assert [(s.value, s.why) for s in shed] == [("s1", "station_limit")]
+    assert t.add("other", 3.0, "nas", "bb")[1] == [] and len(t) == 3
+
+
+def test_lifetime_ends_a_trickling_conversation() -> None:
+    t: ConversationTable[str] = ConversationTable(10, 60.0, lifetime=90.0)
+    state, _ = t.add("slow", 0.0, "nas", "aa")
+    for now in (50.0, 89.0):  # active before every idle timeout
+        assert t.get(state, now) == "slow"
+    assert t.get(state, 90.0) is None
+    assert [(s.value, s.why) for s in t.expire_lifetime(90.0)] == [("slow", "lifetime")]
+    assert len(t) == 0 and t.count_for("nas") == 0
 
 
 def test_duplicate_cache() -> None:

@@ -477,3 +477,27 @@ def test_a_newline_in_calling_station_id_cannot_forge_a_log_line(make_server, pe
     lines = [TextFormatter().format(r) for r in caplog.records if "eap result=" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0], lines
     assert "calling_station=02-00\\n2026-01-01" in lines[0] and "escaped=calling_station" in lines[0]
+
+
+def test_one_nas_flooding_identities_does_not_lock_out_another(make_server, peer_factory) -> None:  # type: ignore[no-untyped-def]
+    """10,000 EAP-Response/Identity packets from NAS A fill the table; a device behind NAS B
+    still authenticates (A's oldest conversation makes room), A's flood is refused."""
+    flooder = RadiusClient("nas-a", ipaddress.ip_network("127.0.0.2/32"), SECRET)
+    victim = RadiusClient("nas-b", ipaddress.ip_network("127.0.0.1/32"), SECRET)
+    server = make_server(EapOptions(max_conversations=200), clients=[flooder, victim])
+    before = _metric("certgate_radius_conversations_shed_total", client="nas-a",
+                     reason="client_share")
+    refused = 0
+    for i in range(10_000):
+        attrs = [(Attr.CALLING_STATION_ID, f"02-00-00-{i >> 8 & 255:02x}-{i & 255:02x}-01".encode()),
+                 *rp.eap_message_attributes(eap.response(1, eap.EapType.IDENTITY, b"flood"))]
+        raw = rp.encode_access_request(i & 0xFF, os.urandom(16), SECRET, attrs)
+        reply = server.handle_datagram(raw, ("127.0.0.2", 40000 + i % 1000))
+        refused += reply is not None and reply[0] == Code.ACCESS_REJECT
+    assert len(server.conversations) == 200 and refused == 10_000 - 200
+    reply = Nas(_direct(server, ("127.0.0.1", 1812)), peer_factory("staff-ok")).run()
+    assert reply.code == Code.ACCESS_ACCEPT  # the well-behaved NAS got in
+    assert _metric("certgate_radius_conversations_shed_total", client="nas-a",
+                   reason="client_share") == before + 1
+    assert _metric("certgate_radius_conversations_shed_total", client="nas-a",
+                   reason="refused") >= 10_000 - 200
