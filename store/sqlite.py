@@ -207,6 +207,23 @@ class _NoStatementParameters(logging.Filter):
 logging.getLogger("aiosqlite").addFilter(_NoStatementParameters())
 
 
+async def _wal(db: aiosqlite.Connection) -> None:
+    """journal_mode=WAL. Two processes opening a fresh file at once can get SQLITE_BUSY
+    without the busy handler being consulted (SQLite avoids a lock-upgrade deadlock), so
+    retry a few times over ~3 s before giving up."""
+    delay = 0.02
+    for _ in range(8):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            await asyncio.sleep(delay)
+            delay *= 2
+    await db.execute("PRAGMA journal_mode=WAL")
+
+
 def _owner_only(path: Path) -> None:
     """The store holds the inventory and challenge hashes: 0600 for it and its -wal/-shm,
     whatever the umask or an older certgate left behind."""
@@ -241,11 +258,12 @@ class SqliteDriver(Driver):
             if not path.exists():  # created 0600 (WAL and SHM files copy the mode)
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             db = await aiosqlite.connect(path, isolation_level=None)
-            await db.execute("PRAGMA journal_mode=WAL")
+            # first: switching a fresh file to WAL takes a lock another opener may hold
+            await db.execute("PRAGMA busy_timeout=5000")
+            await _wal(db)
             _owner_only(path)
             await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=5000")
         except (sqlite3.Error, OSError) as exc:
             raise StoreOpenError(
                 f"cannot open the store {path}: {exc}. Check [storage] path, its directory's "
