@@ -26,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import Counter, Gauge
 
 log = logging.getLogger("certgate.http")
@@ -169,7 +171,8 @@ class GuardedSite(web.TCPSite):
 
 def request_timeout(seconds: float):  # type: ignore[no-untyped-def]
     """Middleware: a request (body read and answer) that takes longer than `seconds` is a
-    408 and its connection closed."""
+    408 and its connection closed; a body the client mis-encoded (e.g. `Content-Encoding:
+    gzip` over bytes that are not gzip, a broken chunked stream) is a 400, not a 500."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -180,8 +183,43 @@ def request_timeout(seconds: float):  # type: ignore[no-untyped-def]
             SHED.labels(reason="request_timeout").inc()
             return web.Response(status=408, text=f"request took longer than {seconds:g} s\n",
                                 headers={"Connection": "close"})
+        except (RequestPayloadError, HttpProcessingError) as exc:
+            cause = exc.__cause__ or exc
+            return web.Response(status=400, text=f"unreadable request body: "
+                                f"{type(cause).__name__}\n", headers={"Connection": "close"})
 
     return middleware
+
+
+class ClientFaultLines(logging.Filter):
+    """aiohttp logs a malformed request (bad request line, header, encoding: the client's
+    fault, already answered 400) at ERROR with a traceback. Make it one INFO line, at most
+    one per `interval` s; aiohttp's own bugs ("Unhandled exception") keep their traceback."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = -interval
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError | RequestPayloadError):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._suppressed += 1
+            return False
+        more = f" ({self._suppressed} more since the last line)" if self._suppressed else ""
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}{more}"
+        record.args = None
+        record.exc_info = record.exc_text = None
+        self._last, self._suppressed = now, 0
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(ClientFaultLines())
 
 
 class AcceptFailures:

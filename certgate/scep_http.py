@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from certgate.admin import AdminApi
 from certgate.errors import OperatorError
@@ -241,6 +243,10 @@ class ScepHttp:
         except web.HTTPException:
             result = "bad_request"
             raise
+        except (RequestPayloadError, HttpProcessingError) as exc:  # mis-encoded body
+            result = "bad_request"
+            return web.Response(status=400, text="unreadable request body: "
+                                f"{type(exc.__cause__ or exc).__name__}\n")
         except Exception:  # never a 500 page for a client mistake we did not foresee
             result = "error"
             log.exception("group %s: SCEP %s failed", group, op)

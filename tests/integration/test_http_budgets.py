@@ -187,3 +187,24 @@ def test_out_of_file_descriptors_the_probes_still_answer(tmp_path: Path) -> None
     log = server.log()
     assert "accept failed" in log and "Too many open files" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("raw", [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Encoding: gzip\r\n\r\nabcde",
+    b"POST /scep/staff?operation=PKIOperation HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+    b"Content-Encoding: deflate\r\n\r\nabcde",
+    b"POST /api/v1/webhooks/device-removed HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"\r\nzz\r\n",
+])
+def test_malformed_requests_get_a_400_and_no_traceback(guarded: ServerProcess, raw: bytes) -> None:
+    port = int(guarded.http.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(raw)
+        status = s.recv(200).split(b"\r\n")[0]
+    assert status.split()[1:2] == [b"400"], status  # was a 500 for the mis-encoded bodies
+    time.sleep(0.2)
+    log = guarded.log()
+    assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
