@@ -33,9 +33,11 @@ from OpenSSL._util import lib as _lib
 
 from radius import eap
 from radius.authorize import Allow, Decision, Deny
+from radius.buffers import TLS_CONNECTION_BYTES, BufferAccount
 from radius.eap import EapCode, EapType, MalformedEap
 from radius.fragments import (
     FLAG_START,
+    BufferRefused,
     Fragmenter,
     FragmentError,
     FragState,
@@ -129,8 +131,10 @@ class EapTlsSession:
         max_round_trips: int = 50,
         now: float,
         name: str = "",
+        buffers: BufferAccount | None = None,
     ) -> None:
         self._context = context
+        self._buffers = buffers
         self._authorize = authorize
         self._max_round_trips = max_round_trips
         self._name = name  # for log lines only
@@ -144,7 +148,7 @@ class EapTlsSession:
         self._conn: SSL.Connection | None = None
         self._last_request_id: int | None = None
         self._response_id = 0
-        self._reassembler = Reassembler()
+        self._reassembler = Reassembler(account=buffers)
         self._fragmenter = Fragmenter(fragment_size)
         self._chain: dict[int, x509.Certificate | crypto.X509] = {}  # depth -> verified cert
         self._verify_errno: int | None = None
@@ -207,12 +211,19 @@ class EapTlsSession:
         return Challenge(eap.request(1, EapType.IDENTITY))
 
     def _start_tls(self) -> Result:
-        conn = SSL.Connection(self._context, None)
-        conn.set_accept_state()
-        conn.set_app_data(self)
-        self._conn = conn
+        # The TLS connection (~19 KB in OpenSSL) is made when the ClientHello arrives, so
+        # a flood of Identity responses holds only Python objects.
         self._set_state(State.HANDSHAKE)
         return self._request(build_payload(FLAG_START))
+
+    def _connection(self) -> SSL.Connection:
+        conn = self._conn
+        if conn is None:
+            conn = SSL.Connection(self._context, None)
+            conn.set_accept_state()
+            conn.set_app_data(self)
+            self._conn = conn
+        return conn
 
     def _on_tls(self, payload: TlsPayload) -> Result:
         if self._fragmenter.state is FragState.WAIT_FRAG_ACK:
@@ -232,6 +243,8 @@ class EapTlsSession:
             return self._fail(Reason.MALFORMED_EAP, "empty response not answering a fragment")
         try:
             message = self._reassembler.feed(payload)
+        except BufferRefused as e:
+            return self._fail(Reason.BUFFERS_FULL, str(e))
         except FragmentError as e:
             return self._fail(Reason.MALFORMED_EAP, str(e))
         if message is None:
@@ -239,8 +252,10 @@ class EapTlsSession:
         return self._tls_step(message)
 
     def _tls_step(self, message: bytes) -> Result:
-        conn = self._conn
-        assert conn is not None
+        if self._conn is None and self._buffers is not None and not self._buffers.reserve(
+                TLS_CONNECTION_BYTES):
+            return self._fail(Reason.BUFFERS_FULL, "no buffer room for a TLS connection")
+        conn = self._connection()
         conn.bio_write(message)
         try:
             conn.do_handshake()
@@ -403,6 +418,9 @@ class EapTlsSession:
         if self._conn is not None:
             self._conn.set_app_data(None)
             self._conn = None
+        self._reassembler.reset()
+        if self._buffers is not None:
+            self._buffers.release()
 
     def _note_version(self) -> None:
         if self._conn is not None and self.tls_version is None:

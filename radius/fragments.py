@@ -2,8 +2,9 @@
 
 Pure. Two small machines, after hostapd's ``struct eap_ssl_data``:
 
-* ``Reassembler`` collects peer fragments (L/M bits), bounded to 64 KiB, and says when
-  an ACK is due (the FRAG_ACK case) or the message is complete;
+* ``Reassembler`` collects peer fragments (L/M bits), bounded to 64 KiB and charged to
+  the shared buffer budget, and says when an ACK is due (the FRAG_ACK case) or the
+  message is complete;
 * ``Fragmenter`` cuts our outgoing TLS bytes into fragments and waits for the peer's
   ACK before each next one (WAIT_FRAG_ACK).
 
@@ -17,6 +18,10 @@ import logging
 import struct
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from radius.buffers import BufferAccount
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,10 @@ EAP_TLS_OVERHEAD = 10  # EAP header 4 + type 1 + flags 1 + TLS Message Length 4
 
 class FragmentError(Exception):
     """Peer violated EAP-TLS framing."""
+
+
+class BufferRefused(FragmentError):
+    """The buffer budget has no room for this reassembly (our limit, not the peer's fault)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +83,18 @@ def fragment_size_for(configured: int, framed_mtu: int | None) -> int:
 
 
 class Reassembler:
-    """Collects one TLS message from peer fragments."""
+    """Collects one TLS message from peer fragments.
 
-    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+    With an ``account`` (radius.buffers), a message spanning fragments reserves its
+    announced length before the first is buffered (``BufferRefused`` when there is no
+    room) and gives it back when it completes or fails.
+    """
+
+    def __init__(self, max_message: int = MAX_MESSAGE, account: BufferAccount | None = None
+                 ) -> None:
         self._max = max_message
+        self._account = account
+        self._reserved = 0
         self._buf = bytearray()
         self._expected: int | None = None
         self._in_progress = False
@@ -88,6 +105,22 @@ class Reassembler:
 
     def feed(self, payload: TlsPayload) -> bytes | None:
         """Add a fragment. Returns the whole message, or None when an ACK is due."""
+        try:
+            return self._feed(payload)
+        except FragmentError:
+            self.reset()
+            raise
+
+    def reset(self) -> None:
+        """Drop what is buffered and give its reservation back."""
+        self._buf = bytearray()
+        self._expected = None
+        self._in_progress = False
+        if self._reserved and self._account is not None:
+            self._account.release(self._reserved)
+        self._reserved = 0
+
+    def _feed(self, payload: TlsPayload) -> bytes | None:
         if payload.total_length is not None:
             if payload.total_length > self._max:
                 raise FragmentError(f"announced TLS length {payload.total_length} > {self._max}")
@@ -101,6 +134,11 @@ class Reassembler:
             self._expected = None
         if not payload.data:
             raise FragmentError("empty EAP-TLS fragment where data was expected")
+        if not self._in_progress and payload.more and self._account is not None:
+            want = self._expected if self._expected is not None else self._max
+            if not self._account.reserve(want):
+                raise BufferRefused(f"no buffer room for a {want}-byte TLS message")
+            self._reserved = want
         self._buf += payload.data
         self._in_progress = True
         limit = self._expected if self._expected is not None else self._max
@@ -113,9 +151,7 @@ class Reassembler:
         if self._expected is not None and len(self._buf) != self._expected:
             raise FragmentError(f"message ended at {len(self._buf)} of {self._expected} bytes")
         message = bytes(self._buf)
-        self._buf.clear()
-        self._expected = None
-        self._in_progress = False
+        self.reset()
         return message
 
 

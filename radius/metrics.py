@@ -45,10 +45,17 @@ RESPONSES = Counter("certgate_radius_responses_total", "RADIUS replies sent", ["
 CONVERSATIONS_SHED = Counter(
     "certgate_radius_conversations_shed_total",
     "EAP conversations ended early to keep the table fair (station_limit, client_share) or at "
-    "their lifetime, and new ones refused when the client is the largest (refused)",
+    "their lifetime, and new ones refused when the client is the largest (refused); the same "
+    "for the buffer budget (buffer_share, buffer_refused)",
     ["client", "reason"],
 )
+SHED_REASONS = ("station_limit", "client_share", "lifetime", "refused", "buffer_share",
+                "buffer_refused")
 shed = LabelCache(CONVERSATIONS_SHED)
+BUFFERED_BYTES = Gauge(
+    "certgate_radius_buffered_bytes",
+    "Bytes of the buffer budget held by unfinished EAP-TLS conversations (max_buffered_bytes)",
+)
 DROPPED = Counter("certgate_radius_dropped_total", "RADIUS datagrams dropped silently", ["client", "reason"])
 DUPLICATES = Counter(
     "certgate_radius_duplicate_requests_total",

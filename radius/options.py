@@ -67,6 +67,9 @@ class EapOptions:
     conversation_lifetime: float = 120.0  # total, however active
     max_conversations: int = 10000
     max_conversations_per_station: int = 4
+    # Bytes half-done conversations may hold (radius.buffers): TLS reassembly and
+    # connections. 192 MiB keeps a 10,000-conversation flood under ~300 MB above idle.
+    max_buffered_bytes: int = 192 * 1024 * 1024
     max_round_trips: int = 50
     tls_min_version: str = "1.2"
     tls_max_version: str = "1.3"
@@ -89,6 +92,8 @@ class EapOptions:
             raise ValueError("conversation_lifetime must be >= conversation_timeout")
         if self.max_conversations_per_station < 1:
             raise ValueError("max_conversations_per_station must be >= 1")
+        if self.max_buffered_bytes < 2 * 65536:
+            raise ValueError("max_buffered_bytes must be >= 131072 (two 64 KiB TLS messages)")
         if self.max_round_trips < 2:
             raise ValueError("max_round_trips must be >= 2")
         for v in (self.tls_min_version, self.tls_max_version):

@@ -31,6 +31,7 @@ class Reason(StrEnum):
     NOT_EAP = "not_eap"  # Access-Request without EAP-Message (certgate is EAP-only)
     # ours
     OVERLOADED = "overloaded"
+    BUFFERS_FULL = "buffers_full"  # no room in the buffer budget (radius.buffers)
     STORE_UNAVAILABLE = "store_unavailable"  # never seen and the store cannot be asked
     INTERNAL_ERROR = "internal_error"
 

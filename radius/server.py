@@ -31,6 +31,7 @@ from radius import eap, metrics
 from radius import packet as rp
 from radius.accounting import class_value
 from radius.authorize import Allow
+from radius.buffers import BufferAccount, BufferBudget
 from radius.conversations import ConversationTable, DuplicateCache, DupStatus, Overloaded, Shed
 from radius.eap_tls import Accept, AuthorizeFn, Challenge, Discard, EapTlsSession, Reject
 from radius.fragments import fragment_size_for
@@ -63,8 +64,10 @@ class Conversation:
     started: float  # monotonic
     calling_station_id: str | None
     outer_identity: str | None = None
+    buffers: BufferAccount | None = None
 
 
+_SHED_RESULT = {"lifetime": Reason.TIMEOUT, "buffer_share": Reason.BUFFERS_FULL}
 _CODE_LABELS = {int(c): c.name.lower() for c in Code}
 _TERMINATION_ACTION = (Attr.TERMINATION_ACTION, rp.integer(rp.TERMINATION_ACTION_RADIUS_REQUEST))
 _RESULT_FIELDS = (
@@ -150,6 +153,10 @@ class RadiusServer:
             lifetime=options.conversation_lifetime,
             max_per_station=options.max_conversations_per_station,
         )
+        self.buffers = BufferBudget(options.max_buffered_bytes)
+        for c in self.clients:  # every known label value exported from the start
+            for why in metrics.SHED_REASONS:
+                metrics.shed(c.name, why)
         self.duplicates = DuplicateCache(
             options.duplicate_cache_ttl, max_entries=max(1000, options.max_conversations * 4)
         )
@@ -238,6 +245,7 @@ class RadiusServer:
         self._end_shed(self.conversations.expire_lifetime(now), now)
         self.duplicates.expire(now)
         metrics.SESSIONS_ACTIVE.set(len(self.conversations))
+        metrics.BUFFERED_BYTES.set(self.buffers.used)
 
     # --- datagram path --------------------------------------------------------------
 
@@ -351,6 +359,7 @@ class RadiusServer:
             if not self.conversations.admits(client.name):  # this client is the largest
                 metrics.shed(client.name, "refused").inc()
                 return self._reject_without_session(client, request, Reason.OVERLOADED)
+            account = self.buffers.account(client.name)
             session = EapTlsSession(
                 self._context_for_session(),
                 self._authorize,
@@ -358,14 +367,18 @@ class RadiusServer:
                 max_round_trips=self.options.max_round_trips,
                 now=self._wall(),
                 name=client.name,
+                buffers=account,
             )
-            conv = Conversation(session, client.name, now, request.text(Attr.CALLING_STATION_ID))
+            conv = Conversation(session, client.name, now, request.text(Attr.CALLING_STATION_ID),
+                                buffers=account)
         try:
             result = conv.session.handle(eap_message, self._wall())
         except Exception:
             if state is not None:
                 self.conversations.remove(state)
+            conv.session.fail_timeout()  # gives its buffer budget back
             raise
+        self._end_buffer_victims(now)
         if conv.outer_identity is None:
             conv.outer_identity = conv.session.identity
         if isinstance(result, Challenge):
@@ -377,6 +390,8 @@ class RadiusServer:
                     metrics.shed(client.name, "refused").inc()
                     return self._reject_without_session(client, request, Reason.OVERLOADED)
                 self._end_shed(shed, now)
+                if conv.buffers is not None:
+                    conv.buffers.key = state
                 metrics.SESSIONS_ACTIVE.set(len(self.conversations))
             attrs = rp.eap_message_attributes(result.eap)
             attrs.append((Attr.STATE, state))
@@ -393,6 +408,8 @@ class RadiusServer:
             metrics.SESSIONS_ACTIVE.set(len(self.conversations))
         if isinstance(result, Accept):
             return self._accept(client, request, conv, result, now)
+        if result.reason is Reason.BUFFERS_FULL:
+            metrics.shed(client.name, "buffer_refused").inc()
         return self._reject(client, request, conv, result, now)
 
     def _accept(
@@ -474,14 +491,25 @@ class RadiusServer:
         attrs = rp.eap_message_attributes(eap.failure(ident))
         return rp.encode_reply(Code.ACCESS_REJECT, request, client.secret, attrs)
 
+    def _end_buffer_victims(self, now: float) -> None:
+        """Conversations whose buffer budget another client's reservation took."""
+        shed = []
+        for account in self.buffers.take_shed():
+            conv = self.conversations.remove(account.key) if account.key is not None else None
+            if conv is not None:
+                shed.append(Shed(conv, conv.client, "buffer_share"))
+        if shed:
+            self._end_shed(shed, now)
+            metrics.SESSIONS_ACTIVE.set(len(self.conversations))
+
     def _end_shed(self, shed: list[Shed[Conversation]], now: float) -> None:
         """Conversations ended to make room or at their lifetime: failed, counted, logged
-        (as rejected, reason overloaded or timeout) like any other end."""
+        (as rejected, reason overloaded, buffers_full or timeout) like any other end."""
         for item in shed:
             conv = item.value
             conv.session.fail_timeout()
             metrics.shed(item.client, item.why).inc()
-            reason = Reason.TIMEOUT if item.why == "lifetime" else Reason.OVERLOADED
+            reason = _SHED_RESULT.get(item.why, Reason.OVERLOADED)
             self._record_result(conv, "reject", reason, None, conv.session.tls_version, now,
                                 item.why)
 

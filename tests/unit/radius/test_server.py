@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from radius import eap
+from radius import fragments as frag
 from radius import packet as rp
 from radius.options import EapOptions, RadiusClient
 from radius.packet import Attr, Code
@@ -501,3 +502,74 @@ def test_one_nas_flooding_identities_does_not_lock_out_another(make_server, peer
                    reason="client_share") == before + 1
     assert _metric("certgate_radius_conversations_shed_total", client="nas-a",
                    reason="refused") >= 10_000 - 200
+
+
+def _half_open(server: RadiusServer, addr: tuple[str, int], n: int, announced: int = 65536) -> bytes:
+    """Identity, then the first fragment of an announced TLS message that never finishes;
+    returns the reply to that fragment (an ACK challenge, or a reject)."""
+    station = f"02-00-00-00-{n >> 8 & 255:02x}-{n & 255:02x}".encode()
+    attrs = [(Attr.CALLING_STATION_ID, station),
+             *rp.eap_message_attributes(eap.response(1, eap.EapType.IDENTITY, b"x"))]
+    auth = os.urandom(16)
+    reply = rp.decode_reply(server.handle_datagram(
+        rp.encode_access_request(1, auth, SECRET, attrs), addr), SECRET, auth)
+    assert reply.code == Code.ACCESS_CHALLENGE and reply.eap_message is not None
+    tls = frag.build_payload(frag.FLAG_MORE, b"\x16" * 1000, announced)
+    attrs = [(Attr.CALLING_STATION_ID, station), (Attr.STATE, reply.get(Attr.STATE)),
+             *rp.eap_message_attributes(eap.response(reply.eap_message[1], eap.EapType.TLS, tls))]
+    auth = os.urandom(16)
+    out = server.handle_datagram(rp.encode_access_request(2, auth, SECRET, attrs), addr)
+    assert out is not None
+    return out
+
+
+class TestBufferBudget:
+    def test_one_nas_filling_the_budget_does_not_starve_another(self, make_server,  # type: ignore[no-untyped-def]
+                                                                peer_factory) -> None:
+        flooder = RadiusClient("nas-a", ipaddress.ip_network("127.0.0.2/32"), SECRET)
+        victim = RadiusClient("nas-b", ipaddress.ip_network("127.0.0.1/32"), SECRET)
+        server = make_server(EapOptions(max_buffered_bytes=1 << 20), clients=[flooder, victim])
+        refused_before = _metric("certgate_radius_conversations_shed_total", client="nas-a",
+                                 reason="buffer_refused")
+        shed_before = _metric("certgate_radius_conversations_shed_total", client="nas-a",
+                              reason="buffer_share")
+        codes = [_half_open(server, ("127.0.0.2", 40000), i)[0] for i in range(40)]
+        assert codes.count(Code.ACCESS_CHALLENGE) == 16  # 1 MiB / 64 KiB
+        assert codes.count(Code.ACCESS_REJECT) == 24
+        assert server.buffers.used == 1 << 20
+        assert _metric("certgate_radius_conversations_shed_total", client="nas-a",
+                       reason="buffer_refused") == refused_before + 24
+        reply = Nas(_direct(server, ("127.0.0.1", 1812)), peer_factory("staff-ok")).run()
+        assert reply.code == Code.ACCESS_ACCEPT  # room made by ending nas-a's oldest
+        assert _metric("certgate_radius_conversations_shed_total", client="nas-a",
+                       reason="buffer_share") == shed_before + 1
+        assert server.buffers.held_by("nas-b") == 0  # given back at Accept
+        assert server.buffers.used == 15 << 16
+        assert len(server.conversations) == 15
+
+    def test_budget_given_back_when_conversations_expire(self, make_server, clock) -> None:  # type: ignore[no-untyped-def]
+        server = make_server(EapOptions(conversation_timeout=10, conversation_lifetime=20))
+        for i in range(3):
+            assert _half_open(server, ADDR, i)[0] == Code.ACCESS_CHALLENGE
+        assert server.buffers.used == 3 * 65536
+        clock.t += 11
+        server.housekeeping(clock.t)
+        assert server.buffers.used == 0 and len(server.conversations) == 0
+        assert _metric("certgate_radius_buffered_bytes") == 0
+
+    def test_budget_given_back_at_lifetime_and_reject(self, make_server, clock) -> None:  # type: ignore[no-untyped-def]
+        server = make_server(EapOptions(conversation_timeout=10, conversation_lifetime=10))
+        assert _half_open(server, ADDR, 1)[0] == Code.ACCESS_CHALLENGE
+        clock.t += 10
+        server.housekeeping(clock.t)
+        assert server.buffers.used == 0
+        # a framing error (announced length > 64 KiB) ends the conversation: nothing held
+        reply = _half_open(server, ADDR, 2, announced=70000)
+        assert reply[0] == Code.ACCESS_REJECT and server.buffers.used == 0
+
+    def test_shed_label_values_start_at_zero(self, make_server) -> None:  # type: ignore[no-untyped-def]
+        make_server(clients=[RadiusClient("nas-zero", ipaddress.ip_network("10.9.9.9/32"), SECRET)])
+        for why in ("station_limit", "client_share", "lifetime", "refused", "buffer_share",
+                    "buffer_refused"):
+            assert REGISTRY.get_sample_value("certgate_radius_conversations_shed_total",
+                                             {"client": "nas-zero", "reason": why}) == 0.0
