@@ -29,6 +29,7 @@ def eap_options(runtime: Runtime) -> EapOptions:
         conversation_lifetime=r.conversation_lifetime,
         max_conversations=r.max_conversations,
         max_conversations_per_station=r.max_conversations_per_station,
+        max_conversations_per_client=r.max_conversations_per_client,
         max_buffered_bytes=r.max_buffered_bytes,
         tls_min_version=r.tls_min_version,
         tls_max_version=r.tls_max_version,

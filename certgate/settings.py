@@ -99,6 +99,7 @@ class RadiusSettings:
     conversation_lifetime: float = 120.0
     max_conversations: int = 10000
     max_conversations_per_station: int = 4
+    max_conversations_per_client: int = 0
     max_buffered_bytes: int = 192 * 1024 * 1024
     revocation_poll_interval: float = 0.25
     require_inventory: bool = True
@@ -446,10 +447,13 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         conversation_lifetime=rd.float("conversation_lifetime", 120.0, 1.0, 3600.0),
         max_conversations=rd.int("max_conversations", 10000, 1, 10_000_000),
         max_conversations_per_station=rd.int("max_conversations_per_station", 4, 1, 1000),
+        max_conversations_per_client=rd.int("max_conversations_per_client", 0, 0, 10_000_000),
         max_buffered_bytes=rd.int("max_buffered_bytes", 192 * 1024 * 1024, 2 * 65536, 1 << 40),
         revocation_poll_interval=rd.float("revocation_poll_interval", 0.25, 0.05, 1.0),
         require_inventory=rd.bool("require_inventory", True),
     )
+    if radius.max_conversations_per_client > radius.max_conversations:
+        rd.error("max_conversations_per_client", "must be at most max_conversations (0: no cap)")
     if radius.conversation_lifetime < radius.conversation_timeout:
         rd.error("conversation_lifetime", f"must be at least conversation_timeout "
                  f"({radius.conversation_timeout:g} s): it bounds the whole conversation")

@@ -13,6 +13,8 @@ I/O. The shell calls ``expire(now)`` periodically.
   the oldest conversation of the client holding the most — unless the newcomer's client is
   itself (one of) the largest, which is refused (``Overloaded``). So one NAS flooding
   Identity responses cannot lock out another NAS: max-min fairness without a knob.
+* Optionally (``max_per_client``) one client holds at most that many conversations even
+  when the table has room: its new ones are refused (``client_limit``).
 * Every conversation ends at ``lifetime`` after it began, however active (a peer trickling
   one fragment before each idle timeout cannot hold a slot for long).
 * Duplicate cache (R8), keyed (client address, source port, Identifier, Request
@@ -68,9 +70,13 @@ class ConversationTable(Generic[V]):
         *,
         lifetime: float | None = None,
         max_per_station: int = 4,
+        max_per_client: int | None = None,
     ) -> None:
         if max_conversations < 1 or timeout <= 0 or max_per_station < 1:
             raise ValueError("max_conversations >= 1, timeout > 0, max_per_station >= 1 required")
+        if max_per_client is not None and max_per_client < 1:
+            raise ValueError("max_per_client must be >= 1")
+        self.max_per_client = max_per_client
         self.max_conversations = max_conversations
         self.timeout = timeout
         self.lifetime = lifetime if lifetime is not None else 2 * timeout
@@ -95,9 +101,16 @@ class ConversationTable(Generic[V]):
 
     def admits(self, client: str) -> bool:
         """Would `add` for this client succeed (possibly by shedding someone else's)?"""
-        if not self.full:
-            return True
-        return self.count_for(client) < max(len(v) for v in self._by_client.values())
+        return self.refusal(client) is None
+
+    def refusal(self, client: str) -> str | None:
+        """Why `add` for this client would raise ``Overloaded`` (the metric label), or None."""
+        mine = self.count_for(client)
+        if self.max_per_client is not None and mine >= self.max_per_client:
+            return "client_limit"
+        if self.full and mine >= max(len(v) for v in self._by_client.values()):
+            return "refused"
+        return None
 
     def add(self, value: V, now: float, client: str = "", station: str | None = None
             ) -> tuple[bytes, list[Shed[V]]]:
@@ -108,10 +121,10 @@ class ConversationTable(Generic[V]):
             mine = self._by_station.get((client, station))
             if mine is not None and len(mine) >= self.max_per_station:
                 shed.append(self._shed(next(iter(mine)), "station_limit"))
+        if not self.admits(client):
+            raise Overloaded(f"{len(self._entries)} live conversations, "
+                             f"{self.count_for(client)} of them from {client}")
         if self.full:
-            if not self.admits(client):
-                raise Overloaded(f"{len(self._entries)} live conversations, "
-                                 f"{self.count_for(client)} of them from {client}")
             largest = max(self._by_client, key=lambda c: len(self._by_client[c]))
             shed.append(self._shed(next(iter(self._by_client[largest])), "client_share"))
         while True:

@@ -45,12 +45,13 @@ RESPONSES = Counter("certgate_radius_responses_total", "RADIUS replies sent", ["
 CONVERSATIONS_SHED = Counter(
     "certgate_radius_conversations_shed_total",
     "EAP conversations ended early to keep the table fair (station_limit, client_share) or at "
-    "their lifetime, and new ones refused when the client is the largest (refused); the same "
+    "their lifetime, and new ones refused when the client is the largest (refused) or at its "
+    "max_conversations_per_client (client_limit); the same "
     "for the buffer budget (buffer_share, buffer_refused)",
     ["client", "reason"],
 )
-SHED_REASONS = ("station_limit", "client_share", "lifetime", "refused", "buffer_share",
-                "buffer_refused")
+SHED_REASONS = ("station_limit", "client_share", "lifetime", "refused", "client_limit",
+                "buffer_share", "buffer_refused")
 shed = LabelCache(CONVERSATIONS_SHED)
 BUFFERED_BYTES = Gauge(
     "certgate_radius_buffered_bytes",

@@ -67,6 +67,7 @@ class EapOptions:
     conversation_lifetime: float = 120.0  # total, however active
     max_conversations: int = 10000
     max_conversations_per_station: int = 4
+    max_conversations_per_client: int = 0  # 0: no fixed cap, only the max-min share
     # Bytes half-done conversations may hold (radius.buffers): TLS reassembly and
     # connections. 192 MiB keeps a 10,000-conversation flood under ~300 MB above idle.
     max_buffered_bytes: int = 192 * 1024 * 1024
@@ -92,6 +93,8 @@ class EapOptions:
             raise ValueError("conversation_lifetime must be >= conversation_timeout")
         if self.max_conversations_per_station < 1:
             raise ValueError("max_conversations_per_station must be >= 1")
+        if not 0 <= self.max_conversations_per_client <= self.max_conversations:
+            raise ValueError("max_conversations_per_client must be 0..max_conversations")
         if self.max_buffered_bytes < 2 * 65536:
             raise ValueError("max_buffered_bytes must be >= 131072 (two 64 KiB TLS messages)")
         if self.max_round_trips < 2:

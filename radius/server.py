@@ -152,6 +152,7 @@ class RadiusServer:
             options.max_conversations, options.conversation_timeout,
             lifetime=options.conversation_lifetime,
             max_per_station=options.max_conversations_per_station,
+            max_per_client=options.max_conversations_per_client or None,
         )
         self.buffers = BufferBudget(options.max_buffered_bytes)
         for c in self.clients:  # every known label value exported from the start
@@ -356,8 +357,9 @@ class RadiusServer:
             if conv is None or conv.client != client.name:
                 return self._reject_without_session(client, request, Reason.UNKNOWN_STATE)
         else:
-            if not self.conversations.admits(client.name):  # this client is the largest
-                metrics.shed(client.name, "refused").inc()
+            refusal = self.conversations.refusal(client.name)  # largest, or at its cap
+            if refusal is not None:
+                metrics.shed(client.name, refusal).inc()
                 return self._reject_without_session(client, request, Reason.OVERLOADED)
             account = self.buffers.account(client.name)
             session = EapTlsSession(

@@ -46,6 +46,10 @@ def test_defaults_resolve_under_data_dir(tmp_path: Path) -> None:
     [
         ("[radius]\nlisten = 'localhost'\n", "radius.listen: expected \"IP:PORT\""),
         ("[radius]\nfragment_size = 10\n", "radius.fragment_size: expected an integer between"),
+        ("[radius]\nmax_conversations = 10\nmax_conversations_per_client = 11\n",
+         "radius.max_conversations_per_client: must be at most max_conversations"),
+        ("[radius]\nmax_buffered_bytes = 1000\n",
+         "radius.max_buffered_bytes: expected an integer between 131072"),
         ("[radius]\nlsten = '1.2.3.4:1'\n", "radius.lsten: unknown key"),
         ("[groups.staff]\nvlan = 5000\n", "groups.staff.vlan: expected a VLAN id"),
         ("[groups.staff]\nkey_types = ['dsa-1024']\n", "groups.staff.key_types: unknown value"),

@@ -67,6 +67,20 @@ def test_a_station_holds_a_few_conversations_at_most() -> None:
     assert t.add("other", 3.0, "nas", "bb")[1] == [] and len(t) == 3
 
 
+def test_a_client_holds_at_most_its_fixed_share() -> None:
+    t: ConversationTable[str] = ConversationTable(100, 60.0, max_per_client=3)
+    for i in range(3):
+        t.add(f"a{i}", float(i), "nas-a", f"st{i}")
+    assert t.refusal("nas-a") == "client_limit" and t.refusal("nas-b") is None
+    with pytest.raises(Overloaded):  # room in the table, but not in nas-a's share
+        t.add("a3", 3.0, "nas-a", "st3")
+    t.add("b0", 4.0, "nas-b")
+    t.remove(t.add("x", 5.0, "nas-c")[0])
+    assert t.count_for("nas-a") == 3 and len(t) == 4
+    with pytest.raises(ValueError):
+        ConversationTable(100, 60.0, max_per_client=0)
+
+
 def test_lifetime_ends_a_trickling_conversation() -> None:
     t: ConversationTable[str] = ConversationTable(10, 60.0, lifetime=90.0)
     state, _ = t.add("slow", 0.0, "nas", "aa")

@@ -569,7 +569,7 @@ class TestBufferBudget:
 
     def test_shed_label_values_start_at_zero(self, make_server) -> None:  # type: ignore[no-untyped-def]
         make_server(clients=[RadiusClient("nas-zero", ipaddress.ip_network("10.9.9.9/32"), SECRET)])
-        for why in ("station_limit", "client_share", "lifetime", "refused", "buffer_share",
-                    "buffer_refused"):
+        for why in ("station_limit", "client_share", "lifetime", "refused", "client_limit",
+                    "buffer_share", "buffer_refused"):
             assert REGISTRY.get_sample_value("certgate_radius_conversations_shed_total",
                                              {"client": "nas-zero", "reason": why}) == 0.0
