@@ -11,12 +11,15 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     never an OverflowError from deep inside."""
 
     def parse(text: str) -> int:
+        digits = text.strip()
+        if len(digits) > 20:  # no int() of a huge string: it is out of range anyway
+            raise argparse.ArgumentTypeError(f"{digits[:20]}… is outside {low}..{high}")
         try:
-            value = int(text.strip()[:20])
+            value = int(digits)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:20]!r} is not an integer") from None
-        if not low <= value <= high or len(text.strip()) > 20:
-            raise argparse.ArgumentTypeError(f"{text[:20]} is outside {low}..{high}")
+            raise argparse.ArgumentTypeError(f"{digits!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{digits} is outside {low}..{high}")
         return value
 
     return parse

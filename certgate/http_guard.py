@@ -41,6 +41,27 @@ for _reason in SHED_REASONS:
     SHED.labels(reason=_reason)
 
 
+class _LineBudget:
+    """At most one log line per `interval` seconds; the next line says how many were held
+    back. Shared by every rate-limited line of this module."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last = -interval
+        self._held = 0
+
+    def take(self) -> str | None:
+        """The suffix for a line that may be written now ("" or " (N more …)"), or None
+        (this one is held back and counted)."""
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._held += 1
+            return None
+        suffix = f" ({self._held} more since the last line)" if self._held else ""
+        self._last, self._held = now, 0
+        return suffix
+
+
 class _Guarded(asyncio.Protocol):
     """Forwards everything to aiohttp's handler; tells the guard when the connection ends."""
 
@@ -92,8 +113,7 @@ class GuardedFactory:
         self.max_per_client = max_per_client
         self._open: OrderedDict[_Guarded, None] = OrderedDict()  # oldest first
         self._per_client: dict[str, int] = {}
-        self._last_warning = 0.0
-        self._unlogged = 0
+        self._refusals = _LineBudget()
 
     def __call__(self) -> _Guarded:
         return _Guarded(self, self.server())
@@ -114,7 +134,8 @@ class GuardedFactory:
         return True
 
     def release(self, conn: _Guarded) -> None:
-        if self._open.pop(conn, 0) is None:  # was admitted
+        if conn in self._open:  # admitted, not yet released (eviction releases early)
+            del self._open[conn]
             left = self._per_client.get(conn.peer, 1) - 1
             if left > 0:
                 self._per_client[conn.peer] = left
@@ -139,13 +160,9 @@ class GuardedFactory:
 
     def _refuse(self, conn: _Guarded, why: str) -> bool:
         SHED.labels(reason="refused_busy").inc()
-        now = time.monotonic()
-        if now - self._last_warning >= 10:
-            more = f" ({self._unlogged} more since the last line)" if self._unlogged else ""
+        more = self._refusals.take()
+        if more is not None:
             log.warning("HTTP connection from %s refused: %s%s", conn.peer, why, more)
-            self._last_warning, self._unlogged = now, 0
-        else:
-            self._unlogged += 1
         return False
 
 
@@ -198,24 +215,19 @@ class ClientFaultLines(logging.Filter):
 
     def __init__(self, interval: float = 10.0) -> None:
         super().__init__()
-        self.interval = interval
-        self._last = -interval
-        self._suppressed = 0
+        self._lines = _LineBudget(interval)
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if not isinstance(exc, HttpProcessingError | RequestPayloadError):
             return True
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._suppressed += 1
+        more = self._lines.take()
+        if more is None:
             return False
-        more = f" ({self._suppressed} more since the last line)" if self._suppressed else ""
         record.levelno, record.levelname = logging.INFO, "INFO"
         record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}{more}"
         record.args = None
         record.exc_info = record.exc_text = None
-        self._last, self._suppressed = now, 0
         return True
 
 
@@ -231,10 +243,8 @@ class AcceptFailures:
     def __init__(self, guards: Callable[[], list[GuardedFactory]], interval: float = 10.0,
                  free: int = 16) -> None:
         self.guards = guards
-        self.interval = interval
         self.free = free
-        self._last = -interval
-        self._unlogged = 0
+        self._lines = _LineBudget(interval)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") != "socket.accept() out of system resource":
@@ -244,12 +254,8 @@ class AcceptFailures:
         for guard in self.guards():
             while freed < self.free and guard.evict_idle():
                 freed += 1
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._unlogged += 1
-            return
-        exc = context.get("exception")
-        more = f" ({self._unlogged} more since the last line)" if self._unlogged else ""
-        log.warning("accept failed: %s; closed %d idle HTTP connection(s); raise LimitNOFILE "
-                    "or lower [http] max_connections%s", exc, freed, more)
-        self._last, self._unlogged = now, 0
+        more = self._lines.take()
+        if more is not None:
+            log.warning("accept failed: %s; closed %d idle HTTP connection(s); raise "
+                        "LimitNOFILE or lower [http] max_connections%s",
+                        context.get("exception"), freed, more)
