@@ -1,0 +1,109 @@
+"""TOML configuration -> frozen dataclasses (certgate.settings.model).
+
+Every problem is reported at once, each naming its key and what is expected;
+unknown keys are errors (a typo must not silently fall back to a default).
+Relative paths are resolved against the config file's directory. One parser per
+section: sections.py (the small ones), radius.py, groups.py; reader.py does the
+typed reads they share.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from certgate.errors import ConfigError
+from certgate.settings.groups import parse_groups
+from certgate.settings.model import (
+    CA_KEY_TYPES,
+    KEY_TYPES,
+    TLS_VERSIONS,
+    AdminSettings,
+    GroupSettings,
+    HostPort,
+    HttpSettings,
+    PkiSettings,
+    RadiusClientSettings,
+    RadiusSettings,
+    RevocationSettings,
+    ScepSettings,
+    ServerSettings,
+    Settings,
+    StorageSettings,
+)
+from certgate.settings.radius import parse_radius
+from certgate.settings.reader import TableReader
+from certgate.settings.sections import (
+    parse_admin,
+    parse_http,
+    parse_pki,
+    parse_revocation,
+    parse_scep,
+    parse_server,
+    parse_storage,
+    postgres_url_problem,
+)
+
+__all__ = [
+    "CA_KEY_TYPES", "KEY_TYPES", "TLS_VERSIONS", "AdminSettings", "ConfigError", "GroupSettings",
+    "HostPort", "HttpSettings", "PkiSettings", "RadiusClientSettings", "RadiusSettings",
+    "RevocationSettings", "ScepSettings", "ServerSettings", "Settings", "StorageSettings",
+    "load_settings", "parse_settings", "postgres_url_problem",
+]
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}",
+            ["pass an existing file with --config FILE or CERTGATE_CONFIG"],
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_settings(data, path.resolve())
+
+
+def parse_settings(data: dict[str, Any], path: Path) -> Settings:
+    errors: list[str] = []
+    base = path.parent
+    top = TableReader(data, "", errors)
+
+    def section(name: str) -> TableReader:
+        return TableReader(top.table_(name), name, errors)
+
+    server, node_name = parse_server(section("server"), base)
+    storage = parse_storage(section("storage"), base, server.data_dir)
+    pki = parse_pki(section("pki"), base, server.data_dir)
+    radius = parse_radius(section("radius"))
+    http = parse_http(section("http"))
+    admin = parse_admin(section("admin"), base)
+    revocation = parse_revocation(section("revocation"))
+    scep = parse_scep(section("scep"), base)
+    groups = parse_groups(top.table_("groups"), errors)
+    top.finish()
+
+    if errors:
+        raise ConfigError(f"{path}: {len(errors)} problem(s)", errors)
+    if node_name is None:  # host:port tells two nodes on one host apart too
+        node_name = f"{socket.gethostname()[:50]}:{radius.listen.port}"
+    return Settings(
+        path=path,
+        server=replace(server, node_name=node_name),
+        storage=storage,
+        pki=pki,
+        radius=radius,
+        http=http,
+        admin=admin,
+        revocation=revocation,
+        groups=groups,
+        scep=scep,
+    )

@@ -1,0 +1,56 @@
+"""[groups.<name>]: one intermediate CA each, its RADIUS attributes and SCEP policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from certgate.settings.model import CA_KEY_TYPES, GROUP_NAME, KEY_TYPES, GroupSettings
+from certgate.settings.reader import TableReader
+
+
+def parse_groups(tables: dict[str, Any], errors: list[str]) -> tuple[GroupSettings, ...]:
+    groups: list[GroupSettings] = []
+    for gname, gtable in tables.items():
+        prefix = f"groups.{gname}"
+        if not isinstance(gtable, dict):
+            errors.append(f"{prefix}: expected a table [groups.{gname}]")
+            continue
+        if not GROUP_NAME.match(gname):
+            errors.append(f"{prefix}: group names are 1-32 of a-z 0-9 _ - (used in URLs and labels)")
+            continue
+        groups.append(_parse_group(gname, TableReader(gtable, prefix, errors)))
+    if not groups:
+        errors.append("groups: define at least one [groups.<name>] table (one intermediate CA each)")
+    return tuple(groups)
+
+
+def _parse_group(gname: str, gr: TableReader) -> GroupSettings:
+    vlan = gr.take("vlan", (int, str), "a VLAN id (1-4094) or name", None)
+    if isinstance(vlan, int) and not 1 <= vlan <= 4094:
+        gr.error("vlan", f"expected a VLAN id between 1 and 4094, got {vlan}")
+    modes = gr.str_list("challenge_modes", ("dynamic", "blob"), ("dynamic", "blob", "static"))
+    static_secret = gr.secret("static_secret", required=False)
+    if "static" in modes and not static_secret:
+        gr.error("static_secret", 'required when challenge_modes includes "static"')
+    if static_secret and "static" not in modes:
+        gr.error("challenge_modes", 'add "static" to use static_secret (legacy, off by default)')
+    group = GroupSettings(
+        name=gname,
+        vlan=str(vlan) if vlan is not None else None,
+        filter_id=gr.str("filter_id"),
+        class_value=gr.str("class"),
+        session_timeout=gr.int("session_timeout", None, 60, 31 * 86400),
+        validity_days=gr.int("validity_days", 365, 1, 3650),
+        key_types=gr.str_list("key_types", GroupSettings.key_types, KEY_TYPES),
+        ca_key_type=gr.choice("ca_key_type", CA_KEY_TYPES, None),
+        challenge_modes=modes,
+        static_secret=static_secret,
+        legacy_algorithms=gr.bool("legacy_algorithms", False),
+        ca_is_ra=gr.bool("ca_is_ra", False),
+        include_root=gr.bool("include_root", False),
+        manual_approval=gr.bool("manual_approval", False),
+        renewal_window_days=gr.int("renewal_window_days", 30, 0, 3650),
+        superseded_grace_hours=gr.int("superseded_grace_hours", 24, 0, 24 * 365),
+    )
+    gr.finish()
+    return group

@@ -1,0 +1,169 @@
+"""The configuration as frozen dataclasses: what every other module reads.
+
+Defaults live here, next to the field they belong to; the parsers in this package
+check ranges and cross-field rules and build these.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+CA_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")
+TLS_VERSIONS = ("1.2", "1.3")
+GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path
+    log_format: str = "text"
+    log_level: str = "INFO"
+    node_name: str = "certgate"  # names this node in sessions, metrics and logs (default host:port)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """[storage]: SQLite `path` (one box, the default) or a PostgreSQL `url` several nodes share."""
+
+    path: Path
+    url: str | None = None  # postgresql://user@host:port/db; never logged with its password
+    timeout: float = 5.0  # seconds per statement and per connection attempt
+    pool_size: int = 10
+    statement_cache: bool = True  # false behind PgBouncer in transaction mode
+    outage_grace: float = 900.0  # seconds of store outage before RADIUS fails closed
+    outage_mode: str = "closed"  # past the grace: "closed" rejects everything, "open" keeps
+    # accepting certificates this node has already seen
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.url else "sqlite"
+
+
+@dataclass(frozen=True)
+class PkiSettings:
+    dir: Path
+    key_type: str = "ec-p256"
+    organization: str = "certgate"
+    root_common_name: str = "certgate Root CA"
+    root_validity_days: int = 7300
+    intermediate_validity_days: int = 3650
+    server_name: str = "radius.certgate.test"
+    server_validity_days: int = 825
+    ra_key_type: str = "rsa-2048"
+    passphrase_env: str | None = None
+    passphrase_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class RadiusClientSettings:
+    name: str
+    address: ipaddress.IPv4Network | ipaddress.IPv6Network
+    secret: str
+    require_message_authenticator: bool = True
+    coa_port: int | None = None
+
+
+@dataclass(frozen=True)
+class RadiusSettings:
+    listen: HostPort
+    acct_listen: HostPort | None
+    clients: tuple[RadiusClientSettings, ...]
+    fragment_size: int = 1024
+    tls_min_version: str = "1.2"
+    tls_max_version: str = "1.3"
+    tls_groups: tuple[str, ...] = ("X25519", "P-256")
+    resumption: bool = False
+    conversation_timeout: float = 60.0
+    conversation_lifetime: float = 120.0
+    max_conversations: int = 10000
+    max_conversations_per_station: int = 4
+    max_conversations_per_client: int = 0
+    max_buffered_bytes: int = 192 * 1024 * 1024
+    revocation_poll_interval: float = 0.25
+    require_inventory: bool = True
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    listen: HostPort
+    public_url: str
+    max_body_bytes: int = 2 * 1024 * 1024
+    metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
+    max_connections: int = 1024
+    max_connections_per_client: int = 256
+    idle_timeout: float = 15.0  # no complete request headers for this long: closed
+    request_timeout: float = 30.0  # body read + answer
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    tokens: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    webhook_tolerance_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class RevocationSettings:
+    crl_validity_hours: int = 24
+    ocsp_validity_minutes: int = 60
+    disconnect_on_revoke: bool = True
+
+
+@dataclass(frozen=True)
+class ScepSettings:
+    mdm_blob_keys: tuple[Path, ...] = ()  # trusted MDM blob-signing public keys (P-256 PEM)
+    max_pending_age_days: int = 7  # manual-approval requests left pending longer are rejected
+    signing_time_skew_seconds: int = 3600  # |signingTime - now| above this -> badTime
+    workers: int = 2  # SCEP crypto processes (capped at the CPU count); 0 = threads in-process
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    name: str
+    vlan: str | None = None
+    filter_id: str | None = None
+    class_value: str | None = None
+    session_timeout: int | None = None
+    validity_days: int = 365
+    key_types: tuple[str, ...] = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+    ca_key_type: str | None = None
+    # SCEP
+    challenge_modes: tuple[str, ...] = ("dynamic", "blob")
+    static_secret: str | None = None
+    legacy_algorithms: bool = False
+    ca_is_ra: bool = False
+    include_root: bool = False
+    manual_approval: bool = False
+    renewal_window_days: int = 30
+    superseded_grace_hours: int = 24
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    server: ServerSettings
+    storage: StorageSettings
+    pki: PkiSettings
+    radius: RadiusSettings
+    http: HttpSettings
+    admin: AdminSettings
+    revocation: RevocationSettings = field(default_factory=RevocationSettings)
+    groups: tuple[GroupSettings, ...] = field(default_factory=tuple)
+    scep: ScepSettings = field(default_factory=ScepSettings)
+
+    def group(self, name: str) -> GroupSettings | None:
+        return next((g for g in self.groups if g.name == name), None)

@@ -1,0 +1,74 @@
+"""[radius] and its [[radius.clients]]: listeners, NAS secrets, TLS and the budgets."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from certgate.settings.model import TLS_VERSIONS, HostPort, RadiusClientSettings, RadiusSettings
+from certgate.settings.reader import TableReader
+
+
+def parse_radius(rd: TableReader) -> RadiusSettings:
+    listen = rd.host_port("listen", "127.0.0.1:1812")
+    acct = rd.host_port("acct_listen", None)
+    clients = _parse_clients(rd)
+    tls_min = rd.choice("tls_min_version", TLS_VERSIONS, "1.2")
+    tls_max = rd.choice("tls_max_version", TLS_VERSIONS, "1.3")
+    if tls_min and tls_max and tls_min > tls_max:
+        rd.error("tls_min_version", f"{tls_min} is above tls_max_version {tls_max}")
+    radius = RadiusSettings(
+        listen=listen or HostPort("127.0.0.1", 1812),
+        acct_listen=acct,
+        clients=clients,
+        fragment_size=rd.int("fragment_size", 1024, 256, 4000),
+        tls_min_version=tls_min,
+        tls_max_version=tls_max,
+        tls_groups=rd.str_list("tls_groups", ("X25519", "P-256")),
+        resumption=rd.bool("resumption", False),
+        conversation_timeout=rd.float("conversation_timeout", 60.0, 1.0, 3600.0),
+        conversation_lifetime=rd.float("conversation_lifetime", 120.0, 1.0, 3600.0),
+        max_conversations=rd.int("max_conversations", 10000, 1, 10_000_000),
+        max_conversations_per_station=rd.int("max_conversations_per_station", 4, 1, 1000),
+        max_conversations_per_client=rd.int("max_conversations_per_client", 0, 0, 10_000_000),
+        max_buffered_bytes=rd.int("max_buffered_bytes", 192 * 1024 * 1024, 2 * 65536, 1 << 40),
+        revocation_poll_interval=rd.float("revocation_poll_interval", 0.25, 0.05, 1.0),
+        require_inventory=rd.bool("require_inventory", True),
+    )
+    if radius.max_conversations_per_client > radius.max_conversations:
+        rd.error("max_conversations_per_client", "must be at most max_conversations (0: no cap)")
+    if radius.conversation_lifetime < radius.conversation_timeout:
+        rd.error("conversation_lifetime", f"must be at least conversation_timeout "
+                 f"({radius.conversation_timeout:g} s): it bounds the whole conversation")
+    rd.finish()
+    return radius
+
+
+def _parse_clients(rd: TableReader) -> tuple[RadiusClientSettings, ...]:
+    errors = rd.errors
+    clients: list[RadiusClientSettings] = []
+    for i, entry in enumerate(rd.take("clients", (list,), "an array of tables [[radius.clients]]", [])):
+        prefix = f"radius.clients[{i}]"
+        if not isinstance(entry, dict):
+            errors.append(f"{prefix}: expected a table with name, address, secret")
+            continue
+        cr = TableReader(entry, prefix, errors)
+        name = cr.str("name", required=True)
+        addr_text = cr.str("address", required=True)
+        secret = cr.secret("secret", required=True)
+        network = None
+        if addr_text:
+            try:
+                network = ipaddress.ip_network(addr_text, strict=False)
+            except ValueError:
+                cr.error("address", f"expected an IP address or CIDR like 10.0.0.0/24, got {addr_text!r}")
+        if secret is not None and len(secret) < 8:
+            cr.error("secret", "must be at least 8 characters (use a long random string)")
+        require_ma = cr.bool("require_message_authenticator", True)
+        coa_port = cr.int("coa_port", None, 1, 65535)
+        cr.finish()
+        if name and network is not None and secret:
+            clients.append(RadiusClientSettings(name, network, secret, require_ma, coa_port))
+    names = [c.name for c in clients]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"radius.clients: name {dup!r} is used twice; names must be unique")
+    return tuple(clients)

@@ -1,0 +1,140 @@
+"""Typed reads out of one TOML table, each problem recorded under its dotted key.
+
+Every problem is reported at once, each naming its key and what is expected;
+unknown keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from certgate.settings.model import HostPort
+
+
+class TableReader:
+    """Pops typed values out of a TOML table, recording errors under dotted key names."""
+
+    def __init__(self, table: dict[str, Any], prefix: str, errors: list[str]) -> None:
+        self.table = dict(table)
+        self.prefix = prefix
+        self.errors = errors
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, message: str) -> None:
+        self.errors.append(f"{self.key(name)}: {message}")
+
+    def take(self, name: str, kinds: tuple[type, ...], expected: str, default: Any) -> Any:
+        if name not in self.table:
+            return default
+        value = self.table.pop(name)
+        if isinstance(value, bool) and bool not in kinds:
+            self.error(name, f"expected {expected}, got {value!r}")
+            return default
+        if not isinstance(value, kinds):
+            self.error(name, f"expected {expected}, got {value!r}")
+            return default
+        return value
+
+    def str(self, name: str, default: Any = None, required: bool = False) -> Any:
+        if required and name not in self.table:
+            self.error(name, "is required (a string)")
+        value = self.take(name, (str,), "a string", default)
+        if required and value == "":
+            self.error(name, "must not be empty")
+        return value
+
+    def int(self, name: str, default: Any = None, lo: int = 0, hi: int = 2**31) -> Any:
+        value = self.take(name, (int,), "an integer", default)
+        if isinstance(value, int) and not lo <= value <= hi:
+            self.error(name, f"expected an integer between {lo} and {hi}, got {value}")
+            return default
+        return value
+
+    def float(self, name: str, default: float, lo: float, hi: float) -> float:
+        value = self.take(name, (int, float), "a number", default)
+        if not lo <= value <= hi:
+            self.error(name, f"expected a number between {lo} and {hi}, got {value}")
+            return default
+        return float(value)
+
+    def bool(self, name: str, default: bool) -> bool:
+        return self.take(name, (bool,), "true or false", default)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any) -> Any:
+        value = self.str(name, default)
+        if value is not None and value not in choices:
+            self.error(name, f"expected one of {', '.join(choices)}, got {value!r}")
+            return default
+        return value
+
+    def str_list(self, name: str, default: tuple[str, ...], choices: tuple[str, ...] = ()) -> Any:
+        value = self.take(name, (list,), "a list of strings", None)
+        if value is None:
+            return default
+        if not all(isinstance(v, str) for v in value):
+            self.error(name, f"expected a list of strings, got {value!r}")
+            return default
+        bad = [v for v in value if choices and v not in choices]
+        if bad:
+            self.error(name, f"unknown value(s) {bad}; expected any of {', '.join(choices)}")
+            return default
+        return tuple(value)
+
+    def table_(self, name: str) -> dict[str, Any]:
+        return self.take(name, (dict,), "a table", {})
+
+    def path(self, name: str, base: Path, default: Path | None) -> Path | None:
+        value = self.str(name, None)
+        if value is None:
+            return default
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (base / p)
+
+    def host_port(self, name: str, default: str | None) -> HostPort | None:
+        value = self.str(name, default)
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        host = host.strip("[]")
+        try:
+            ipaddress.ip_address(host)
+            port_no = int(port)
+            if not sep or not 0 <= port_no <= 65535:
+                raise ValueError
+        except ValueError:
+            self.error(name, f'expected "IP:PORT" like "127.0.0.1:1812", got {value!r}')
+            return None
+        return HostPort(host, port_no)
+
+    def secret(self, name: str, required: bool) -> str | None:
+        """A secret given inline (`name`), from the environment (`name_env`) or a file."""
+        inline = self.str(name)
+        env = self.str(f"{name}_env")
+        file = self.str(f"{name}_file")
+        given = [v for v in (inline, env, file) if v is not None]
+        if len(given) > 1:
+            self.error(name, f"give only one of {name}, {name}_env, {name}_file")
+            return None
+        if env is not None:
+            value = os.environ.get(env)
+            if not value:
+                self.error(f"{name}_env", f"environment variable {env} is not set or empty")
+            return value
+        if file is not None:
+            try:
+                return Path(file).read_text().strip()
+            except OSError as exc:
+                self.error(f"{name}_file", f"cannot read {file}: {exc.strerror}")
+                return None
+        if inline is None and required:
+            self.error(name, f"is required (or {name}_env / {name}_file)")
+        return inline
+
+    def finish(self) -> None:
+        for name in sorted(self.table):
+            self.error(name, "unknown key (check the spelling; see config/certgate.example.toml)")
