@@ -1,4 +1,4 @@
-"""Conversation table (RADIUS State -> EAP session) and the duplicate-request cache.
+"""Conversation table (RADIUS State -> EAP session).
 
 Pure: every method takes ``now`` (the shell passes ``time.monotonic()``); no timers, no
 I/O. The shell calls ``expire(now)`` periodically.
@@ -17,9 +17,7 @@ I/O. The shell calls ``expire(now)`` periodically.
   when the table has room: its new ones are refused (``client_limit``).
 * Every conversation ends at ``lifetime`` after it began, however active (a peer trickling
   one fragment before each idle timeout cannot hold a slot for long).
-* Duplicate cache (R8), keyed (client address, source port, Identifier, Request
-  Authenticator): a retransmission gets the exact reply bytes and never advances the
-  EAP/TLS state; a duplicate of a request still being processed is dropped.
+* The duplicate-request cache (R8) is radius.duplicates.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Generic, TypeVar
 
 STATE_LENGTH = 16
@@ -200,60 +197,3 @@ class ConversationTable(Generic[V]):
                 break
             ended.append(self._shed(state, "lifetime"))
         return ended
-
-
-DuplicateKey = tuple[str, int, int, bytes]  # (client address, port, Identifier, Authenticator)
-
-
-class DupStatus(Enum):
-    NEW = "NEW"  # process it
-    IN_PROGRESS = "IN_PROGRESS"  # same request still being processed: drop
-    DONE = "DONE"  # resend the cached reply
-
-
-@dataclass(slots=True)
-class _Cached:
-    reply: bytes | None
-    expires: float
-
-
-class DuplicateCache:
-    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
-        if ttl <= 0 or max_entries < 1:
-            raise ValueError("ttl > 0 and max_entries >= 1 required")
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: OrderedDict[DuplicateKey, _Cached] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def begin(self, key: DuplicateKey, now: float) -> tuple[DupStatus, bytes | None]:
-        cached = self._entries.get(key)
-        if cached is not None and cached.expires > now:
-            if cached.reply is None:
-                return DupStatus.IN_PROGRESS, None
-            return DupStatus.DONE, cached.reply
-        self._entries[key] = _Cached(None, now + self.ttl)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        return DupStatus.NEW, None
-
-    def finish(self, key: DuplicateKey, reply: bytes, now: float) -> None:
-        self._entries[key] = _Cached(reply, now + self.ttl)
-        self._entries.move_to_end(key)
-
-    def abandon(self, key: DuplicateKey) -> None:
-        """No reply was sent (silent drop): let a retransmission be processed afresh."""
-        self._entries.pop(key, None)
-
-    def expire(self, now: float) -> int:
-        n = 0
-        while self._entries:
-            key, cached = next(iter(self._entries.items()))
-            if cached.expires > now:
-                break
-            del self._entries[key]
-            n += 1
-        return n

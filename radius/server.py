@@ -32,7 +32,8 @@ from radius import packet as rp
 from radius.accounting import class_value
 from radius.authorize import Allow
 from radius.buffers import BufferAccount, BufferBudget
-from radius.conversations import ConversationTable, DuplicateCache, DupStatus, Overloaded, Shed
+from radius.conversations import ConversationTable, Overloaded, Shed
+from radius.duplicates import DuplicateCache, DupStatus
 from radius.eap_tls import Accept, AuthorizeFn, Challenge, Discard, EapTlsSession, Reject
 from radius.fragments import fragment_size_for
 from radius.log_budget import LogBudget, suppressed_note
@@ -301,7 +302,7 @@ class RadiusServer:
                 )
             now = self._mono()
             key = (addr[0], addr[1], request.identifier, request.authenticator)
-            status, cached = self.duplicates.begin(key, now)
+            status, cached = self.duplicates.begin(key, now, client.name)
             if status is not DupStatus.NEW:
                 metrics.duplicates(client.name).inc()
                 key = None  # the original owns the cache entry

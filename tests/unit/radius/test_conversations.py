@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from radius.conversations import ConversationTable, DuplicateCache, DupStatus, Overloaded
+from radius.conversations import ConversationTable, Overloaded
+from radius.duplicates import DuplicateCache, DupStatus
 
 
 def test_add_get_remove() -> None:
