@@ -352,10 +352,16 @@ def _worker_main(calls: Connection, control: Connection, loader: Loader, args: t
                 channels.remove(chan)
                 continue
             if chan is calls:
-                chan.send_bytes(_answer(_worker_call, *pickle.loads(data)))
+                reply = _answer(_worker_call, *pickle.loads(data))
             else:
                 fn, a, kw = pickle.loads(data)
-                chan.send_bytes(_answer(fn, *a, **kw))
+                reply = _answer(fn, *a, **kw)
+            try:
+                chan.send_bytes(reply)
+            except (BrokenPipeError, ConnectionResetError):  # the parent died mid-call (kill -9)
+                if chan is calls:
+                    return
+                channels.remove(chan)
 
 
 class _Replies(asyncio.Protocol):

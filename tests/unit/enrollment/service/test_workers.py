@@ -110,3 +110,32 @@ async def test_hung_worker_is_killed_and_replaced(process_harness, monkeypatch) 
     rep, _ = await h.enroll(csr, key)  # a fresh worker; the challenge was not consumed
     assert rep.status is PKIStatus.SUCCESS
     assert crypto.slots[0].process.pid != stopped and crypto.restarts == 1
+
+
+def test_worker_whose_parent_died_mid_call_exits_quietly(tmp_path: Path, capfd) -> None:
+    """The server killed -9 while a worker computes: the reply meets a closed socket. The
+    worker exits 0 without a BrokenPipeError traceback (its stderr is the server's log)."""
+    import multiprocessing
+    import pickle
+    import socket
+    from multiprocessing.connection import Connection
+
+    from enrollment.scep_crypto import _worker_main
+
+    loader.write_pki(tmp_path, group_ca("staff"))
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = socket.socketpair()
+    control, child_control = ctx.Pipe(duplex=True)
+    child_calls = Connection(child.detach())
+    proc = ctx.Process(target=_worker_main, daemon=True,
+                       args=(child_calls, child_control, loader.load, (str(tmp_path),), 0))
+    proc.start()
+    child_calls.close()
+    child_control.close()
+    calls = Connection(parent.detach())
+    calls.send_bytes(pickle.dumps(("staff", "no_such_method", (), {})))
+    calls.close()  # gone before the answer (the worker is still loading its keys)
+    proc.join(30)
+    control.close()
+    assert proc.exitcode == 0
+    assert "Traceback" not in capfd.readouterr().err
