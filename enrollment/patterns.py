@@ -29,10 +29,15 @@ class UnsafePattern(ValueError):
 
 @functools.lru_cache(maxsize=256)
 def compile_pattern(pattern: str):  # type: ignore[no-untyped-def]
-    """The compiled pattern, or UnsafePattern (too long, not RE2 syntax: e.g. a
-    backreference or lookaround, or too large a program)."""
+    """The compiled pattern, or UnsafePattern (too long, not valid Unicode, not RE2 syntax:
+    e.g. a backreference or lookaround, or too large a program)."""
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise UnsafePattern(f"pattern longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        pattern.encode("utf-8")  # RE2 takes UTF-8; a lone surrogate (JSON "\ud800") has none
+    except UnicodeEncodeError:
+        raise UnsafePattern(f"pattern {pattern[:40]!r} not accepted (not valid Unicode: "
+                            "lone surrogate)") from None
     try:
         return re2.compile(pattern, _OPTIONS)
     except re2.error as exc:

@@ -54,3 +54,15 @@ def test_ordinary_patterns_still_match() -> None:
     assert fullmatch(r"dev-[0-9]+", "dev-42") and not fullmatch(r"dev-[0-9]+", "dev-42x")
     assert fullmatch(r"dns:[a-z0-9-]+\.example\.net", "dns:host-1.example.net")
     assert not fullmatch(r".*", "x" * 2000)  # over-long values never match
+
+
+def test_a_lone_surrogate_is_refused_as_an_unsafe_pattern() -> None:
+    # JSON "\ud800" decodes to a lone surrogate; RE2 (UTF-8) raised UnicodeEncodeError,
+    # which escaped compile_pattern and ChallengeBinding's "subject:" / "sans:" naming.
+    # Found by tests/fuzz/fuzz_csr_policy.py (corpus csr_policy/lone-surrogate-pattern).
+    with pytest.raises(UnsafePattern, match="not valid Unicode"):
+        compile_pattern("a\udcff.*")
+    with pytest.raises(ValueError, match=r"^subject: pattern .*not valid Unicode"):
+        ChallengeBinding("staff", EXPIRES, subject_cn="re:dev-\ud800")
+    with pytest.raises(ValueError, match=r"^sans: pattern .*not valid Unicode"):
+        ChallengeBinding("staff", EXPIRES, sans=("re:\udc80",))
