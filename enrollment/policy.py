@@ -245,7 +245,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
         raise CsrRejected(CsrReason.BAD_FORMAT, "unparsable CSR") from exc
 
 

@@ -108,7 +108,7 @@ def parse_csr(content: bytes, request: object = None) -> x509.CertificateRequest
     """PKCS#10 from a PKCSReq/RenewalReq; its self-signature must verify."""
     try:
         csr = x509.load_der_x509_csr(normalize(content))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
         raise _bad(f"not a PKCS#10 request: {exc}", request) from exc
     try:
         valid = csr.is_signature_valid

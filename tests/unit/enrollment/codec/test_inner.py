@@ -88,3 +88,18 @@ def _der():
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return Encoding.DER
+
+
+def _bad_version(csr: x509.CertificateSigningRequest) -> bytes:
+    der = csr.public_bytes(_der())
+    at = der.index(b"\x02\x01\x00")  # CertificationRequestInfo.version v1(0)
+    return der[:at] + b"\x02\x01\x04" + der[at + 3:]
+
+
+def test_csr_with_an_unknown_version_is_bad_request(pki) -> None:
+    # cryptography raises x509.InvalidVersion (not a ValueError) for version != 0: it
+    # escaped parse_csr, so a signed PKCSReq carrying such a CSR got no CertRep at all.
+    # Found by tests/fuzz/fuzz_csr_policy.py (corpus csr_policy/csr-version-4).
+    with pytest.raises(ScepError, match="not a PKCS#10 request") as err:
+        scep_codec.parse_inner(MessageType.PKCSReq, _bad_version(pki.csr))
+    assert err.value.fail_info is FailInfo.badRequest

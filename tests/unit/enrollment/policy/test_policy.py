@@ -267,3 +267,14 @@ class TestConfigShapes:
                 normalize_san(raw)
         else:
             assert normalize_san(raw) == norm
+
+
+def test_csr_with_an_unknown_version_is_bad_format(h):
+    # x509.InvalidVersion is not a ValueError: it escaped load_csr / extract_csr_facts.
+    # Found by tests/fuzz/fuzz_csr_policy.py (corpus csr_policy/csr-version-4).
+    raw = der(h.make_csr(h.ec_key()))
+    at = raw.index(b"\x02\x01\x00")
+    raw = raw[:at] + b"\x02\x01\x04" + raw[at + 3:]
+    with pytest.raises(CsrRejected) as err:
+        extract_csr_facts(raw)
+    assert err.value.reason is CsrReason.BAD_FORMAT
