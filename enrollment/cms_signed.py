@@ -68,7 +68,11 @@ def _load_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
     except ValueError:
         # BER inside a BER message: re-encode (the cert's own signature may
         # not survive; only its public key is used here).
-        return x509.load_der_x509_certificate(cert.dump(force=True))
+        try:
+            der = cert.dump(force=True)
+        except AttributeError as exc:  # asn1crypto cannot re-encode a REAL (no .native)
+            raise ValueError(f"certificate cannot be re-encoded: {exc}") from exc
+        return x509.load_der_x509_certificate(der)
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,10 @@ def _load_signed_data(data: bytes) -> ParsedSignedData:
             if name in attrs:
                 raise MalformedSignedData(f"duplicate signed attribute {name}")
             values = attr["values"]
-            values.native  # noqa: B018 - parse now so bad encodings surface here
+            try:
+                values.native  # noqa: B018 - parse now so bad encodings surface here
+            except AttributeError as exc:  # a REAL in an unknown attribute: asn1crypto has no .native
+                raise MalformedSignedData(f"attribute {name}: unsupported value ({exc})") from exc
             if len(values) != 1:
                 raise MalformedSignedData(f"attribute {name} has {len(values)} values")
             attrs[name] = values
@@ -222,7 +229,7 @@ def _signed_attrs_candidates(signed_attrs: cms.CMSAttributes) -> Iterator[bytes]
     yield first
     try:
         der = cms.CMSAttributes.load(first).dump(force=True)
-    except ValueError:
+    except (ValueError, AttributeError):  # AttributeError: asn1crypto re-encoding a REAL
         return
     if der != first:
         yield der
@@ -267,7 +274,10 @@ def verify_signature(parsed: ParsedSignedData) -> DigestAlgorithm:
         raise SignatureInvalid("messageDigest does not match the content")
     sig_hash = _signature_hash(parsed)
     signature = parsed.signer_info["signature"].native
-    pub = parsed.signer_certificate.public_key()
+    try:
+        pub = parsed.signer_certificate.public_key()  # parsed lazily: may be undecodable
+    except ValueError as exc:
+        raise UnsupportedAlgorithm(f"signer key cannot be decoded: {exc}") from exc
     name = parsed.signature_algorithm
     for data in _signed_attrs_candidates(parsed.signer_info["signed_attrs"]):
         try:
@@ -292,7 +302,10 @@ def verify_signature(parsed: ParsedSignedData) -> DigestAlgorithm:
 def verify_rsa(cert: x509.Certificate, signature: bytes, signed_attrs: bytes,
                alg: DigestAlgorithm) -> bool:
     """An RSA PKCS#1 v1.5 signature over DER signed attributes (False: not RSA, or bad)."""
-    pub = cert.public_key()
+    try:
+        pub = cert.public_key()  # parsed lazily: may be undecodable
+    except ValueError:
+        return False
     if not isinstance(pub, rsa.RSAPublicKey):
         return False
     try:

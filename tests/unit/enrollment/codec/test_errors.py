@@ -279,3 +279,45 @@ def test_size_cap(pki) -> None:
     with pytest.raises(UndecodableRequest, match="exceeds"):
         scep_codec.parse_pki_message(der, max_size=len(der) - 1)
     scep_codec.parse_pki_message(der, max_size=len(der))
+
+
+class TestAsn1Real:
+    """asn1crypto's Real has no .native: reading or re-encoding a REAL raised
+    AttributeError out of parse_pki_message (no answer at all) instead of
+    UndecodableRequest (HTTP 400). Found by tests/fuzz/fuzz_scep_message.py (corpus
+    scep_message/real-in-certificate)."""
+
+    def test_real_in_an_unknown_signed_attribute(self, pki) -> None:
+        from asn1crypto import core
+
+        attrs = [*_base_attrs(), cms.CMSAttribute(
+            {"type": "1.2.3.4", "values": [core.Any.load(b"\x09\x01\x80")]})]
+        der = _signed(pki, b"content", attrs)
+        with pytest.raises(UndecodableRequest, match="unsupported value"):
+            scep_codec.parse_pki_message(der)
+
+    def test_real_in_a_certificate_that_needs_re_encoding(self, pki) -> None:
+        der = _request(pki).der
+        signer = pki.signer.public_bytes(_der())
+        # sha256WithRSAEncryption's NULL parameters -> REAL: cryptography refuses the
+        # certificate, the BER fallback re-encodes it with asn1crypto.
+        bad = signer.replace(b"\x01\x01\x0b\x05\x00", b"\x01\x01\x0b\x09\x00")
+        assert bad != signer and der.count(signer) == 1
+        with pytest.raises(UndecodableRequest):
+            scep_codec.parse_pki_message(der.replace(signer, bad))
+
+
+def test_undecodable_signer_key_is_bad_alg(pki) -> None:
+    # cryptography parses a certificate's key lazily: public_key() raised ValueError out
+    # of cms_signed.verify_rsa / verify_signature (no answer at all). Found by
+    # tests/fuzz/fuzz_scep_message.py (corpus scep_message/undecodable-signer-key).
+    req = _request(pki)
+    from cryptography.hazmat.primitives.serialization import PublicFormat
+
+    spki = pki.signer.public_key().public_bytes(_der(), PublicFormat.SubjectPublicKeyInfo)
+    bit_string = spki[spki.index(b"\x03\x82"):]
+    assert req.der.count(bit_string) == 1
+    bad = bit_string[:5] + b"\xf0" + bit_string[6:]  # the RSAPublicKey SEQUENCE tag -> private
+    with pytest.raises(ScepError, match="signer key cannot be decoded") as err:
+        scep_codec.parse_pki_message(req.der.replace(bit_string, bad))
+    assert err.value.fail_info is FailInfo.badAlg
