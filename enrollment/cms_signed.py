@@ -18,6 +18,7 @@ from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm as UnsupportedKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
@@ -276,7 +277,7 @@ def verify_signature(parsed: ParsedSignedData) -> DigestAlgorithm:
     signature = parsed.signer_info["signature"].native
     try:
         pub = parsed.signer_certificate.public_key()  # parsed lazily: may be undecodable
-    except ValueError as exc:
+    except (ValueError, UnsupportedKey) as exc:
         raise UnsupportedAlgorithm(f"signer key cannot be decoded: {exc}") from exc
     name = parsed.signature_algorithm
     for data in _signed_attrs_candidates(parsed.signer_info["signed_attrs"]):
@@ -304,7 +305,7 @@ def verify_rsa(cert: x509.Certificate, signature: bytes, signed_attrs: bytes,
     """An RSA PKCS#1 v1.5 signature over DER signed attributes (False: not RSA, or bad)."""
     try:
         pub = cert.public_key()  # parsed lazily: may be undecodable
-    except ValueError:
+    except (ValueError, UnsupportedKey):
         return False
     if not isinstance(pub, rsa.RSAPublicKey):
         return False
