@@ -270,6 +270,8 @@ def answer(
         extensions = request.extensions
     except (ValueError, NotImplementedError):  # NotImplementedError: several CertIDs
         return malformed
+    if serial < 0:  # not a serial anyone issues, and not encodable in the answer
+        return malformed
     try:
         algorithm = request.hash_algorithm.name
     except UnsupportedAlgorithm:
@@ -347,9 +349,10 @@ def requested_serial(request_der: bytes) -> int | None:
     if len(request_der) > MAX_REQUEST_SIZE:
         return None
     try:
-        return ocsp.load_der_ocsp_request(bytes(request_der)).serial_number
+        serial = ocsp.load_der_ocsp_request(bytes(request_der)).serial_number
     except (ValueError, NotImplementedError):
         return None
+    return serial if serial >= 0 else None
 
 
 # ---------------------------------------------------------------- HTTP GET

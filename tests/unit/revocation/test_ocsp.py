@@ -186,6 +186,19 @@ class TestErrors:
         a = answer(req.dump(force=True), table, signers, now)
         assert a.outcome is Outcome.UNAUTHORIZED and table.calls == []
 
+    def test_negative_serial_is_malformed(self, pki, now, signers, table):
+        """A negative CertID serial (found by tests/fuzz/fuzz_ocsp_request.py) made the
+        response builder raise ValueError: it is no serial we issue and cannot be
+        echoed, so it is a malformedRequest, and requested_serial agrees."""
+        from asn1crypto import ocsp as asn1_ocsp
+
+        req = asn1_ocsp.OCSPRequest.load(_request(pki.leaf2, pki.staff))
+        req["tbs_request"]["request_list"][0]["req_cert"]["serial_number"] = -111
+        der = req.dump(force=True)
+        a = answer(der, table, signers, now)
+        assert a.outcome is Outcome.MALFORMED and table.calls == []
+        assert requested_serial(der) is None
+
     def test_lookup_returning_junk_is_our_bug(self, pki, now, signers):
         with pytest.raises(TypeError, match="lookup returned"):
             answer(_request(pki.leaf2, pki.staff), lambda g, s: "good", signers, now)
