@@ -67,7 +67,8 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
         ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, and tomllib's
+        # int() of a literal past Python's 4300-digit limit, which is a bare ValueError
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_settings(data, path.resolve())
 

@@ -6,12 +6,32 @@ unknown keys are errors (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from certgate.settings.model import HostPort
+
+#: Files a config names (tokens, secrets, PEM keys) are small; past this it is a mistake.
+MAX_REFERENCED_FILE = 1 << 20
+
+
+def read_referenced_file(path: Path) -> bytes:
+    """The bytes of a file a config key names: a regular file of at most
+    MAX_REFERENCED_FILE bytes. A FIFO, a device (/dev/zero) or a directory raises
+    OSError with a strerror saying so, instead of blocking or reading without end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = f.read(MAX_REFERENCED_FILE + 1)
+    if len(data) > MAX_REFERENCED_FILE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_REFERENCED_FILE} bytes")
+    return data
 
 
 class TableReader:
@@ -127,7 +147,10 @@ class TableReader:
             return value
         if file is not None:
             try:
-                return Path(file).read_text().strip()
+                return read_referenced_file(Path(file)).decode("utf-8").strip()
+            except UnicodeDecodeError:
+                self.error(f"{name}_file", f"{file} is not UTF-8 text")
+                return None
             except OSError as exc:
                 self.error(f"{name}_file", f"cannot read {file}: {exc.strerror}")
                 return None

@@ -20,7 +20,7 @@ from certgate.settings.model import (
     ServerSettings,
     StorageSettings,
 )
-from certgate.settings.reader import TableReader
+from certgate.settings.reader import TableReader, read_referenced_file
 
 
 def parse_server(srv: TableReader, base: Path) -> tuple[ServerSettings, str | None]:
@@ -130,7 +130,10 @@ def parse_admin(ad: TableReader, base: Path) -> AdminSettings:
     token_file = ad.path("token_file", base, None)
     if token_file is not None:
         try:
-            tokens += [t.strip() for t in token_file.read_text().splitlines() if t.strip()]
+            text = read_referenced_file(token_file).decode("utf-8")
+            tokens += [t.strip() for t in text.splitlines() if t.strip()]
+        except UnicodeDecodeError:
+            ad.error("token_file", f"{token_file} is not UTF-8 text")
         except OSError as exc:
             ad.error("token_file", f"cannot read {token_file}: {exc.strerror}")
     for t in tokens:
@@ -166,7 +169,7 @@ def parse_scep(sc: TableReader, base: Path) -> ScepSettings:
         path = path if path.is_absolute() else base / path
         name = f"mdm_blob_keys[{i}]"
         try:
-            key = load_pem_public_key(path.read_bytes())
+            key = load_pem_public_key(read_referenced_file(path))
         except OSError as exc:
             sc.error(name, f"cannot read {path}: {exc.strerror}")
             continue

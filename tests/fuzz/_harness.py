@@ -40,7 +40,9 @@ def run(name: str, one_input: Callable[[bytes], None], seeds: list[bytes] = ()) 
         path = work / f"seed-{index:03d}"
         if not path.exists():
             path.write_bytes(seed)
-    args = [sys.argv[0], *DEFAULT_FLAGS, *sys.argv[1:]]
+    # Crashing inputs land next to the working corpus, never in the current directory.
+    artifacts = f"-artifact_prefix={work.parent / (name + '-crash-')}"
+    args = [sys.argv[0], *DEFAULT_FLAGS, artifacts, *sys.argv[1:]]
     if not any(not a.startswith("-") for a in sys.argv[1:]):
         args.append(str(work))
         kept = CORPUS_DIR / name

@@ -113,6 +113,39 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
         load_settings(bad)
 
 
+def test_integer_literal_past_python_digit_limit_is_a_config_error(tmp_path: Path) -> None:
+    """tomllib raises a bare ValueError (not TOMLDecodeError) for an integer literal
+    past Python's 4300-digit int() limit: it escaped load_settings as a traceback.
+    Found by tests/fuzz/fuzz_config.py."""
+    bad = tmp_path / "big.toml"
+    bad.write_text("[radius]\nfragment_size = " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "dir"])
+def test_referenced_files_must_be_small_regular_files(tmp_path: Path, target: str) -> None:
+    """A token_file / secret_file / mdm_blob_keys entry naming a FIFO blocked start-up
+    forever, /dev/zero read without end (found by tests/fuzz/fuzz_config.py); now each
+    is a config error naming its key."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    path = target if target.startswith("/") else str(tmp_path / target)
+    text = MINIMAL.replace('secret = "0123456789"', f'secret_file = "{path}"')
+    text += f'[admin]\ntoken_file = "{path}"\n[scep]\nmdm_blob_keys = ["{path}"]\n'
+    with pytest.raises(ConfigError) as caught:
+        parse(text, tmp_path)
+    details = "\n".join(caught.value.details)
+    for key in ("radius.clients[0].secret_file", "admin.token_file", "scep.mdm_blob_keys[0]"):
+        assert f"{key}: cannot read {path}: " in details, details
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * ((1 << 20) + 1))
+    with pytest.raises(ConfigError, match=r"admin.token_file: cannot read .*larger than"):
+        parse(MINIMAL + f'[admin]\ntoken_file = "{big}"\n', tmp_path)
+
+
 def test_scep_section_per_key_errors(tmp_path) -> None:
     import pytest as _pytest
     from cryptography.hazmat.primitives import serialization
