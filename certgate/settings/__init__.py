@@ -36,7 +36,7 @@ from certgate.settings.model import (
     StorageSettings,
 )
 from certgate.settings.radius import parse_radius
-from certgate.settings.reader import TableReader
+from certgate.settings.reader import TableReader, one_line
 from certgate.settings.sections import (
     parse_admin,
     parse_http,
@@ -93,7 +93,7 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     top.finish()
 
     if errors:
-        raise ConfigError(f"{path}: {len(errors)} problem(s)", errors)
+        raise ConfigError(f"{path}: {len(errors)} problem(s)", [one_line(e) for e in errors])
     if node_name is None:  # host:port tells two nodes on one host apart too
         node_name = f"{socket.gethostname()[:50]}:{radius.listen.port}"
     return Settings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from certgate.settings.model import TLS_VERSIONS, HostPort, RadiusClientSettings, RadiusSettings
-from certgate.settings.reader import TableReader
+from certgate.settings.reader import TableReader, shown
 
 
 def parse_radius(rd: TableReader) -> RadiusSettings:
@@ -60,7 +60,8 @@ def _parse_clients(rd: TableReader) -> tuple[RadiusClientSettings, ...]:
             try:
                 network = ipaddress.ip_network(addr_text, strict=False)
             except ValueError:
-                cr.error("address", f"expected an IP address or CIDR like 10.0.0.0/24, got {addr_text!r}")
+                cr.error("address",
+                         f"expected an IP address or CIDR like 10.0.0.0/24, got {shown(addr_text)}")
         if secret is not None and len(secret) < 8:
             cr.error("secret", "must be at least 8 characters (use a long random string)")
         require_ma = cr.bool("require_message_authenticator", True)
@@ -70,5 +71,5 @@ def _parse_clients(rd: TableReader) -> tuple[RadiusClientSettings, ...]:
             clients.append(RadiusClientSettings(name, network, secret, require_ma, coa_port))
     names = [c.name for c in clients]
     for dup in sorted({n for n in names if names.count(n) > 1}):
-        errors.append(f"radius.clients: name {dup!r} is used twice; names must be unique")
+        errors.append(f"radius.clients: name {shown(dup)} is used twice; names must be unique")
     return tuple(clients)

@@ -34,6 +34,28 @@ def read_referenced_file(path: Path) -> bytes:
     return data
 
 
+MAX_DETAIL = 400
+_ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(detail: str) -> str:
+    """A problem as reported: one line (control characters that came from the file,
+    in a key, a path or a variable name, escaped), at most MAX_DETAIL characters."""
+    detail = detail.translate(_ESCAPE_CONTROLS)
+    if len(detail) > MAX_DETAIL:
+        detail = f"{detail[:MAX_DETAIL]}... ({len(detail)} characters)"
+    return detail
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a mistaken
+    value can be megabytes long (a pasted file), the report must stay readable."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class TableReader:
     """Pops typed values out of a TOML table, recording errors under dotted key names."""
 
@@ -53,10 +75,10 @@ class TableReader:
             return default
         value = self.table.pop(name)
         if isinstance(value, bool) and bool not in kinds:
-            self.error(name, f"expected {expected}, got {value!r}")
+            self.error(name, f"expected {expected}, got {shown(value)}")
             return default
         if not isinstance(value, kinds):
-            self.error(name, f"expected {expected}, got {value!r}")
+            self.error(name, f"expected {expected}, got {shown(value)}")
             return default
         return value
 
@@ -88,7 +110,7 @@ class TableReader:
     def choice(self, name: str, choices: tuple[str, ...], default: Any) -> Any:
         value = self.str(name, default)
         if value is not None and value not in choices:
-            self.error(name, f"expected one of {', '.join(choices)}, got {value!r}")
+            self.error(name, f"expected one of {', '.join(choices)}, got {shown(value)}")
             return default
         return value
 
@@ -97,11 +119,11 @@ class TableReader:
         if value is None:
             return default
         if not all(isinstance(v, str) for v in value):
-            self.error(name, f"expected a list of strings, got {value!r}")
+            self.error(name, f"expected a list of strings, got {shown(value)}")
             return default
         bad = [v for v in value if choices and v not in choices]
         if bad:
-            self.error(name, f"unknown value(s) {bad}; expected any of {', '.join(choices)}")
+            self.error(name, f"unknown value(s) {shown(bad)}; expected any of {', '.join(choices)}")
             return default
         return tuple(value)
 
@@ -127,7 +149,7 @@ class TableReader:
             if not sep or not 0 <= port_no <= 65535:
                 raise ValueError
         except ValueError:
-            self.error(name, f'expected "IP:PORT" like "127.0.0.1:1812", got {value!r}')
+            self.error(name, f'expected "IP:PORT" like "127.0.0.1:1812", got {shown(value)}')
             return None
         return HostPort(host, port_no)
 

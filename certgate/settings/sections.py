@@ -20,7 +20,7 @@ from certgate.settings.model import (
     ServerSettings,
     StorageSettings,
 )
-from certgate.settings.reader import TableReader, read_referenced_file
+from certgate.settings.reader import TableReader, read_referenced_file, shown
 
 
 def parse_server(srv: TableReader, base: Path) -> tuple[ServerSettings, str | None]:
@@ -105,7 +105,8 @@ def parse_http(ht: TableReader) -> HttpSettings:
     http_listen = ht.host_port("listen", "127.0.0.1:8080") or HostPort("127.0.0.1", 8080)
     public_url = ht.str("public_url", f"http://{http_listen}")
     if public_url and not re.match(r"^https?://[^/\s]+(/\S*)?$", public_url):
-        ht.error("public_url", f'expected an http(s) URL like "http://pki.example.net", got {public_url!r}')
+        ht.error("public_url",
+                 f'expected an http(s) URL like "http://pki.example.net", got {shown(public_url)}')
     http = HttpSettings(
         listen=http_listen,
         public_url=(public_url or "").rstrip("/"),

@@ -144,12 +144,12 @@ def _load(mode: int, rest: bytes) -> Settings | ConfigError:
 def _check_report(exc: ConfigError) -> None:
     assert isinstance(exc.message, str) and exc.message, exc
     report = str(exc)
-    assert len(report) < 200_000, f"config error report of {len(report)} characters"
+    assert len(report) < 500 * (len(exc.details) + 2), f"config error report of {len(report)} characters"
     for detail in exc.details:
         assert isinstance(detail, str) and detail, exc.details
         assert "\n" not in detail and "\r" not in detail, f"multi-line detail {detail!r:.200}"
         key, sep, _ = detail.partition(": ")
-        assert sep and key and " " not in key, f"detail names no key: {detail!r:.200}"
+        assert sep and key, f"detail names no key: {detail!r:.200}"
 
 
 def one_input(data: bytes) -> None:

@@ -146,6 +146,23 @@ def test_referenced_files_must_be_small_regular_files(tmp_path: Path, target: st
         parse(MINIMAL + f'[admin]\ntoken_file = "{big}"\n', tmp_path)
 
 
+def test_error_report_is_one_line_per_problem_and_bounded(tmp_path: Path) -> None:
+    """A pasted megabyte value was echoed whole, and a newline in a key, a group name
+    or a variable name split a problem over lines (found by tests/fuzz/fuzz_config.py):
+    values are cut to 80 characters, control characters escaped, each detail bounded."""
+    text = MINIMAL + '[radius]\nlisten = "' + "x" * 1_000_000 + '"\n'
+    text += '[groups."a\\nb"]\n["k\\u2028\\r"]\n'
+    with pytest.raises(ConfigError) as caught:
+        parse(text, tmp_path)
+    details = caught.value.details
+    assert len(str(caught.value)) < 2000
+    assert any(d.startswith("radius.listen: expected \"IP:PORT\"") and "(1000002 characters)" in d
+               for d in details), details
+    assert "groups.a\\x0ab: group names are 1-32" in "\n".join(details)
+    assert "k\\u2028\\x0d: unknown key" in "\n".join(details)
+    assert all("\n" not in d and "\r" not in d and len(d) <= 430 for d in details)
+
+
 def test_scep_section_per_key_errors(tmp_path) -> None:
     import pytest as _pytest
     from cryptography.hazmat.primitives import serialization
