@@ -62,10 +62,23 @@ def _digest_algorithm(name: str) -> DigestAlgorithm | None:
         return None
 
 
+def load_certificate(der: bytes) -> x509.Certificate:
+    """A certificate from a request, its names decoded now: cryptography decodes them
+    lazily and raises TypeError (not ValueError) for, e.g., a BIT STRING value under
+    an OID other than x500UniqueIdentifier. Raises ValueError for any of it."""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        cert.subject  # noqa: B018 - decode now, refuse here
+        cert.issuer  # noqa: B018
+    except TypeError as exc:
+        raise ValueError(f"certificate name cannot be decoded: {exc}") from exc
+    return cert
+
+
 def _load_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
     raw = cert.dump()
     try:
-        return x509.load_der_x509_certificate(raw)
+        return load_certificate(raw)
     except ValueError:
         # BER inside a BER message: re-encode (the cert's own signature may
         # not survive; only its public key is used here).
@@ -73,7 +86,7 @@ def _load_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
             der = cert.dump(force=True)
         except AttributeError as exc:  # asn1crypto cannot re-encode a REAL (no .native)
             raise ValueError(f"certificate cannot be re-encoded: {exc}") from exc
-        return x509.load_der_x509_certificate(der)
+        return load_certificate(der)
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,8 @@ def extract_csr_facts(csr: x509.CertificateSigningRequest | bytes) -> CsrFacts:
         extensions = csr.extensions
         signature_valid = csr.is_signature_valid
     except (
-        ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType
+        ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+        TypeError,  # a name value type cryptography refuses (a BIT STRING under a CN OID)
     ) as exc:
         raise CsrRejected(CsrReason.BAD_FORMAT, f"malformed CSR: {exc}") from exc
     if len(cns) > 1:

@@ -262,7 +262,7 @@ def _parse_fast(data: bytes) -> PkiMessage | None:
     if md != cms_signed.digest(fast.digest_algorithm, fast.content):
         return None
     try:
-        certs = tuple(x509.load_der_x509_certificate(c) for c in fast.certificates)
+        certs = tuple(cms_signed.load_certificate(c) for c in fast.certificates)
     except ValueError:
         return None
     signer = certs[fast.signer_index]

@@ -321,3 +321,18 @@ def test_undecodable_signer_key_is_bad_alg(pki) -> None:
     with pytest.raises(ScepError, match="signer key cannot be decoded") as err:
         scep_codec.parse_pki_message(req.der.replace(bit_string, bad))
     assert err.value.fail_info is FailInfo.badAlg
+
+
+def test_signer_certificate_name_cryptography_cannot_decode_is_undecodable(pki) -> None:
+    # cryptography decodes names lazily and raises TypeError for a BIT STRING under the
+    # CN OID (found in CSRs by tests/fuzz/fuzz_csr_policy.py). The client-made signer
+    # certificate is refused at parse time (cms_signed.load_certificate on the fast
+    # path, asn1crypto's DirectoryString on the other), never later from .subject.
+    der = _request(pki).der
+    signer = pki.signer.public_bytes(_der())
+    cn = b"dev-01"
+    utf8 = b"\x0c" + bytes([len(cn)]) + cn
+    assert signer.count(utf8) == 2  # issuer and subject
+    bad = signer.replace(utf8, b"\x03" + bytes([len(cn)]) + b"\x00" + cn[1:])
+    with pytest.raises(UndecodableRequest):
+        scep_codec.parse_pki_message(der.replace(signer, bad))

@@ -103,3 +103,18 @@ def test_csr_with_an_unknown_version_is_bad_request(pki) -> None:
     with pytest.raises(ScepError, match="not a PKCS#10 request") as err:
         scep_codec.parse_inner(MessageType.PKCSReq, _bad_version(pki.csr))
     assert err.value.fail_info is FailInfo.badRequest
+
+
+def _bit_string_cn(csr: x509.CertificateSigningRequest, cn: bytes) -> bytes:
+    der = csr.public_bytes(_der())
+    utf8 = b"\x0c" + bytes([len(cn)]) + cn
+    return der.replace(utf8, b"\x03" + bytes([len(cn)]) + b"\x00" + cn[1:], 1)
+
+
+def test_csr_with_a_bit_string_cn_is_bad_request(pki) -> None:
+    # cryptography decodes names lazily and raises TypeError (not ValueError) for a
+    # BIT STRING under an OID other than x500UniqueIdentifier. Found by
+    # tests/fuzz/fuzz_csr_policy.py.
+    with pytest.raises(ScepError, match="CSR subject cannot be decoded") as err:
+        scep_codec.parse_inner(MessageType.PKCSReq, _bit_string_cn(pki.csr, b"dev-01"))
+    assert err.value.fail_info is FailInfo.badRequest

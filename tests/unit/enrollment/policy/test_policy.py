@@ -269,6 +269,18 @@ class TestConfigShapes:
             assert normalize_san(raw) == norm
 
 
+def test_csr_with_a_bit_string_cn_is_bad_format(h):
+    # cryptography raises TypeError for a BIT STRING name value under the CN OID when
+    # .subject is first read: it escaped extract_csr_facts. Found by
+    # tests/fuzz/fuzz_csr_policy.py.
+    raw = der(h.make_csr(h.ec_key()))
+    cn = b"dev-01.example.com"
+    raw = raw.replace(b"\x0c\x12" + cn, b"\x03\x12\x00" + cn[1:], 1)
+    with pytest.raises(CsrRejected, match="malformed CSR") as err:
+        extract_csr_facts(raw)
+    assert err.value.reason is CsrReason.BAD_FORMAT
+
+
 def test_csr_with_an_unknown_version_is_bad_format(h):
     # x509.InvalidVersion is not a ValueError: it escaped load_csr / extract_csr_facts.
     # Found by tests/fuzz/fuzz_csr_policy.py (corpus csr_policy/csr-version-4).
