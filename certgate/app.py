@@ -49,7 +49,7 @@ def set_pki_gauges(runtime: Runtime) -> None:
     metrics.CA_EXPIRY.labels(ca="root").set(runtime.pki.root.not_valid_after_utc.timestamp())
     for name, group in runtime.pki.groups.items():
         metrics.CA_EXPIRY.labels(ca=name).set(group.certificate.not_valid_after_utc.timestamp())
-    metrics.SERVER_CERT_EXPIRY.labels(ca="radius").set(
+    metrics.SERVER_CERT_EXPIRY.set(
         runtime.pki.server_certificate.not_valid_after_utc.timestamp()
     )
 

@@ -6,9 +6,13 @@ import datetime as dt
 import platform
 
 from cryptography.hazmat.backends.openssl.backend import backend as _openssl_backend
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, disable_created_metrics
 
 from certgate import __version__
+
+# No `<counter>_created` series: they double the series count and no dashboard or
+# alert here reads them (Prometheus derives resets itself).
+disable_created_metrics()
 
 BUILD_INFO = Gauge(
     "certgate_build_info", "Always 1; labels carry the build", ["version", "python", "openssl"]
@@ -25,7 +29,6 @@ CA_EXPIRY = Gauge(
 )
 SERVER_CERT_EXPIRY = Gauge(
     "certgate_server_cert_expiry_timestamp_seconds", "notAfter of the RADIUS server certificate",
-    ["ca"],
 )
 REVOCATION_ENTRIES = Gauge(
     "certgate_revocation_entries", "Revoked serials in the in-memory index", ["group"]

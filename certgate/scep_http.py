@@ -212,11 +212,11 @@ class ScepHttp:
         op = _operation(raw_query)
         op_label = op if op in OPERATIONS else "unknown"
         if service is None:
-            SCEP_REQUESTS.labels(group="-", operation=op_label, message_type="-",
+            SCEP_REQUESTS.labels(group="unknown", operation=op_label, message_type="none",
                                  result="not_found").inc()
             return web.Response(status=404, text=f"no SCEP endpoint for group {group!r}\n")
         started = time.perf_counter()
-        mtype, result = "-", "success"
+        mtype, result = "none", "success"  # "none": GetCACaps / GetCACert carry no message
         try:
             if op == "GetCACaps":
                 return web.Response(text=service.caps(), content_type="text/plain")
@@ -226,6 +226,7 @@ class ScepHttp:
             if op != "PKIOperation":
                 result = "bad_request"
                 return web.Response(status=400, text=f"unsupported operation {op!r}\n")
+            mtype = "unknown"  # until the pkiMessage decodes
             try:
                 message = await self._message(request, raw_query)
                 reply = await service.pki_operation(message)

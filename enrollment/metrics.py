@@ -1,7 +1,8 @@
 """SCEP metrics (declared once; incremented by the service and HTTP shells only).
 
 Label values are closed sets: operation is a SCEP operation name or "unknown";
-message_type a MessageType name or "-"; result one of RESULTS; reason a
+message_type a MessageType name, "unknown" (a PKIOperation that did not decode) or
+"none" (operations without a message); result one of RESULTS; reason a
 ChallengeReason / RenewalReason / CsrReason value or a failInfo name.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-RESULTS = ("success", "failure", "pending", "bad_request", "not_found", "error")
+RESULTS = ("success", "failure", "pending", "bad_request", "not_found", "unavailable", "error")
 
 SCEP_REQUESTS = Counter(
     "certgate_scep_requests_total",
