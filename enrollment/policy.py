@@ -142,7 +142,10 @@ def _decode_string_der(der: bytes) -> str:
     except (ValueError, TypeError) as exc:
         raise CsrRejected(CsrReason.BAD_FORMAT, "undecodable string value") from exc
     if isinstance(value, asn1.OctetString):
-        raw = value.native
+        try:  # a constructed (BER) OCTET STRING is parsed only here, chunk by chunk
+            raw = value.native
+        except ValueError as exc:
+            raise CsrRejected(CsrReason.BAD_FORMAT, "undecodable OCTET STRING") from exc
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -142,6 +142,20 @@ class TestChallengePassword:
         with pytest.raises(CsrRejected, match="bad_format"):
             challenge_password_from_der(h.raw_challenge_csr([asn1.OctetString(b"\xff\xfe").dump()]))
 
+    def test_constructed_octet_string_with_a_bad_chunk_rejected(self, h):
+        # A BER constructed OCTET STRING is parsed chunk by chunk only at .native: the
+        # string decoder raised ValueError instead of CsrRejected. Its callers caught it
+        # (challengePassword) or never see BER (cryptography parses SANs as DER), so the
+        # contract was broken but not reachable. Found by tests/fuzz/fuzz_csr_policy.py.
+        from enrollment.policy import _decode_string_der
+
+        bad = b"\x24\x80\x0c\x01A\x00\x00"  # indefinite OCTET STRING, a UTF8String chunk
+        with pytest.raises(CsrRejected, match="bad_format"):
+            _decode_string_der(bad)
+        with pytest.raises(CsrRejected, match="bad_format"):
+            challenge_password_from_der(h.raw_challenge_csr([bad]))
+        assert _decode_string_der(b"\x24\x80\x04\x01A\x00\x00") == "A"
+
     def test_too_long_rejected(self, h):
         with pytest.raises(CsrRejected, match="bad_format"):
             challenge_password_from_der(h.raw_challenge_csr([asn1.UTF8String("a" * 5000).dump()]))
