@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_storage_parsers(sub, add, _settings)  # storage migrate|copy
 
+    from certgate.commands import add_parsers as add_command_parsers
+
+    add_command_parsers(sub, add, _settings)  # one module per command in certgate/commands/
+
     sp = add("demo", cmd_demo, "write a demo config (groups staff, guests), init, and serve")
     sp.add_argument("--dir", default="demo")
     sp.add_argument("--no-serve", action="store_true", help="only write config and PKI")
