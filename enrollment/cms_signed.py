@@ -65,8 +65,12 @@ def _digest_algorithm(name: str) -> DigestAlgorithm | None:
 def load_certificate(der: bytes) -> x509.Certificate:
     """A certificate from a request, its names decoded now: cryptography decodes them
     lazily and raises TypeError (not ValueError) for, e.g., a BIT STRING value under
-    an OID other than x500UniqueIdentifier. Raises ValueError for any of it."""
-    cert = x509.load_der_x509_certificate(der)
+    an OID other than x500UniqueIdentifier, and x509.InvalidVersion for a version
+    other than v1-v3. Raises ValueError for any of it."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion as exc:  # not a ValueError
+        raise ValueError(f"certificate version: {exc}") from exc
     try:
         cert.subject  # noqa: B018 - decode now, refuse here
         cert.issuer  # noqa: B018

@@ -23,6 +23,8 @@ def read_referenced_file(path: Path) -> bytes:
     """The bytes of a file a config key names: a regular file of at most
     MAX_REFERENCED_FILE bytes. A FIFO, a device (/dev/zero) or a directory raises
     OSError with a strerror saying so, instead of blocking or reading without end."""
+    if "\x00" in str(path):
+        raise OSError(errno.EINVAL, "a path must not contain a NUL character")
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
@@ -133,6 +135,9 @@ class TableReader:
     def path(self, name: str, base: Path, default: Path | None) -> Path | None:
         value = self.str(name, None)
         if value is None:
+            return default
+        if "\x00" in value:  # the OS cannot name it (os functions raise ValueError)
+            self.error(name, "a path must not contain a NUL character")
             return default
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else (base / p)

@@ -166,6 +166,9 @@ def parse_scep(sc: TableReader, base: Path) -> ScepSettings:
 
     keys: list[Path] = []
     for i, text in enumerate(sc.str_list("mdm_blob_keys", ())):
+        if "\x00" in text:
+            sc.error(f"mdm_blob_keys[{i}]", "a path must not contain a NUL character")
+            continue
         path = Path(os.path.expanduser(text))
         path = path if path.is_absolute() else base / path
         name = f"mdm_blob_keys[{i}]"

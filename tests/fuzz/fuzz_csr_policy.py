@@ -44,7 +44,7 @@ from enrollment.policy import (
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "scep"
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 EXPIRES = NOW + dt.timedelta(days=1)
-MATCH_BUDGET = 0.1  # seconds per match: RE2 is linear, anything near this is a ReDoS
+MATCH_BUDGET = 0.1  # CPU seconds per match (thread_time: a loaded box does not count): RE2 is linear
 UPN_OID = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 
 RSA_KEY = serialization.load_pem_private_key(
@@ -113,9 +113,9 @@ SEEDS: list[bytes] = (
 
 
 def _timed_match(pattern: str, value: str) -> bool:
-    started = time.perf_counter()
+    started = time.thread_time()
     result = fullmatch(pattern, value)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert elapsed < MATCH_BUDGET, f"match took {elapsed:.3f} s: {pattern!r} on {len(value)} chars"
     return result
 
@@ -147,7 +147,7 @@ def _mode_pattern(data: bytes) -> None:
     matched = _timed_match(pattern, value)
     if len(value) > MAX_VALUE_LENGTH:
         assert not matched
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         check_binding(binding, _facts(value, (value,)), "staff", NOW)
     except ChallengeRejected as exc:
@@ -155,7 +155,7 @@ def _mode_pattern(data: bytes) -> None:
         assert exc.reason in (ChallengeReason.SUBJECT_MISMATCH, ChallengeReason.SAN_MISMATCH)
     else:
         assert matched, f"{pattern!r} does not fullmatch {value!r}, the binding accepts it"
-    assert time.perf_counter() - started < 2 * MATCH_BUDGET
+    assert time.thread_time() - started < 2 * MATCH_BUDGET
 
 
 def _mode_csr(data: bytes) -> None:
@@ -175,14 +175,14 @@ def _mode_csr(data: bytes) -> None:
         assert facts.signature_valid and not facts.requests_ca
         assert len(facts.sans) <= policy.max_sans
     for binding in BINDINGS:
-        started = time.perf_counter()
+        started = time.thread_time()
         try:
             check_binding(binding, facts, "staff", NOW)
         except ChallengeRejected:
             pass
         except ValueError as exc:
             raise AssertionError(f"check_binding raised {exc!r}") from exc
-        elapsed = time.perf_counter() - started
+        elapsed = time.thread_time() - started
         assert elapsed < MATCH_BUDGET * 4, f"binding check took {elapsed:.3f} s"
 
 

@@ -38,13 +38,13 @@ NOW = dt.datetime.fromtimestamp(1763769600, dt.UTC)
 SECRET = b"whsec_example"
 OLD_SECRET = "whsec_old_rotated"
 OTHER_SECRET = b"whsec_someone_else"
-BUDGET = 0.05  # seconds per verify; the header is at most 1 KiB, the body 64 KiB
+BUDGET = 0.05  # CPU seconds (thread_time) per verify; the header is at most 1 KiB, the body 64 KiB
 _STATUS = {RejectReason.MALFORMED: 400, RejectReason.MALFORMED_SIGNATURE: 401,
            RejectReason.BAD_SIGNATURE: 401, RejectReason.STALE_TIMESTAMP: 401}
 
 
 def _verify(secrets, header: str | None, body: bytes):
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         return verify(secrets, header, body, NOW), None
     except WebhookRejected as exc:
@@ -52,7 +52,7 @@ def _verify(secrets, header: str | None, body: bytes):
         assert exc.reason.http_status == _STATUS[exc.reason], exc.reason
         return None, exc.reason
     finally:
-        elapsed = time.perf_counter() - started
+        elapsed = time.thread_time() - started
         assert elapsed < BUDGET, f"verify took {elapsed:.3f} s (header {len(header or '')} chars)"
 
 

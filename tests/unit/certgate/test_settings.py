@@ -163,6 +163,19 @@ def test_error_report_is_one_line_per_problem_and_bounded(tmp_path: Path) -> Non
     assert all("\n" not in d and "\r" not in d and len(d) <= 430 for d in details)
 
 
+def test_nul_in_a_path_is_a_config_error(tmp_path: Path) -> None:
+    """A NUL in a path made os.path.expanduser / os.open raise ValueError out of
+    parse_settings (found by tests/fuzz/fuzz_config.py)."""
+    text = MINIMAL.replace('secret = "0123456789"', 'secret_file = "a\\u0000b"')
+    text += '[pki]\ndir = "x\\u0000y"\n[admin]\ntoken_file = "t\\u0000"\n'
+    text += '[scep]\nmdm_blob_keys = ["k\\u0000"]\n'
+    with pytest.raises(ConfigError) as caught:
+        parse(text, tmp_path)
+    details = "\n".join(caught.value.details)
+    for key in ("pki.dir", "admin.token_file", "scep.mdm_blob_keys[0]", "radius.clients[0].secret_file"):
+        assert f"{key}: " in details and "NUL character" in details, details
+
+
 def test_scep_section_per_key_errors(tmp_path) -> None:
     import pytest as _pytest
     from cryptography.hazmat.primitives import serialization

@@ -336,3 +336,15 @@ def test_signer_certificate_name_cryptography_cannot_decode_is_undecodable(pki) 
     bad = signer.replace(utf8, b"\x03" + bytes([len(cn)]) + b"\x00" + cn[1:])
     with pytest.raises(UndecodableRequest):
         scep_codec.parse_pki_message(der.replace(signer, bad))
+
+
+def test_signer_certificate_with_an_invalid_version_is_undecodable(pki) -> None:
+    # x509.InvalidVersion is not a ValueError: a certificate version of 43 in the
+    # pkiMessage's certificates escaped load_signed_data (no answer at all). Found by
+    # tests/fuzz/fuzz_scep_message.py (corpus scep_message/certificate-version-43).
+    der = _request(pki).der
+    signer = pki.signer.public_bytes(_der())
+    v3 = b"\xa0\x03\x02\x01\x02"
+    assert signer.count(v3) == 1
+    with pytest.raises(UndecodableRequest):
+        scep_codec.parse_pki_message(der.replace(signer, signer.replace(v3, b"\xa0\x03\x02\x01\x2b")))
