@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 
@@ -84,6 +87,10 @@ async def start_radius(runtime: Runtime) -> None:
         raise OperatorError(f"cannot bind RADIUS on {settings.listen} ([radius] listen): "
                             f"{exc.strerror}") from None
     runtime.services["radius"] = server
+    trim = _malloc_trim()
+    if trim is not None:
+        runtime.services["memory_trim"] = asyncio.get_running_loop().create_task(
+            trim_after_floods(server, trim), name="memory-trim")
 
     tracker = SessionTracker(runtime)
     runtime.services["sessions"] = tracker
@@ -99,7 +106,45 @@ async def start_radius(runtime: Runtime) -> None:
         runtime.services["accounting"] = acct
 
 
+#: How often the buffer budget's high-water mark is looked at, and how much of it must
+#: have been given back before freed memory is handed to the OS.
+TRIM_CHECK_SECONDS = 10.0
+TRIM_AFTER_FREED_BYTES = 32 << 20
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None (another libc: nothing to do)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+async def trim_after_floods(server: RadiusServer, trim: Callable[[int], int]) -> None:
+    """Hand the memory a flood's TLS buffers used back to the OS once they are released.
+
+    glibc keeps freed heap pages: a 10,000-conversation flood took RSS from 62 to 120 MiB
+    and it stayed at 118 MiB after every conversation had expired (a second flood reused
+    it). malloc_trim(0) returns whole free pages (~20 ms for ~190 MiB freed, measured), in a
+    worker thread so the event loop keeps answering.
+    """
+    budget = server.buffers
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(TRIM_CHECK_SECONDS)
+        peak = budget.take_peak()
+        if peak - budget.used >= TRIM_AFTER_FREED_BYTES:
+            await loop.run_in_executor(None, trim, 0)
+            log.info("returned freed memory to the OS: the EAP-TLS buffers fell from %d to %d MiB",
+                     peak >> 20, budget.used >> 20)
+
+
 async def stop_radius(runtime: Runtime) -> None:
+    task = runtime.services.pop("memory_trim", None)
+    if task is not None:
+        task.cancel()
     for name in ("accounting", "radius"):
         service = runtime.services.pop(name, None)
         if service is not None:

@@ -51,6 +51,7 @@ class BufferBudget:
             raise ValueError("buffer budget must be >= 1 byte")
         self.limit = limit
         self.used = 0
+        self.peak = 0  # the most held since the last take_peak()
         self._by_client: dict[str, int] = {}
         self._accounts: dict[str, OrderedDict[BufferAccount, None]] = {}  # oldest first
         self._shed: list[BufferAccount] = []
@@ -67,6 +68,12 @@ class BufferBudget:
         shed, self._shed = self._shed, []
         return shed
 
+    def take_peak(self) -> int:
+        """The most held since the last call; the next period starts from what is held
+        now. Lets the shell notice that a flood's buffers were given back."""
+        peak, self.peak = self.peak, self.used
+        return peak
+
     def _reserve(self, account: BufferAccount, n: int) -> bool:
         if n <= 0:
             return True
@@ -81,6 +88,8 @@ class BufferBudget:
             self._shed.append(victim)
         account.held += n
         self.used += n
+        if self.used > self.peak:
+            self.peak = self.used
         self._by_client[client] = self._by_client.get(client, 0) + n
         self._accounts.setdefault(client, OrderedDict())[account] = None
         return True

@@ -98,3 +98,16 @@ class TestReassemblerBudget:
         with pytest.raises(frag.FragmentError):
             r.feed(_fragment(b"x" * 10, True, 400))  # L repeated with another length
         assert budget.used == 0
+
+
+def test_take_peak_reports_the_high_water_mark_then_restarts_from_what_is_held() -> None:
+    budget = BufferBudget(1000)
+    a, b = budget.account("nas-a"), budget.account("nas-b")
+    assert a.reserve(600) and b.reserve(300)
+    a.release()
+    assert budget.used == 300
+    assert budget.take_peak() == 900  # the shell trims: 600 bytes were given back
+    assert budget.take_peak() == 300
+    assert b.reserve(100)
+    b.release()
+    assert budget.take_peak() == 400 and budget.peak == 0
