@@ -150,6 +150,9 @@ async def serve(settings: Settings) -> int:
             hook(changes)
 
     feed.hooks.append(on_changes)
+    from certgate import telemetry
+
+    telemetry.install(runtime, feed)  # known series at 0; inventory gauges follow the feed
     tasks = [
         asyncio.create_task(feed.run(), name="change-feed"),
         asyncio.create_task(_periodic(METRICS_REFRESH_SECONDS,

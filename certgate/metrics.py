@@ -24,6 +24,9 @@ EXPIRING = Gauge(
     "certgate_certificates_expiring", "Active device certificates expiring within a window",
     ["group", "within"],
 )
+SCEP_PENDING = Gauge(
+    "certgate_scep_pending_requests", "SCEP requests waiting for a manual decision", ["group"]
+)
 CA_EXPIRY = Gauge(
     "certgate_ca_cert_expiry_timestamp_seconds", "notAfter of CA certificates", ["ca"]
 )

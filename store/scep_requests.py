@@ -109,6 +109,15 @@ class ScepStore:
             rows = await tx.fetchall(sql + " ORDER BY id", args)
         return [request_from_row(r) for r in rows]
 
+    @observed("pending_counts")
+    async def pending_counts(self) -> dict[str, int]:
+        """Pending (manual approval) requests per group, for the metrics gauge."""
+        async with self.driver.reader("pending_counts") as tx:
+            rows = await tx.fetchall(
+                "SELECT group_name, count(*) FROM scep_requests WHERE status=? "
+                "GROUP BY group_name", (PENDING,))
+        return {g: int(n) for g, n in rows}
+
     @observed("decide_request")
     async def decide(self, request_id: int, approve: bool, actor: str, now: dt.datetime,
                      comment: str | None = None) -> ScepRequest | None:

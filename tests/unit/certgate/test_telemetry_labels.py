@@ -1,0 +1,90 @@
+"""certgate.telemetry.labels: every known series is exported at 0 before anything happens."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import generate_latest
+
+from certgate.telemetry import labels
+
+
+def exported() -> str:
+    labels.zero_series(["staff", "lab-1"], ["wlc-a", "wlc-b"])
+    return generate_latest().decode()
+
+
+def series(text: str, family: str) -> dict[str, float]:
+    """{'{labels}': value} of one family in the exposition text."""
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(rf"^{family}(\{{[^}}]*\}}) (\S+)$", text, re.MULTILINE)}
+
+
+def test_radius_series_per_configured_client_start_at_zero() -> None:
+    text = exported()
+    dropped = series(text, "certgate_radius_dropped_total")
+    for client in ("wlc-a", "wlc-b"):
+        key = f'{{client="{client}",reason="missing_message_authenticator"}}'
+        assert dropped[key] == 0.0
+        assert series(text, "certgate_radius_requests_total")[
+            f'{{client="{client}",code="access_request"}}'] == 0.0
+        assert series(text, "certgate_radius_duplicate_requests_total")[
+            f'{{client="{client}"}}'] == 0.0
+        assert series(text, "certgate_radius_accounting_requests_total")[
+            f'{{client="{client}",status_type="interim_update"}}'] == 0.0
+        assert series(text, "certgate_coa_requests_total")[
+            f'{{client="{client}",kind="disconnect",result="timeout"}}'] == 0.0
+        assert series(text, "certgate_radius_conversations_shed_total")[
+            f'{{client="{client}",reason="client_share"}}'] == 0.0
+    assert dropped['{client="unknown",reason="unknown_client"}'] == 0.0
+    auth = series(text, "certgate_eap_authentications_total")
+    assert auth['{group="staff",reason="ok",result="accept",tls_version="1.3"}'] == 0.0
+    assert auth['{group="none",reason="unknown_issuer",result="reject",tls_version="none"}'] == 0.0
+
+
+def test_enrollment_and_revocation_series_per_configured_group_start_at_zero() -> None:
+    text = exported()
+    for group in ("staff", "lab-1"):
+        assert series(text, "certgate_scep_challenge_failures_total")[
+            f'{{group="{group}",reason="replay"}}'] == 0.0
+        assert series(text, "certgate_scep_requests_total")[
+            f'{{group="{group}",message_type="PKCSReq",operation="PKIOperation",'
+            'result="success"}'] == 0.0
+        assert series(text, "certgate_certificates_issued_total")[f'{{group="{group}"}}'] == 0.0
+        assert series(text, "certgate_scep_pending_requests")[f'{{group="{group}"}}'] == 0.0
+        assert series(text, "certgate_revocations_total")[
+            f'{{group="{group}",reason="keyCompromise"}}'] == 0.0
+        assert series(text, "certgate_ocsp_requests_total")[
+            f'{{group="{group}",outcome="revoked"}}'] == 0.0
+        assert series(text, "certgate_crl_requests_total")[
+            f'{{format="pem",group="{group}"}}'] == 0.0
+        assert series(text, "certgate_certificates_expiring")[
+            f'{{group="{group}",within="7d"}}'] == 0.0
+    assert series(text, "certgate_webhook_requests_total")['{result="bad_signature"}'] == 0.0
+    assert series(text, "certgate_admin_denied_total")['{reason="bad_token"}'] == 0.0
+
+
+def test_label_values_are_closed_sets() -> None:
+    """What zero_series adds names only configured groups and clients, the fixed placeholders
+    and enum values, and stays small (the registry is process-wide: compare before/after)."""
+    before = set(generate_latest().decode().splitlines())
+    labels.zero_series(["closed-g"], ["closed-nas"])
+    added = [ln for ln in generate_latest().decode().splitlines()
+             if ln not in before and not ln.startswith("#")]
+    assert added, "a new group and client add series"
+    for line in added:
+        for value in re.findall(r'\bgroup="([^"]*)"', line):
+            assert value == "closed-g", line
+        for value in re.findall(r'\bclient="([^"]*)"', line):
+            assert value == "closed-nas", line
+    assert len(added) < 400, len(added)  # per group + client, whatever the traffic
+
+
+def test_idempotent_never_resets_a_counter() -> None:
+    exported()
+    from certgate.revocations import REVOCATIONS
+
+    REVOCATIONS.labels(group="staff", reason="superseded").inc()
+    text = exported()
+    assert series(text, "certgate_revocations_total")[
+        '{group="staff",reason="superseded"}'] >= 1.0
