@@ -76,10 +76,10 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     errors: list[str] = []
     base = path.parent
-    top = TableReader(data, "", errors)
+    top = TableReader(data, "", errors, base)
 
     def section(name: str) -> TableReader:
-        return TableReader(top.table_(name), name, errors)
+        return top.child(top.table_(name), name)
 
     server, node_name = parse_server(section("server"), base)
     storage = parse_storage(section("storage"), base, server.data_dir)
@@ -89,7 +89,7 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     admin = parse_admin(section("admin"), base)
     revocation = parse_revocation(section("revocation"))
     scep = parse_scep(section("scep"), base)
-    groups = parse_groups(top.table_("groups"), errors)
+    groups = parse_groups(top.child(top.table_("groups"), "groups"))
     top.finish()
 
     if errors:

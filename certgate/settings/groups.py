@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from certgate.settings.model import CA_KEY_TYPES, GROUP_NAME, KEY_TYPES, GroupSettings
 from certgate.settings.reader import TableReader
 
 
-def parse_groups(tables: dict[str, Any], errors: list[str]) -> tuple[GroupSettings, ...]:
+def parse_groups(reader: TableReader) -> tuple[GroupSettings, ...]:
+    tables, errors = reader.table, reader.errors
     groups: list[GroupSettings] = []
     for gname, gtable in tables.items():
         prefix = f"groups.{gname}"
@@ -18,7 +17,7 @@ def parse_groups(tables: dict[str, Any], errors: list[str]) -> tuple[GroupSettin
         if not GROUP_NAME.match(gname):
             errors.append(f"{prefix}: group names are 1-32 of a-z 0-9 _ - (used in URLs and labels)")
             continue
-        groups.append(_parse_group(gname, TableReader(gtable, prefix, errors)))
+        groups.append(_parse_group(gname, reader.child(gtable, prefix)))
     if not groups:
         errors.append("groups: define at least one [groups.<name>] table (one intermediate CA each)")
     return tuple(groups)

@@ -51,7 +51,7 @@ def _parse_clients(rd: TableReader) -> tuple[RadiusClientSettings, ...]:
         if not isinstance(entry, dict):
             errors.append(f"{prefix}: expected a table with name, address, secret")
             continue
-        cr = TableReader(entry, prefix, errors)
+        cr = rd.child(entry, prefix)
         name = cr.str("name", required=True)
         addr_text = cr.str("address", required=True)
         secret = cr.secret("secret", required=True)

@@ -61,10 +61,15 @@ def shown(value: Any, limit: int = 80) -> str:
 class TableReader:
     """Pops typed values out of a TOML table, recording errors under dotted key names."""
 
-    def __init__(self, table: dict[str, Any], prefix: str, errors: list[str]) -> None:
+    def __init__(self, table: dict[str, Any], prefix: str, errors: list[str],
+                 base: Path | None = None) -> None:
         self.table = dict(table)
         self.prefix = prefix
         self.errors = errors
+        self.base = base  # relative `*_file` paths resolve against it (the config's directory)
+
+    def child(self, table: dict[str, Any], prefix: str) -> TableReader:
+        return TableReader(table, prefix, self.errors, self.base)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -174,7 +179,10 @@ class TableReader:
             return value
         if file is not None:
             try:
-                return read_referenced_file(Path(file)).decode("utf-8").strip()
+                path = Path(os.path.expanduser(file))
+                if self.base is not None and not path.is_absolute():
+                    path = self.base / path
+                return read_referenced_file(path).decode("utf-8").strip()
             except UnicodeDecodeError:
                 self.error(f"{name}_file", f"{file} is not UTF-8 text")
                 return None

@@ -176,6 +176,17 @@ def test_nul_in_a_path_is_a_config_error(tmp_path: Path) -> None:
         assert f"{key}: " in details and "NUL character" in details, details
 
 
+def test_relative_secret_files_resolve_against_the_config_directory(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """`secret_file = "x"` was read relative to the working directory (it worked from
+    /etc/certgate, failed under systemd); every other relative path resolves against the
+    config file's directory, and now this one does too."""
+    (tmp_path / "wlc.secret").write_text("secret-from-a-file\n")
+    monkeypatch.chdir("/")
+    text = MINIMAL.replace('secret = "0123456789"', 'secret_file = "wlc.secret"')
+    assert parse(text, tmp_path).radius.clients[0].secret == "secret-from-a-file"
+
+
 def test_scep_section_per_key_errors(tmp_path) -> None:
     import pytest as _pytest
     from cryptography.hazmat.primitives import serialization
