@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
-
-from cryptography import x509
+from collections.abc import Callable
 
 from certgate.errors import OperatorError
 from certgate.runtime import Runtime
 from certgate.sessions import SessionTracker
 from radius.accounting import AccountingServer
-from radius.authorize import Decision, Deny, authorize
+from radius.eap_tls import AuthorizeFn
 from radius.options import EapOptions, RadiusClient
-from radius.reasons import Reason
 from radius.server import RadiusServer
 from radius.tls_context import TlsConfigError, build_server_context
+from radius.verdict import policy
 
 log = logging.getLogger("certgate.radius")
 
@@ -49,6 +46,15 @@ def radius_clients(runtime: Runtime) -> list[RadiusClient]:
     ]
 
 
+def radius_policy(runtime: Runtime) -> AuthorizeFn:
+    """The decision RADIUS runs after chain verification: this node's revocation index and
+    inventory (fed by the store), failing closed past the outage grace. `certgate explain`
+    behind the admin API runs this same callable."""
+    feed = runtime.services["feed"]
+    issued = feed.is_issued if runtime.settings.radius.require_inventory else None
+    return policy(runtime.groups, runtime.revoked, issued, feed.closed)
+
+
 async def start_radius(runtime: Runtime) -> None:
     settings = runtime.settings.radius
     options = eap_options(runtime)
@@ -64,20 +70,10 @@ async def start_radius(runtime: Runtime) -> None:
     except TlsConfigError as exc:
         raise OperatorError(f"[radius] TLS settings: {exc}", exit_code=2) from None
 
-    groups, revoked = runtime.groups, runtime.revoked
-    feed = runtime.services["feed"]
-    issued = None
-    if settings.require_inventory:
-        issued = feed.is_issued
-    else:
+    if not settings.require_inventory:
         log.warning("[radius] require_inventory = false: any certificate that verifies to a "
                     "group CA is accepted, including ones certgate never issued")
-
-    def decide(leaf: x509.Certificate, chain: Sequence[x509.Certificate] | None, resumed: bool,
-               now: dt.datetime) -> Decision:
-        if feed.closed():
-            return Deny(Reason.STORE_UNAVAILABLE, "store unreachable past [storage] outage_grace")
-        return authorize(leaf, chain, resumed, groups, revoked, now, issued)
+    decide = radius_policy(runtime)
 
     clients = radius_clients(runtime)
     server = RadiusServer(clients, options, context, decide)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import ipaddress
 import logging
 import socket
@@ -29,7 +28,6 @@ from OpenSSL import SSL
 
 from radius import eap, metrics
 from radius import packet as rp
-from radius.accounting import class_value
 from radius.authorize import Allow
 from radius.buffers import BufferAccount, BufferBudget
 from radius.conversations import ConversationTable, Overloaded, Shed
@@ -40,6 +38,7 @@ from radius.log_budget import LogBudget, suppressed_note
 from radius.options import EapOptions, RadiusClient
 from radius.packet import Attr, Code, DropReason, MalformedPacket
 from radius.reasons import Reason
+from radius.reply import accept_attributes
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,6 @@ class Conversation:
 
 _SHED_RESULT = {"lifetime": Reason.TIMEOUT, "buffer_share": Reason.BUFFERS_FULL}
 _CODE_LABELS = {int(c): c.name.lower() for c in Code}
-_TERMINATION_ACTION = (Attr.TERMINATION_ACTION, rp.integer(rp.TERMINATION_ACTION_RADIUS_REQUEST))
 _RESULT_FIELDS = (
     "eap result=%s reason=%s client=%s group=%s tls=%s resumed=%s "
     "calling_station=%s outer_identity=%r round_trips=%d ms=%.1f "
@@ -81,21 +79,6 @@ _ACCEPT_LINE = _RESULT_FIELDS + "identity=%r serial=%x session_timeout=%d"
 
 def _code_label(code: int) -> str:
     return _CODE_LABELS.get(code, "other")
-
-
-@functools.lru_cache(maxsize=256)
-def _group_reply_attributes(
-    vlan: str | None, filter_id: str | None, class_value: str | None
-) -> tuple[tuple[int, bytes], ...]:
-    """The Access-Accept attributes of a group's [reply] settings, built once per value."""
-    attrs: list[tuple[int, bytes]] = []
-    if vlan:
-        attrs += rp.tunnel_vlan_attributes(vlan)
-    if filter_id:
-        attrs.append((Attr.FILTER_ID, filter_id.encode()))
-    if class_value:
-        attrs.append((Attr.CLASS, class_value.encode()))
-    return tuple(attrs)
 
 
 class ClientTable:
@@ -424,15 +407,9 @@ class RadiusServer:
         now: float,
     ) -> bytes:
         allow = result.allow
-        reply = allow.group.reply
         attrs = rp.eap_message_attributes(result.eap)
         attrs += rp.mppe_key_attributes(result.keys.msk, client.secret, request.authenticator)
-        attrs.append((Attr.USER_NAME, allow.identity.encode()[: rp.MAX_ATTR_VALUE]))
-        attrs += _group_reply_attributes(reply.vlan, reply.filter_id, reply.class_value)
-        # Echoed by the NAS in accounting: links the session to this certificate.
-        attrs.append((Attr.CLASS, class_value(allow.group.name, allow.serial)))
-        attrs.append((Attr.SESSION_TIMEOUT, rp.integer(allow.session_timeout)))
-        attrs.append(_TERMINATION_ACTION)
+        attrs += accept_attributes(allow)  # the same list `certgate explain` shows
         out = rp.encode_reply(Code.ACCESS_ACCEPT, request, client.secret, attrs)
         if result.resumed:
             metrics.resumptions("resumed").inc()

@@ -34,6 +34,18 @@ _VERSION = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 SESSION_LIFETIME = 3600  # seconds a cached session may be resumed (RFC 9190 §5.7: <= 7 days)
 
 
+VERIFY_DEPTH = 4  # intermediates a client chain may have (OpenSSL's verify depth)
+
+
+def add_trust(store: crypto.X509Store, root: x509.Certificate,
+              intermediates: Sequence[x509.Certificate]) -> None:
+    """The trust anchors of client verification: the root and every group intermediate.
+    Shared with ``radius.verdict`` (certgate explain), so both verify against the same set."""
+    store.add_cert(crypto.X509.from_cryptography(root))
+    for cert in intermediates:
+        store.add_cert(crypto.X509.from_cryptography(cert))
+
+
 class TlsConfigError(ValueError):
     """The TLS settings cannot be applied (operator's fault)."""
 
@@ -79,12 +91,10 @@ def build_server_context(
 
     store = ctx.get_cert_store()
     assert store is not None
-    store.add_cert(crypto.X509.from_cryptography(root))
-    for cert in intermediates:
-        store.add_cert(crypto.X509.from_cryptography(cert))
+    add_trust(store, root, intermediates)
     ctx.add_client_ca(root)
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify_dispatch)
-    ctx.set_verify_depth(4)
+    ctx.set_verify_depth(VERIFY_DEPTH)
 
     groups = ":".join(options.tls_groups).encode()
     # pyOpenSSL only has set_tmp_ecdh(one curve); the private binding is measured to work.

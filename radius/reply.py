@@ -1,0 +1,90 @@
+"""The Access-Accept attributes an authorization decision gives a device, and their names.
+
+One function builds them for both the RADIUS server (which adds EAP-Success and the
+per-session MS-MPPE keys around them) and ``certgate explain`` (which prints them), so what
+explain shows is byte for byte what a NAS receives. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+from radius import packet as rp
+from radius.accounting import class_value
+from radius.authorize import Allow
+from radius.packet import Attr
+
+TERMINATION_ACTION = (Attr.TERMINATION_ACTION, rp.integer(rp.TERMINATION_ACTION_RADIUS_REQUEST))
+
+NAMES = {
+    Attr.USER_NAME: "User-Name",
+    Attr.FILTER_ID: "Filter-Id",
+    Attr.CLASS: "Class",
+    Attr.SESSION_TIMEOUT: "Session-Timeout",
+    Attr.TERMINATION_ACTION: "Termination-Action",
+    Attr.TUNNEL_TYPE: "Tunnel-Type",
+    Attr.TUNNEL_MEDIUM_TYPE: "Tunnel-Medium-Type",
+    Attr.TUNNEL_PRIVATE_GROUP_ID: "Tunnel-Private-Group-Id",
+}
+_INTEGER_NAMES = {
+    Attr.TUNNEL_TYPE: {rp.TUNNEL_TYPE_VLAN: "VLAN"},
+    Attr.TUNNEL_MEDIUM_TYPE: {rp.TUNNEL_MEDIUM_IEEE_802: "IEEE-802"},
+    Attr.TERMINATION_ACTION: {rp.TERMINATION_ACTION_RADIUS_REQUEST: "RADIUS-Request"},
+}
+# Added by the server per authentication, never by this module (explain lists them as such).
+PER_SESSION = ("EAP-Message (EAP-Success)", "MS-MPPE-Send-Key", "MS-MPPE-Recv-Key",
+               "Message-Authenticator")
+
+
+@functools.lru_cache(maxsize=256)
+def group_attributes(
+    vlan: str | None, filter_id: str | None, class_value: str | None
+) -> tuple[tuple[int, bytes], ...]:
+    """The attributes of a group's [reply] settings, built once per value."""
+    attrs: list[tuple[int, bytes]] = []
+    if vlan:
+        attrs += rp.tunnel_vlan_attributes(vlan)
+    if filter_id:
+        attrs.append((Attr.FILTER_ID, filter_id.encode()))
+    if class_value:
+        attrs.append((Attr.CLASS, class_value.encode()))
+    return tuple(attrs)
+
+
+def accept_attributes(allow: Allow) -> list[tuple[int, bytes]]:
+    """User-Name, the group's VLAN / Filter-Id / Class, certgate's own Class (links the NAS's
+    accounting to the certificate), Session-Timeout (clamped to notAfter by ``authorize``)
+    and Termination-Action, in the order the Access-Accept carries them."""
+    reply = allow.group.reply
+    attrs: list[tuple[int, bytes]] = [(Attr.USER_NAME, allow.identity.encode()[: rp.MAX_ATTR_VALUE])]
+    attrs += group_attributes(reply.vlan, reply.filter_id, reply.class_value)
+    attrs.append((Attr.CLASS, class_value(allow.group.name, allow.serial)))
+    attrs.append((Attr.SESSION_TIMEOUT, rp.integer(allow.session_timeout)))
+    attrs.append(TERMINATION_ACTION)
+    return attrs
+
+
+def describe(attrs: list[tuple[int, bytes]]) -> list[dict[str, object]]:
+    """Each attribute as ``{"type", "name", "value"}``, decoded the way radclient prints it
+    (integers with their dictionary name, a tag when one is set, strings as text)."""
+    out: list[dict[str, object]] = []
+    for attr_type, value in attrs:
+        name = NAMES.get(attr_type, f"Attr-{attr_type}")
+        entry: dict[str, object] = {"type": int(attr_type), "name": name}
+        if attr_type in (Attr.SESSION_TIMEOUT, *_INTEGER_NAMES) and len(value) == 4:
+            (number,) = struct.unpack("!I", value)
+            tag, number = (number >> 24, number & 0xFFFFFF) if attr_type in (
+                Attr.TUNNEL_TYPE, Attr.TUNNEL_MEDIUM_TYPE) else (0, number)
+            label = _INTEGER_NAMES.get(attr_type, {}).get(number)
+            entry["value"] = f"{label} ({number})" if label else number
+            if tag:
+                entry["tag"] = tag
+        elif attr_type == Attr.TUNNEL_PRIVATE_GROUP_ID and value and value[0] <= 0x1F:
+            entry["value"] = value[1:].decode("utf-8", "backslashreplace")
+            if value[0]:
+                entry["tag"] = value[0]
+        else:
+            entry["value"] = value.decode("utf-8", "backslashreplace")
+        out.append(entry)
+    return out
