@@ -54,6 +54,9 @@ class AdminApi:
         r.add_post("/api/v1/certificates/{serial}/release-hold", self.release_hold)
         r.add_get("/api/v1/sessions", self.sessions)
         r.add_post("/api/v1/webhooks/device-removed", self.device_removed)
+        from certgate.explain.api import ExplainApi  # GET|POST /api/v1/explain
+
+        ExplainApi(self.runtime, self.authorize).routes(app)
 
     def authorize(self, request: web.Request) -> str:
         """The caller's identity for the audit trail; 401 unless a configured token matches."""
