@@ -19,6 +19,12 @@ the private key (CertificateVerify), the TLS versions, ciphers and key-exchange 
 offers, OpenSSL's security-level floor on key sizes and signature hashes, the verify depth
 limit (4 intermediates), and everything on the RADIUS side (client secret,
 Message-Authenticator, fragmentation, conversation limits).
+
+One ordering difference: the handshake runs ``authorize`` from the verify callback at depth
+0, before OpenSSL's name-constraint check; here verification completes first. A certificate
+that both violates a group CA's name constraints and is denied by ``authorize`` is therefore
+``chain_invalid`` here and the ``authorize`` reason in RADIUS (certgate's own intermediates
+carry no name constraints).
 """
 
 from __future__ import annotations
