@@ -192,6 +192,7 @@ async def api(lab: Lab):  # type: ignore[no-untyped-def]
     await mount(runtime, app)
     client = TestClient(TestServer(app))
     await client.start_server()
+    client.runtime, client.feed = runtime, feed  # for the outage test
     try:
         yield client
     finally:
@@ -256,3 +257,28 @@ async def test_api_bad_input_names_the_field(api) -> None:  # type: ignore[no-un
         assert resp.status == status, (path, data, body, await resp.text())
         answer = await resp.json()
         assert answer["field"] == field and answer["error"].startswith(f"{field}: "), answer
+
+
+async def test_api_answers_from_memory_while_the_store_is_down(api, lab: Lab, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Like RADIUS: a certificate this node has seen is still judged; past the outage grace
+    (outage_mode closed) everything is store_unavailable, as the RADIUS server answers."""
+    from store import StoreUnavailable
+
+    async def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise StoreUnavailable("get", "ConnectionRefusedError")
+
+    monkeypatch.setattr(api.runtime.store, "get", down)
+    pem = (lab.out / "d1.chain.pem").read_bytes()
+    resp = await api.post("/api/v1/explain", data=pem, headers=AUTH)
+    answer = await resp.json()
+    assert resp.status == 200 and answer["verdict"] == "accept", answer
+    assert answer["inventory"] == {"error": "store unavailable: ConnectionRefusedError"}
+    resp = await api.get(f"/api/v1/explain?serial={lab.serial['d1']}", headers=AUTH)
+    assert resp.status == 503  # the serial form needs the store for the certificate itself
+
+    feed = api.feed
+    feed.down_since = feed.clock() - feed.outage_grace - 1
+    resp = await api.post("/api/v1/explain", data=pem, headers=AUTH)
+    answer = await resp.json()
+    assert (answer["verdict"], answer["reason"]) == ("reject", "store_unavailable")
+    feed.down_since = None
