@@ -66,8 +66,8 @@ def accept_attributes(allow: Allow) -> list[tuple[int, bytes]]:
 
 
 def describe(attrs: list[tuple[int, bytes]]) -> list[dict[str, object]]:
-    """Each attribute as ``{"type", "name", "value"}``, decoded the way radclient prints it
-    (integers with their dictionary name, a tag when one is set, strings as text)."""
+    """Each attribute as ``{"type", "name", "value"}`` (an int or text), plus ``label`` (the
+    dictionary name of an integer value) and ``tag`` (RFC 2868) when there is one."""
     out: list[dict[str, object]] = []
     for attr_type, value in attrs:
         name = NAMES.get(attr_type, f"Attr-{attr_type}")
@@ -76,8 +76,10 @@ def describe(attrs: list[tuple[int, bytes]]) -> list[dict[str, object]]:
             (number,) = struct.unpack("!I", value)
             tag, number = (number >> 24, number & 0xFFFFFF) if attr_type in (
                 Attr.TUNNEL_TYPE, Attr.TUNNEL_MEDIUM_TYPE) else (0, number)
+            entry["value"] = number
             label = _INTEGER_NAMES.get(attr_type, {}).get(number)
-            entry["value"] = f"{label} ({number})" if label else number
+            if label:
+                entry["label"] = label
             if tag:
                 entry["tag"] = tag
         elif attr_type == Attr.TUNNEL_PRIVATE_GROUP_ID and value and value[0] <= 0x1F:

@@ -88,14 +88,22 @@ def test_accept_lists_the_chain_and_the_reply(pki) -> None:  # type: ignore[no-u
     verdict = _explain(pki, "staff-ok")
     leaf = pki.clients["staff-ok"].cert
     assert verdict.chain == (leaf, pki.staff_ca.cert, pki.root.cert)
-    shown = {(a["name"], str(a["value"])) for a in describe(list(verdict.attributes))}
-    assert shown == {
-        ("User-Name", "alice@example.test"), ("Tunnel-Type", "VLAN (13)"),
-        ("Tunnel-Medium-Type", "IEEE-802 (6)"), ("Tunnel-Private-Group-Id", "10"),
-        ("Filter-Id", "staff-acl"), ("Class", "cg-staff"),
-        ("Class", f"certgate:staff:{leaf.serial_number:x}"), ("Session-Timeout", "3600"),
-        ("Termination-Action", "RADIUS-Request (1)"),
-    }
+    shown = [(a["name"], a["value"], a.get("label")) for a in describe(list(verdict.attributes))]
+    assert shown == [
+        ("User-Name", "alice@example.test", None), ("Tunnel-Type", 13, "VLAN"),
+        ("Tunnel-Medium-Type", 6, "IEEE-802"), ("Tunnel-Private-Group-Id", "10", None),
+        ("Filter-Id", "staff-acl", None), ("Class", "cg-staff", None),
+        ("Class", f"certgate:staff:{leaf.serial_number:x}", None),
+        ("Session-Timeout", 3600, None), ("Termination-Action", 1, "RADIUS-Request"),
+    ]
+
+
+def test_describe_tags_and_unknown_attributes() -> None:
+    tagged = rp.tunnel_vlan_attributes("30", tag=2) + [(Attr.NAS_PORT, b"\x00\x01")]
+    shown = describe(tagged)
+    assert shown[0] == {"type": 64, "name": "Tunnel-Type", "value": 13, "label": "VLAN", "tag": 2}
+    assert shown[2] == {"type": 81, "name": "Tunnel-Private-Group-Id", "value": "30", "tag": 2}
+    assert shown[3]["name"] == "Attr-5"
 
 
 def test_session_timeout_clamped_to_not_after(pki) -> None:  # type: ignore[no-untyped-def]
