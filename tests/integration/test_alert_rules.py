@@ -4,14 +4,18 @@ summary, a description and a runbook_url whose anchor is a section of docs/runbo
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support import ServerProcess, require_tool
+from tests.support import ServerProcess, free_port, require_tool
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +80,77 @@ def test_every_rule_has_a_promtool_test() -> None:
              if t.get("exp_alerts")}
     untested = sorted(r["alert"] for r in _rules() if r["alert"] not in fired)
     assert not untested, f"rules without a promtool test that makes them fire: {untested}"
+
+
+def _until(what: str, check, timeout: float):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_rules_on_a_real_prometheus(server: ServerProcess, tmp_path: Path) -> None:
+    """Prometheus loads the rules and scrapes a live certgate under the documented job name:
+    every rule evaluates without error, none is pending or firing on a healthy node, and
+    stopping certgate makes CertgateDown pending for that instance."""
+    binary = require_tool("prometheus")
+    target = server.http.removeprefix("http://")
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{json.dumps(str(RULES / 'certgate-alerts.yml'))}]\n"
+        "scrape_configs:\n  - job_name: certgate\n"
+        f"    static_configs: [{{targets: [{json.dumps(target)}]}}]\n")
+    port = free_port()
+    with (tmp_path / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+
+    def api(path: str, **params: str) -> dict:
+        url = f"http://127.0.0.1:{port}/api/v1/{path}?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.load(r)["data"]
+        except OSError:
+            return {}
+
+    def alerts() -> list[dict]:
+        data = api("alerts")
+        assert "alerts" in data, "Prometheus did not answer /api/v1/alerts"
+        return data["alerts"]
+
+    try:
+        _until("a successful scrape of certgate", lambda: any(
+            s["value"][1] == "1" for s in api("query", query='up{job="certgate"}')
+            .get("result", [])), 60)
+        scraped = time.monotonic()
+
+        def rules_evaluated() -> list[dict] | None:
+            rules = [r for g in api("rules").get("groups", []) for r in g["rules"]]
+            done = [r for r in rules if r.get("lastEvaluation", "").startswith("20")]
+            return rules if rules and len(done) == len(rules) and time.monotonic() > scraped + 3 \
+                else None
+
+        rules = _until("every rule evaluated after the first scrape", rules_evaluated, 30)
+        assert len(rules) == len(_rules())
+        broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+        assert not broken, broken
+        active = [(a["labels"]["alertname"], a["state"]) for a in alerts()]
+        assert not active, f"alerts active on a healthy certgate: {active}"
+
+        server.stop()
+        down = _until("CertgateDown pending", lambda: [
+            a for a in alerts() if a["labels"]["alertname"] == "CertgateDown"], 30)
+        assert down[0]["labels"]["instance"] == target
+        assert down[0]["annotations"]["runbook_url"] == "docs/runbook.md#certgatedown"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
