@@ -68,6 +68,16 @@ def write_certificate(path: Path, *certs: x509.Certificate) -> None:
 
 
 @dataclass(frozen=True)
+class Issuer:
+    """What signing a device certificate needs, and nothing more: one group's intermediate and
+    its key (`Hierarchy.load_issuer`; the CLI loads only the groups it issues from)."""
+
+    name: str
+    certificate: x509.Certificate
+    key: PrivateKey
+
+
+@dataclass(frozen=True)
 class GroupCa:
     name: str
     certificate: x509.Certificate
@@ -335,6 +345,29 @@ class Hierarchy:
         )
         secret, blob_key = self._load_scep_secrets(passphrase)
         return LoadedPki(root, server, server_key, chain, loaded, secret, blob_key)
+
+    def load_issuer(self, group: str) -> Issuer:
+        """One group's intermediate and key, for one-shot signing. The RSA primality test is
+        skipped (`load_private_key(check_primes=False)`: the key was validated when `init` or
+        `ca import` wrote it, and every signature is verified after signing); the key must
+        match the certificate."""
+        gdir = self.group_dir(group)
+        if not (gdir / "ca.crt").exists():
+            raise PkiError(f"group {group} has no intermediate CA yet: run `certgate init` "
+                           "(it creates only what is missing)")
+        cert = read_certificate(gdir / "ca.crt")
+        key = load_private_key(gdir / "ca.key", passphrase_for(self.settings), check_primes=False)
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert.public_key(
+        ).public_bytes(serialization.Encoding.DER, spki):
+            raise PkiError(f"{gdir / 'ca.key'} does not match {gdir / 'ca.crt'}: restore the "
+                           "pair from backup")
+        return Issuer(group, cert, key)
+
+    def load_root_certificate(self) -> x509.Certificate:
+        if not self.exists():
+            raise PkiError(f"no PKI at {self.dir}: run `certgate init --config FILE` first")
+        return read_certificate(self.root_cert_path)
 
     def load_certificates_only(self, groups: tuple[GroupConfig, ...]) -> dict[str, x509.Certificate]:
         """Intermediates without keys (for listing)."""

@@ -54,7 +54,12 @@ def write_private_key(path: Path, key: PrivateKey, passphrase: bytes | None) -> 
         fh.write(data)
 
 
-def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKey:
+def load_private_key(path: Path, passphrase: bytes | None, *, check_primes: bool = True
+                     ) -> PrivateKey:
+    """A 0600 PEM key. `check_primes=False` (one-shot CLI signing) skips OpenSSL's primality
+    test of an RSA key's p and q (~0.2 s per RSA-3072 key) but still checks that its numbers
+    fit together (`_check_rsa_numbers`, microseconds); the signer then verifies what it signed
+    (pki.issuance), so a damaged key file cannot produce a certificate."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -69,7 +74,8 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKey:
             f"key file {path} is encrypted: set [pki] passphrase_env or passphrase_file"
         )
     try:
-        key = serialization.load_pem_private_key(data, passphrase if encrypted else None)
+        key = serialization.load_pem_private_key(data, passphrase if encrypted else None,
+                                                 unsafe_skip_rsa_key_validation=not check_primes)
     except ValueError:
         if encrypted:
             raise PkiError(
@@ -83,4 +89,20 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKey:
         raise PkiError(
             f"key file {path} has mode {mode:o}: run `chmod 600 {path}` (CA keys must be 0600)"
         )
+    if not check_primes and isinstance(key, rsa.RSAPrivateKey) and not _check_rsa_numbers(key):
+        raise PkiError(f"key file {path} is damaged (its RSA numbers do not fit together): "
+                       "restore it from backup")
     return key  # type: ignore[return-value]
+
+
+def _check_rsa_numbers(key: rsa.RSAPrivateKey) -> bool:
+    """RSA_check_key without the primality tests: n = pq, the CRT exponents and coefficient
+    agree with d, and e·d ≡ 1 modulo p-1 and q-1."""
+    priv = key.private_numbers()
+    pub = priv.public_numbers
+    p, q = priv.p, priv.q
+    if p <= 1 or q <= 1 or p * q != pub.n:
+        return False
+    return (priv.dmp1 == priv.d % (p - 1) and priv.dmq1 == priv.d % (q - 1)
+            and pub.e * priv.dmp1 % (p - 1) == 1 and pub.e * priv.dmq1 % (q - 1) == 1
+            and priv.iqmp * q % p == 1)
