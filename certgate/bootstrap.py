@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from certgate.errors import ConfigError, OperatorError
 from certgate.settings import Settings
 from certgate.storage import open_configured
-from pki.hierarchy import GroupCa, Hierarchy, InitReport
+from pki.hierarchy import GroupCa, Hierarchy, InitReport, Issuer
 from pki.issuance import sign_device
-from pki.keys import generate_key
-from pki.profiles import name, new_serial
+from pki.profiles import new_serial
 from store import SerialConflict, Store
 from store.records import CertRecord, Issued
 
@@ -57,7 +54,7 @@ async def import_intermediate(s: Settings, group: str, cert: Path, key: Path) ->
 
 
 async def issue_device_certificate(
-    store: Store, group: GroupCa, public_key, subject: x509.Name,  # noqa: ANN001
+    store: Store, group: GroupCa | Issuer, public_key, subject: x509.Name,  # noqa: ANN001
     sans: list[x509.GeneralName], *, public_url: str, days: int, now: dt.datetime, actor: str,
     source: str, device_id: str | None = None,
 ) -> x509.Certificate:
@@ -78,59 +75,26 @@ async def issue_device_certificate(
     return signed[issued.record.serial]
 
 
-def parse_san(text: str) -> x509.GeneralName:
-    kind, sep, value = text.partition(":")
-    if not sep or not value:
-        raise ConfigError(f"--san {text!r}: expected dns:NAME, email:ADDR or uri:URI")
-    kind = kind.lower()
-    if kind == "dns":
-        return x509.DNSName(value)
-    if kind == "email":
-        return x509.RFC822Name(value)
-    if kind == "uri":
-        return x509.UniformResourceIdentifier(value)
-    raise ConfigError(f"--san {text!r}: unknown kind {kind!r} (dns, email, uri)")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    if path.exists():
-        raise OperatorError(f"{path} exists: refusing to overwrite a private key")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 async def issue_to_files(
     s: Settings, group_name: str, cn: str, out: Path, days: int | None, p12: bool,
     sans: list[str], device_id: str | None, key_type: str,
 ) -> int:
-    """Server-side key generation: writes NAME.key, NAME.crt, NAME.chain.pem (+ NAME.p12)."""
-    group_settings = s.group(group_name)
-    assert group_settings is not None
-    if "/" in cn or cn.startswith("."):
-        raise ConfigError(f"--cn {cn!r} cannot be used as a file name")
-    general_names = [parse_san(x) for x in sans]
-    pki = Hierarchy(s.pki).load(s.groups)
-    group = pki.groups[group_name]
-    out.mkdir(parents=True, exist_ok=True)
-    key = generate_key(key_type)
-    store = await open_configured(s)
+    """Server-side key generation for one device: writes NAME.key, NAME.crt, NAME.chain.pem
+    (+ NAME.p12); loads only the group's intermediate key. Bulk: certgate.issuing.batch."""
+    from certgate.issuing.batch import BatchIssuer, FileClash
+    from certgate.issuing.requests import FieldError, make_request
+
     try:
-        cert = await issue_device_certificate(
-            store, group, key.public_key(), name(cn), general_names,
-            public_url=s.http.public_url, days=days or group_settings.validity_days, now=utc_now(),
-            actor="cli:certs-issue", source="cli", device_id=device_id,
-        )
-    finally:
-        await store.close()
-    pem = serialization.Encoding.PEM
-    _write_private(out / f"{cn}.key", key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    (out / f"{cn}.crt").write_bytes(cert.public_bytes(pem))
-    (out / f"{cn}.chain.pem").write_bytes(cert.public_bytes(pem) + group.certificate.public_bytes(pem))
-    if p12:
-        data = pkcs12.serialize_key_and_certificates(
-            cn.encode(), key, cert, [group.certificate, pki.root], serialization.NoEncryption()
-        )
-        _write_private(out / f"{cn}.p12", data)
+        request = make_request(cn=cn, group=group_name, sans=sans, device_id=device_id,
+                               days=days, key_type=key_type, groups=[g.name for g in s.groups],
+                               default_key_type=key_type, where=f"--cn {cn}")
+    except FieldError as exc:
+        raise ConfigError(f"--{exc.column.replace('_', '-')}: {exc.message}") from None
+    batch = BatchIssuer(s, out, p12=p12, now=utc_now)
+    batch.load_issuers({group_name})
+    async with batch:
+        try:
+            cert = await batch.issue(request)
+        except FileClash as exc:
+            raise OperatorError(str(exc)) from None
     return cert.serial_number

@@ -12,7 +12,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from certgate.cli_types import bounded_int
 from certgate.errors import OPERATOR_ERRORS, ConfigError, OperatorError
 from certgate.settings import Settings, load_settings
 
@@ -126,19 +125,6 @@ def cmd_ca_import(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown group {args.group!r}: add [groups.{args.group}] to the config")
     cert = _run(lambda: import_intermediate(s, args.group, Path(args.cert), Path(args.key)))
     print(f"imported {cert.subject.rfc4514_string()} for group {args.group}")
-    return EXIT_OK
-
-
-def cmd_certs_issue(args: argparse.Namespace) -> int:
-    from certgate.bootstrap import issue_to_files
-
-    s = _settings(args)
-    if s.group(args.group) is None:
-        raise ConfigError(f"unknown group {args.group!r}: groups are "
-                          f"{', '.join(g.name for g in s.groups)}")
-    serial = _run(lambda: issue_to_files(s, args.group, args.cn, Path(args.out), args.days,
-                                         args.p12, args.san or [], args.device_id, args.key_type))
-    print(format(serial, "x"))
     return EXIT_OK
 
 
@@ -264,17 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     certs = sub.add_parser("certs", help="certificate inventory").add_subparsers(
         dest="certs_command", required=True, parser_class=_Parser)
-    sp = add("issue", cmd_certs_issue, "generate a key and issue a device certificate", certs)
-    sp.add_argument("--group", required=True)
-    sp.add_argument("--cn", required=True)
-    sp.add_argument("--out", required=True, help="output directory")
-    sp.add_argument("--days", type=bounded_int(1, 3650),
-                    help="validity, 1..3650 (default: the group's validity_days)")
-    sp.add_argument("--p12", action="store_true", help="also write NAME.p12 (no password)")
-    sp.add_argument("--san", action="append", help="dns:NAME, email:ADDR, uri:URI (repeatable)")
-    sp.add_argument("--device-id")
-    sp.add_argument("--key-type", default="ec-p256",
-                    choices=["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"])
+    # certs issue, certs import: certgate/commands/certs_*.py
     sp = add("list", cmd_certs_list, "list certificates", certs)
     sp.add_argument("--group")
     sp.add_argument("--status", choices=["active", "revoked"])

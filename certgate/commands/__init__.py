@@ -3,7 +3,12 @@
 Each module here defines ``add_parsers(sub, add, settings_of)``: ``sub`` is the top-level
 subparsers action, ``add(name, fn, help, parent=sub)`` registers a command the way
 certgate/cli.py does, ``settings_of(args)`` loads the config. Modules are registered in
-name order, so adding a command is adding a file.
+name order, so adding a command is adding a file. A command under a group that cli.py
+creates (`certs`, `ca`, ...) gets that group's subparsers with `subcommands(sub, "certs")`.
+
+Keep a module's top-level imports light (argparse, certgate.errors): every CLI call imports
+every module here to build the parser, so the command's implementation is imported inside
+its handler.
 """
 
 from __future__ import annotations
@@ -13,6 +18,15 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from typing import Any
+
+
+def subcommands(sub: argparse._SubParsersAction, group: str) -> argparse._SubParsersAction:
+    """The subparsers of the command group `group` (e.g. "certs") created in cli.py."""
+    parser = sub.choices[group]
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps no public handle
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return action
+    raise LookupError(f"{group} has no subcommands")
 
 
 def add_parsers(sub: argparse._SubParsersAction, add: Callable[..., Any],

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from certgate.errors import OperatorError
-from certgate.explain import report
 from store import StoreUnavailable
 
 EXIT_ACCEPT, EXIT_REJECT, EXIT_USAGE = 0, 1, 2
@@ -65,6 +64,7 @@ def read_certificates(path: Path, what: str) -> list:
 
 def trust_material(s) -> tuple:  # noqa: ANN001
     """Root, group intermediates and the GroupTable: certificates only, no key is read."""
+    from certgate.explain import report  # lazily: every CLI call imports this module
     from pki.hierarchy import Hierarchy, read_certificate
 
     hierarchy = Hierarchy(s.pki)
@@ -80,6 +80,7 @@ def trust_material(s) -> tuple:  # noqa: ANN001
 def run(s, args: argparse.Namespace) -> int:  # noqa: ANN001
     if (args.cert is None) == (args.serial is None):
         raise _usage("give CERT.pem or --serial HEX (one of them)")
+    from certgate.explain import report
     serial = None
     if args.serial is not None:
         from store.records import parse_serial
@@ -105,6 +106,7 @@ def run(s, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 
 async def _explain(s, certs, chain, serial, serial_text, root, intermediates, groups, now):  # noqa: ANN001, ANN202
+    from certgate.explain import report
     from certgate.storage import open_configured
     from radius.verdict import evaluate, parse_certificates, policy
 
