@@ -154,7 +154,8 @@ def _load_enveloped_data(data: bytes) -> cms.EnvelopedData:
         return env
     except MalformedEnvelope:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # AttributeError: asn1crypto
+        # types without .native (REAL, ObjectDescriptor) anywhere in the parsed structure
         raise MalformedEnvelope(f"not an EnvelopedData: {exc}") from exc
 
 

@@ -235,7 +235,9 @@ def _load_signed_data(data: bytes) -> ParsedSignedData:
         )
     except MalformedSignedData:
         raise
-    except (ValueError, TypeError, KeyError, IndexError) as exc:  # BerError is a ValueError
+    # BerError is a ValueError; AttributeError: asn1crypto types without .native (REAL,
+    # ObjectDescriptor) where a field is read
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise MalformedSignedData(f"not a SignedData: {exc}") from exc
 
 

@@ -211,7 +211,7 @@ def challenge_password_from_der(der: bytes) -> str | None:
                 found.append(_decode_string_der(value.dump()))
     except CsrRejected:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # asn1crypto: no .native
         raise CsrRejected(CsrReason.BAD_FORMAT, "unparsable CSR attributes") from exc
     if not found:
         return None

@@ -180,7 +180,7 @@ def parse_pki_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> PkiMe
         fail_info = _enum_attr(parsed, "scep_fail_info", FailInfo)
         text = parsed.attribute("scep_fail_info_text")
         signing_time = parsed.attribute("signing_time")
-    except (ValueError, TypeError) as exc:  # a value of the wrong ASN.1 type
+    except (ValueError, TypeError, AttributeError) as exc:  # a value of the wrong ASN.1 type
         raise UndecodableRequest(f"bad SCEP attribute: {exc}") from exc
     if message_type is None or tx is None:
         raise UndecodableRequest("messageType and transactionID are required")

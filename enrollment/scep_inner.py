@@ -133,7 +133,7 @@ def parse_issuer_and_subject(content: bytes, request: object = None) -> IssuerAn
             issuer_der=issuer.dump(force=True),
             subject_der=subject.dump(force=True),
         )
-    except (ValueError, TypeError, KeyError, BerError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, BerError) as exc:  # see below
         raise _bad(f"not an IssuerAndSubject: {exc}", request) from exc
 
 
@@ -146,7 +146,8 @@ def parse_issuer_and_serial(content: bytes, request: object = None) -> IssuerAnd
             serial_number=ias["serial_number"].native,
             issuer_der=issuer.dump(force=True),
         )
-    except (ValueError, TypeError, KeyError, BerError) as exc:
+    # AttributeError: asn1crypto types without .native (REAL, ObjectDescriptor)
+    except (ValueError, TypeError, KeyError, AttributeError, BerError) as exc:
         raise _bad(f"not an IssuerAndSerialNumber: {exc}", request) from exc
 
 

@@ -348,3 +348,18 @@ def test_signer_certificate_with_an_invalid_version_is_undecodable(pki) -> None:
     assert signer.count(v3) == 1
     with pytest.raises(UndecodableRequest):
         scep_codec.parse_pki_message(der.replace(signer, signer.replace(v3, b"\xa0\x03\x02\x01\x2b")))
+
+
+def test_object_descriptor_in_an_envelope_is_malformed(pki) -> None:
+    # asn1crypto's ObjectDescriptor (like its Real) has no .native: one in the content
+    # encryption algorithm's parameters raised AttributeError out of
+    # load_enveloped_data. Found by tests/fuzz/fuzz_scep_message.py (corpus
+    # scep_message/object-descriptor-in-envelope).
+    iv = bytes(range(16))
+    der = cms_envelope.encrypt(b"payload", pki.ra_cert, iv=iv)
+    aes_and_iv = b"\x65\x03\x04\x01\x2a\x04\x10" + iv  # ...aes256-CBC OID, OCTET STRING IV
+    assert der.count(aes_and_iv) == 1
+    # an unknown cipher OID (parameters parsed as Any) with an ObjectDescriptor in them
+    bad = der.replace(aes_and_iv, b"\x65\x03\x04\x01\x7f\x07\x10" + iv)
+    with pytest.raises(cms_envelope.MalformedEnvelope, match="ObjectDescriptor"):
+        cms_envelope.load_enveloped_data(bad)
