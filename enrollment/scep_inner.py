@@ -111,8 +111,8 @@ def parse_csr(content: bytes, request: object = None) -> x509.CertificateRequest
     except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
         raise _bad(f"not a PKCS#10 request: {exc}", request) from exc
     try:
-        csr.subject  # noqa: B018 - decoded lazily; TypeError for a value type it refuses
-    except TypeError as exc:
+        csr.subject  # noqa: B018 - decoded lazily: TypeError for a value type it refuses,
+    except (TypeError, ValueError) as exc:  # ValueError for a string that is not its charset
         raise _bad(f"CSR subject cannot be decoded: {exc}", request) from exc
     try:
         valid = csr.is_signature_valid

@@ -118,3 +118,18 @@ def test_csr_with_a_bit_string_cn_is_bad_request(pki) -> None:
     with pytest.raises(ScepError, match="CSR subject cannot be decoded") as err:
         scep_codec.parse_inner(MessageType.PKCSReq, _bit_string_cn(pki.csr, b"dev-01"))
     assert err.value.fail_info is FailInfo.badRequest
+
+
+def test_csr_with_invalid_utf8_in_its_cn_is_bad_request(pki) -> None:
+    # cryptography decodes the subject lazily and raises ValueError (ParseError
+    # InvalidValue) for a UTF8String that is not UTF-8: parse_csr caught only the
+    # TypeError of a refused value type, so the PKCSReq got no CertRep. Found by
+    # tests/fuzz/fuzz_scep_message.py after 263,348 executions (corpus
+    # scep_message/invalid-utf8-cn).
+    der = pki.csr.public_bytes(_der())
+    cn = b"\x0c\x06dev-01"
+    assert der.count(cn) == 1
+    bad = der.replace(cn, b"\x0c\x06dev\xf8\x01\x02")
+    with pytest.raises(ScepError, match="CSR subject cannot be decoded") as err:
+        scep_codec.parse_inner(MessageType.PKCSReq, bad)
+    assert err.value.fail_info is FailInfo.badRequest
