@@ -107,6 +107,7 @@ class ParsedSignedData:
     digest_algorithm: DigestAlgorithm | None
     digest_algorithm_oid: str
     signature_algorithm: str
+    signature: bytes
 
     def attribute(self, name: str) -> core.Asn1Value | None:
         """The single value of a signed attribute, or None if absent."""
@@ -221,6 +222,10 @@ def _load_signed_data(data: bytes) -> ParsedSignedData:
                 raise MalformedSignedData(f"attribute {name} has {len(values)} values")
             attrs[name] = values
         digest_oid = si["digest_algorithm"]["algorithm"].dotted
+        # asn1crypto parses fields on first access: read now what verification uses, so a
+        # bad encoding is MalformedSignedData here rather than a ValueError later
+        si["signature_algorithm"].native  # noqa: B018 - its parameters (RSASSA-PSS hash)
+        signature = si["signature"].native
         return ParsedSignedData(
             signed_data=sd,
             signer_info=si,
@@ -232,6 +237,7 @@ def _load_signed_data(data: bytes) -> ParsedSignedData:
             digest_algorithm=_digest_algorithm(si["digest_algorithm"]["algorithm"].native),
             digest_algorithm_oid=digest_oid,
             signature_algorithm=si["signature_algorithm"]["algorithm"].native,
+            signature=signature,
         )
     except MalformedSignedData:
         raise
@@ -293,7 +299,7 @@ def verify_signature(parsed: ParsedSignedData) -> DigestAlgorithm:
     if md.native != expected:
         raise SignatureInvalid("messageDigest does not match the content")
     sig_hash = _signature_hash(parsed)
-    signature = parsed.signer_info["signature"].native
+    signature = parsed.signature
     try:
         pub = parsed.signer_certificate.public_key()  # parsed lazily: may be undecodable
     except (ValueError, UnsupportedKey) as exc:

@@ -363,3 +363,18 @@ def test_object_descriptor_in_an_envelope_is_malformed(pki) -> None:
     bad = der.replace(aes_and_iv, b"\x65\x03\x04\x01\x7f\x07\x10" + iv)
     with pytest.raises(cms_envelope.MalformedEnvelope, match="ObjectDescriptor"):
         cms_envelope.load_enveloped_data(bad)
+
+
+def test_signer_info_signature_with_a_wrong_tag_is_undecodable(pki) -> None:
+    # asn1crypto parses a SignerInfo's fields on first access: a signature that is not an
+    # OCTET STRING raised ValueError from verify_signature (parse_pki_message, no answer).
+    # The fields verification reads are now parsed in load_signed_data. Found by
+    # tests/fuzz/fuzz_scep_message.py after 52,624 executions (corpus
+    # scep_message/signature-wrong-tag).
+    der = _request(pki).der
+    si = cms.ContentInfo.load(der)["content"]["signer_infos"][0]
+    sig = si["signature"]
+    encoded = sig.dump()
+    assert der.count(encoded) == 1
+    with pytest.raises(UndecodableRequest):
+        scep_codec.parse_pki_message(der.replace(encoded, b"\x00" + encoded[1:]))
