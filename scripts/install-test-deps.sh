@@ -2,7 +2,8 @@
 # Installs the Debian packages the integration tests drive as real peers:
 # eapol_test (eapoltest), certmonger + dbus (dbus-run-session), micromdm scep
 # (scepclient/scepserver), promtool (prometheus), hostapd (wired NAS harness), openssl,
-# postgresql (a real server the store tests start as the postgres user).
+# postgresql (a real server the store tests start as the postgres user), freeradius
+# (a reference EAP-TLS server for `certgate test-auth`; started by the test on a free port).
 # Only acts when something is missing; needs root (or sudo) to install.
 set -euo pipefail
 need=()
@@ -15,6 +16,7 @@ command -v hostapd >/dev/null || need+=(hostapd)
 command -v wpa_supplicant >/dev/null || need+=(wpasupplicant)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
+command -v freeradius >/dev/null || need+=(freeradius)
 # PostgreSQL server binaries (initdb, pg_ctl) for the multi-node store tests
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -29,3 +31,13 @@ echo "install-test-deps: installing ${need[*]}" >&2
 $SUDO apt-get update -qq >/dev/null
 # policy-rc.d may deny service start; packages install fine without starting daemons
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The freeradius package enables a service on 1812 (it would collide with tests and with a
+# local certgate): tests start their own instance on a free port, so stop and disable it.
+if printf '%s\n' "${need[@]}" | grep -qx freeradius; then
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now freeradius >/dev/null 2>&1 || true
+  elif command -v update-rc.d >/dev/null; then
+    $SUDO service freeradius stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d freeradius disable >/dev/null 2>&1 || true
+  fi
+fi
