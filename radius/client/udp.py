@@ -1,0 +1,53 @@
+"""The blocking UDP shell of test-auth: sends what the Exchange says, feeds it what comes
+back, arms its retransmission deadline. Nothing else (the decisions are in exchange.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+from radius.client.exchange import Exchange, Outcome
+
+
+def run(exchange: Exchange, host: str, port: int,
+        clock: Callable[[], float] = time.monotonic) -> Outcome:
+    """Drive ``exchange`` against host:port until it has an outcome."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect((host, port))
+        except OSError as exc:
+            return _fail(exchange, f"cannot reach {host}:{port}: {exc.strerror or exc}")
+        data: bytes | None = exchange.start(clock())
+        while not exchange.done:
+            if data is not None:
+                try:
+                    sock.send(data)
+                except OSError as exc:
+                    return _fail(exchange, f"cannot send to {host}:{port}: {exc.strerror or exc}")
+            deadline = exchange.deadline
+            if deadline is None:
+                break
+            sock.settimeout(max(0.0, deadline - clock()))
+            try:
+                reply = sock.recv(65535)
+            except TimeoutError:
+                data = exchange.timer(clock())
+                continue
+            except ConnectionRefusedError:
+                # ICMP port unreachable: nothing listens there; the retries still run, so a
+                # server that is just starting gets its chance.
+                data = None
+                exchange.note_unreachable()
+                continue
+            except OSError as exc:
+                return _fail(exchange, f"receive from {host}:{port}: {exc.strerror or exc}")
+            data = exchange.receive(reply, clock())
+    assert exchange.outcome is not None
+    return exchange.outcome
+
+
+def _fail(exchange: Exchange, detail: str) -> Outcome:
+    exchange.outcome = Outcome("error", detail)
+    return exchange.outcome
