@@ -158,6 +158,20 @@ def _value(entry: dict) -> str:
     return text
 
 
+def _accept_summary(attrs: list[dict]) -> str:
+    by_name = {a["name"]: a["value"] for a in attrs}
+    parts = []
+    if "Tunnel-Private-Group-Id" in by_name:
+        parts.append(f"VLAN {by_name['Tunnel-Private-Group-Id']}")
+    if "Filter-Id" in by_name:
+        parts.append(f"Filter-Id {by_name['Filter-Id']}")
+    if "Session-Timeout" in by_name:
+        parts.append(f"Session-Timeout {by_name['Session-Timeout']} s")
+    if "User-Name" in by_name:
+        parts.append(f"User-Name {by_name['User-Name']}")
+    return ", ".join(parts)
+
+
 def render(r: dict, no_answer_hint: str = "") -> str:
     lines = [f"test-auth {r['server']} identity {r['identity']!r}, TLS {r['tls']['requested']}"]
     for t in r["round_trips"]:
@@ -172,11 +186,26 @@ def render(r: dict, no_answer_hint: str = "") -> str:
     lines.append("")
     if r["result"] == "accept":
         lines.append(f"RESULT: Access-Accept after {n} round trip(s), {r['elapsed_ms']} ms")
+        summary = _accept_summary(r["reply_attributes"])
+        if summary:
+            lines.append(f"  {summary}")
         if r["detail"]:
             lines.append(f"  warning: {r['detail']}")
     elif r["result"] == "reject":
         lines.append(f"RESULT: Access-Reject after {n} round trip(s), {r['elapsed_ms']} ms")
         lines.append(f"  reason: {r['detail'] or 'none given by the server'}")
+        explained = r.get("server_explain")
+        if explained and "error" in explained:
+            lines.append(f"  certgate explain on this machine could not run: {explained['error']}")
+        elif explained:
+            lines.append(f"  certgate explain on this machine: {explained['verdict']}, reason "
+                         f"{explained['reason']}: {explained['detail']}")
+            if explained.get("hint"):
+                lines.append(f"    {explained['hint']}")
+        elif not r["detail"] or r["detail"].startswith("TLS: "):
+            lines.append("  (no reason on the wire, as RFC 3579 wants with EAP; a certgate server "
+                         "logs and counts it as `eap result=reject reason=...`, and "
+                         "`certgate explain CERT` on it says why)")
     elif r["result"] == "no_answer":
         lines.append(f"RESULT: NO ANSWER from {r['server']}: {r['detail']}")
         if no_answer_hint:
@@ -188,7 +217,8 @@ def render(r: dict, no_answer_hint: str = "") -> str:
     if tls["version"]:
         flights = ", ".join(f"{f['bytes']} B/{f['fragments']} frag" for f in tls["server_flights"])
         ours = ", ".join(f"{f['bytes']} B/{f['fragments']} frag" for f in tls["client_flights"])
-        lines.append(f"TLS {tls['version']} {tls['cipher'] or ''} handshake {tls['handshake']}; "
+        cipher = f" {tls['cipher']}" if tls["cipher"] else ""
+        lines.append(f"TLS {tls['version']}{cipher} handshake {tls['handshake']}; "
                      f"server sent {flights or 'nothing'}; we sent {ours or 'nothing'}")
         if tls["commitment_message"] is not None:
             lines.append(f"  TLS 1.3 commitment message (0x00): "
