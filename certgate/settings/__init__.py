@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from certgate.errors import ConfigError
+from certgate.settings.audit import AuditSettings, parse_audit
 from certgate.settings.groups import parse_groups
 from certgate.settings.model import (
     CA_KEY_TYPES,
@@ -49,7 +50,8 @@ from certgate.settings.sections import (
 )
 
 __all__ = [
-    "CA_KEY_TYPES", "KEY_TYPES", "TLS_VERSIONS", "AdminSettings", "ConfigError", "GroupSettings",
+    "CA_KEY_TYPES", "KEY_TYPES", "TLS_VERSIONS", "AdminSettings", "AuditSettings", "ConfigError",
+    "GroupSettings",
     "HostPort", "HttpSettings", "PkiSettings", "RadiusClientSettings", "RadiusSettings",
     "RevocationSettings", "ScepSettings", "ServerSettings", "Settings", "StorageSettings",
     "load_settings", "parse_settings", "postgres_url_problem",
@@ -89,6 +91,7 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     admin = parse_admin(section("admin"), base)
     revocation = parse_revocation(section("revocation"))
     scep = parse_scep(section("scep"), base)
+    audit = parse_audit(section("audit"), base)
     groups = parse_groups(top.child(top.table_("groups"), "groups"))
     top.finish()
 
@@ -107,4 +110,5 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         revocation=revocation,
         groups=groups,
         scep=scep,
+        audit=audit,
     )

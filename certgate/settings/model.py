@@ -10,6 +10,10 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from certgate.settings.audit import AuditSettings
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 CA_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")
@@ -164,6 +168,13 @@ class Settings:
     revocation: RevocationSettings = field(default_factory=RevocationSettings)
     groups: tuple[GroupSettings, ...] = field(default_factory=tuple)
     scep: ScepSettings = field(default_factory=ScepSettings)
+    audit: AuditSettings = field(default_factory=lambda: _audit_defaults())
 
     def group(self, name: str) -> GroupSettings | None:
         return next((g for g in self.groups if g.name == name), None)
+
+
+def _audit_defaults():  # noqa: ANN202 - certgate.settings.audit imports reader, not model
+    from certgate.settings.audit import AuditSettings
+
+    return AuditSettings()
