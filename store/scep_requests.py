@@ -50,7 +50,7 @@ class ScepStore:
         the challenge was consumed meanwhile.
         """
         try:
-            async with self.driver.transaction("add_request") as tx:
+            async with self.store.transaction("add_request") as tx:
                 if await tx.fetchone(
                         "SELECT 1 FROM scep_requests WHERE group_name=? AND transaction_id=?",
                         (group, transaction_id)) is not None:
@@ -123,7 +123,7 @@ class ScepStore:
                      comment: str | None = None) -> ScepRequest | None:
         """pending -> approved/rejected; None if there is no pending request with this id."""
         status = "approved" if approve else "rejected"
-        async with self.driver.transaction("decide_request") as tx:
+        async with self.store.transaction("decide_request") as tx:
             row = await tx.fetchone(
                 "UPDATE scep_requests SET status=?, decided_at=?, decided_by=? "
                 f"WHERE id=? AND status='pending' RETURNING {REQUEST_COLUMNS}",

@@ -14,10 +14,11 @@ reconnect, and at a slow safety interval: a missed wake-up delays, never loses, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from store.driver import Driver, Row, Tx
@@ -115,6 +116,27 @@ class Store:
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.health = Health()
+        #: Called with each audit row ({at, actor, action, serial, group, details}) once
+        #: the transaction that wrote it has committed (the live audit stream).
+        self.on_audit: Callable[[dict[str, Any]], None] | None = None
+        self._uncommitted: dict[int, list[dict[str, Any]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, op: str) -> AsyncIterator[Tx]:
+        """driver.transaction, handing the audit rows it wrote to on_audit after commit."""
+        rows: list[dict[str, Any]] = []
+        async with self.driver.transaction(op) as tx:
+            self._uncommitted[id(tx)] = rows
+            try:
+                yield tx
+            finally:
+                del self._uncommitted[id(tx)]
+        if self.on_audit is not None:
+            for row in rows:
+                try:
+                    self.on_audit(row)
+                except Exception:  # noqa: BLE001 - the write is committed; a listener bug must not undo the answer
+                    continue
 
     @property
     def backend(self) -> str:
@@ -160,7 +182,7 @@ class Store:
         """Insert an issued certificate (and consume its challenge) in one transaction."""
         now = now or _utcnow()
         try:
-            async with self.driver.transaction("record_certificate") as tx:
+            async with self.transaction("record_certificate") as tx:
                 if challenge is not None:
                     changed = await tx.execute(
                         "UPDATE challenges SET used_at=?, used_txid=?, used_spki=?, "
@@ -188,7 +210,8 @@ class Store:
                 await self._audit(tx, now, actor, "issue", record.serial_hex, record.group,
                                   {"subject": record.subject, "profile": record.profile,
                                    "source": record.source,
-                                   "supersedes": serial_hex(supersedes) if supersedes else None})
+                                   "supersedes": serial_hex(supersedes) if supersedes else None,
+                                   "challenge": challenge.jti if challenge is not None else None})
         except UniqueViolation:
             raise SerialConflict(record.serial_hex) from None
 
@@ -268,7 +291,7 @@ class Store:
         certificateHold may later be released or turned final; any other reason is final.
         """
         now = now or _utcnow()
-        async with self.driver.transaction("revoke") as tx:
+        async with self.transaction("revoke") as tx:
             seq = await self.bump_seq(tx)  # first: the row lock serializes revokers
             row = await tx.fetchone(f"SELECT {CERT_COLUMNS} FROM certificates WHERE serial=?",
                                     (serial_hex(serial),))
@@ -294,7 +317,7 @@ class Store:
     @observed("release_hold")
     async def release_hold(self, serial: int, actor: str, now: dt.datetime | None = None) -> bool:
         now = now or _utcnow()
-        async with self.driver.transaction("release_hold") as tx:
+        async with self.transaction("release_hold") as tx:
             seq = await self.bump_seq(tx)
             changed = await tx.execute(
                 "UPDATE certificates SET status='active', revoked_at=NULL, reason=NULL, "
@@ -379,7 +402,7 @@ class Store:
         created_at: dt.datetime, expires_at: dt.datetime, created_by: str,
     ) -> None:
         try:
-            async with self.driver.transaction("add_challenge") as tx:
+            async with self.transaction("add_challenge") as tx:
                 await tx.execute(
                     "INSERT INTO challenges (jti, kind, group_name, token_hash, binding, "
                     "created_at, expires_at, created_by) VALUES (?,?,?,?,?,?,?,?)",
@@ -439,7 +462,7 @@ class Store:
     async def audit(self, actor: str, action: str, serial: int | None = None,
                     group: str | None = None, details: dict | None = None,
                     now: dt.datetime | None = None) -> None:
-        async with self.driver.transaction("audit") as tx:
+        async with self.transaction("audit") as tx:
             await self._audit(tx, now or _utcnow(), actor, action,
                               serial_hex(serial) if serial is not None else None, group,
                               details or {})
@@ -460,8 +483,37 @@ class Store:
             for at, actor, action, s, g, d in rows
         ]
 
+    async def audit_between(self, since: dt.datetime | None = None,
+                            until: dt.datetime | None = None,
+                            batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
+        """Audit rows with since <= at < until, oldest first, read in keyset pages of
+        `batch` rows (constant memory, no long-held cursor: works the same on both backends)."""
+        last = 0
+        while True:
+            where, args = ["id>?"], [last]
+            if since is not None:
+                where.append("at>=?")
+                args.append(ts(since))
+            if until is not None:
+                where.append("at<?")
+                args.append(ts(until))
+            async with self.driver.reader("audit_between") as tx:
+                rows = await tx.fetchall(
+                    "SELECT id, at, actor, action, serial, group_name, details FROM audit WHERE "
+                    + " AND ".join(where) + f" ORDER BY id LIMIT {int(batch)}", args)
+            for row_id, at, actor, action, s, g, d in rows:
+                last = row_id
+                yield {"id": row_id, "at": from_ts(at), "actor": actor, "action": action,
+                       "serial": s, "group": g, "details": json.loads(d)}
+            if len(rows) < batch:
+                return
+
     async def _audit(self, tx: Tx, now: dt.datetime, actor: str, action: str,
                      serial: str | None, group: str | None, details: dict) -> None:
+        pending = self._uncommitted.get(id(tx))
+        if pending is not None:
+            pending.append({"at": now, "actor": actor, "action": action, "serial": serial,
+                            "group": group, "details": details})
         await tx.execute(
             "INSERT INTO audit (at, actor, action, serial, group_name, details) "
             "VALUES (?,?,?,?,?,?)",
