@@ -32,7 +32,7 @@ sampled before and after the phase, divided by the enrollments that completed)
   CA/RA, transactionID, recipientNonce echoed, envelope opened with the client key),
   status SUCCESS with a certificate for our key; anything else counts as a failure.
   radius  EAP-TLS (TLS 1.2, full handshake, client certificate from `certgate certs issue`)
-          with tests/eap_client.py at --rate auths/s, open loop, from a separate process
+          with radius.client (EAP-TLS 1.2) at --rate auths/s, open loop, from a separate process
           (its own GIL): idle, then while a certgate `pkiop` burst at --conc runs.
           Latency is measured from the scheduled start (no coordinated omission).
   --profile  after the burst, a second burst under `py-spy record` (event-loop thread,
@@ -508,7 +508,7 @@ def fire(server: Server, phase: str, items: list[Enrollment], conc: int, secs: f
 
 def probe_main(args: argparse.Namespace) -> int:
     """Open-loop EAP-TLS authentications at --rate for --secs; JSON on stdout."""
-    from tests import eap_client
+    from radius.client import udp as eap_client
 
     cfg = json.loads(args.probe)
     rate, secs = cfg["rate"], cfg["secs"]
@@ -517,9 +517,11 @@ def probe_main(args: argparse.Namespace) -> int:
 
     def one(scheduled: float) -> None:
         try:
-            code, _ = eap_client.run(cfg["host"], cfg["port"], cfg["secret"].encode(), cfg["ca"],
-                                     cfg["cert"], cfg["key"], identity=b"radius-probe",
-                                     timeout=5.0)
+            outcome, _ = eap_client.authenticate(
+                cfg["host"], cfg["port"], cfg["secret"].encode(), ca_file=cfg["ca"],
+                cert_file=cfg["cert"], key_file=cfg["key"], identity=b"radius-probe",
+                tls="1.2", timeout=5.0, retries=0)
+            code = outcome.reply_code if outcome.reply_code is not None else -1
         except Exception:  # noqa: BLE001 - timeouts count as failures
             code = -1
         latency = time.monotonic() - scheduled

@@ -12,7 +12,7 @@ Set-up  tests/support.write_config plus a group `soak` (certgate's default SCEP 
         once the server is up); `certgate serve`; RSA-2048 client keys for SCEP from
         bench/scep_load.py's cache (reused round-robin: every enrollment has its own
         one-time challenge and CN, so a reused key is a new transaction for the server).
-Mix     one pattern of 20 operations, repeated: 6 `eap` (tests/eap_client.py, TLS 1.2 full
+Mix     one pattern of 20 operations, repeated: 6 `eap` (radius.client, TLS 1.2 full
         handshake, must be Access-Accept), 1 `eapol` (wpa_supplicant's eapol_test, its own
         Calling-Station-Id, must print SUCCESS), 1 `eap_revoked` (must be Access-Reject),
         3 `scep` (POST a one-time challenge to the admin API, then PKIOperation; the CertRep
@@ -75,7 +75,7 @@ from cryptography.x509.oid import AttributeOID, NameOID  # noqa: E402
 
 from enrollment import scep_client  # noqa: E402
 from enrollment.scep_types import PKIStatus  # noqa: E402
-from tests import eap_client  # noqa: E402
+from radius.client import udp as eap_client  # noqa: E402
 from tests.support import SECRET, TOKEN, ServerProcess, certgate, write_config  # noqa: E402
 
 GROUP = "soak"
@@ -178,16 +178,21 @@ class Soak:
 
     # -- operations: return None or raise ------------------------------------------------
 
+    def _eap(self, chain, key, identity: bytes) -> int | None:  # noqa: ANN001
+        """One EAP-TLS 1.2 authentication (radius.client); the RADIUS code, None if none."""
+        outcome, _ = eap_client.authenticate(*self.server.radius, SECRET.encode(),
+                                             ca_file=str(self.root_ca), cert_file=str(chain),
+                                             key_file=str(key), identity=identity, tls="1.2",
+                                             timeout=5.0, retries=0)
+        return outcome.reply_code
+
     def op_eap(self) -> None:
-        code, _ = eap_client.run(*self.server.radius, SECRET.encode(), self.root_ca,
-                                 self.ok_chain, self.ok_key, identity=b"eap-ok", timeout=5.0)
+        code = self._eap(self.ok_chain, self.ok_key, b"eap-ok")
         if code != 2:
             raise OpError(f"RADIUS code {code}, expected Access-Accept")
 
     def op_eap_revoked(self) -> None:
-        code, _ = eap_client.run(*self.server.radius, SECRET.encode(), self.root_ca,
-                                 self.bad_chain, self.bad_key, identity=b"eap-revoked",
-                                 timeout=5.0)
+        code = self._eap(self.bad_chain, self.bad_key, b"eap-revoked")
         if code != 3:
             raise OpError(f"RADIUS code {code}, expected Access-Reject")
 

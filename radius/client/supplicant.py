@@ -75,23 +75,25 @@ def _flags(flags: int) -> str:
 
 def client_context(
     *,
-    certificate: x509.Certificate,
-    private_key: CertificateIssuerPrivateKeyTypes,
+    certificate: x509.Certificate | None,
+    private_key: CertificateIssuerPrivateKeyTypes | None,
     chain: Sequence[x509.Certificate] = (),
     trust: Sequence[x509.Certificate] | None,
     tls_min: str = "1.2",
     tls_max: str = "1.3",
 ) -> SSL.Context:
-    """A TLS client context; ``trust=None`` does not verify the server (reported as such)."""
+    """A TLS client context; ``trust=None`` does not verify the server (reported as such);
+    ``certificate=None`` presents none (what a server must refuse as no_certificate)."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(_VERSION[tls_min])
     ctx.set_max_proto_version(_VERSION[tls_max])
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_TICKET)
-    ctx.use_certificate(certificate)
-    ctx.use_privatekey(private_key)
-    for extra in chain:
-        ctx.add_extra_chain_cert(extra)
-    ctx.check_privatekey()
+    if certificate is not None and private_key is not None:
+        ctx.use_certificate(certificate)
+        ctx.use_privatekey(private_key)
+        for extra in chain:
+            ctx.add_extra_chain_cert(extra)
+        ctx.check_privatekey()
     if trust is not None:
         store = ctx.get_cert_store()
         assert store is not None

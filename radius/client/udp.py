@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from radius.client.exchange import Exchange, Outcome
+from radius.client.exchange import Exchange, NasOptions, Outcome
 
 
 def run(exchange: Exchange, host: str, port: int,
@@ -51,3 +51,32 @@ def run(exchange: Exchange, host: str, port: int,
 def _fail(exchange: Exchange, detail: str) -> Outcome:
     exchange.outcome = Outcome("error", detail)
     return exchange.outcome
+
+
+def authenticate(host: str, port: int, secret: bytes, *, ca_file: str | None,
+                 cert_file: str | None = None, key_file: str | None = None,
+                 identity: bytes = b"anonymous", tls: str | None = None,
+                 timeout: float = 5.0, retries: int = 1) -> tuple[Outcome, Exchange]:
+    """One authentication from files (tests and scripts): the outcome and the exchange."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from radius.client.supplicant import Supplicant, client_context
+
+    leaf = key = None
+    chain: list[x509.Certificate] = []
+    if cert_file and key_file:
+        with open(cert_file, "rb") as f:
+            leaf, *chain = x509.load_pem_x509_certificates(f.read())
+        with open(key_file, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+    trust = None
+    if ca_file:
+        with open(ca_file, "rb") as f:
+            trust = x509.load_pem_x509_certificates(f.read())
+    context = client_context(certificate=leaf, private_key=key, chain=chain, trust=trust,  # type: ignore[arg-type]
+                             tls_min=tls or "1.2", tls_max=tls or "1.3")
+    exchange = Exchange(Supplicant(context, identity),
+                        NasOptions(secret=secret, user_name=identity, timeout=timeout,
+                                   retries=retries))
+    return run(exchange, host, port), exchange

@@ -1,6 +1,6 @@
 """config/grafana/certgate.json against a real Prometheus scraping a live `certgate serve`.
 
-EAP-TLS authentications (an accept and a reject, tests/eap_client.py), SCEP enrollments
+EAP-TLS authentications (an accept and a reject, radius.client), SCEP enrollments
 (enrollment/scep_client.py with one-time challenges from the admin API), a revocation, OCSP
 and CRL requests; then every target expression of every panel, with the template
 variables substituted (All = `.*`, and real values), is evaluated through Prometheus's
@@ -33,7 +33,7 @@ from cryptography.x509.oid import AttributeOID, NameOID
 from enrollment import scep_client
 from enrollment.scep_types import PKIStatus
 from radius import packet as rp
-from tests import eap_client
+from radius.client import udp as eap_client
 from tests.support import (
     REPO,
     SECRET,
@@ -206,10 +206,10 @@ def test_every_panel_query_returns_series(live) -> None:
                                b'{"reason": "keyCompromise"}', AUTH)
     assert status == 200, body
     for cn, want in (("dash-ok", 2), ("dash-ok", 2), ("dash-revoked", 3)):
-        code, _ = eap_client.run(*server.radius, SECRET.encode(), root,
-                                 str(clients / f"{cn}.chain.pem"), str(clients / f"{cn}.key"),
-                                 identity=cn.encode(), timeout=5.0)
-        assert code == want, (cn, code)
+        outcome, _ = eap_client.authenticate(
+            *server.radius, SECRET.encode(), ca_file=root, cert_file=str(clients / f"{cn}.chain.pem"),
+            key_file=str(clients / f"{cn}.key"), identity=cn.encode(), tls="1.2", timeout=5.0)
+        assert outcome.reply_code == want, (cn, outcome)
 
     # SCEP: GetCACaps, two enrollments, one refused (unknown challenge)
     assert server.get("/scep/staff/pkiclient.exe?operation=GetCACaps")[0] == 200

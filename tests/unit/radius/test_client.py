@@ -164,3 +164,13 @@ def test_name_matching() -> None:
     assert name_matches("*.example.org", "radius.example.org")
     assert not name_matches("*.example.org", "a.b.example.org")
     assert not name_matches("*.example.org", "example.org")
+
+
+@pytest.mark.parametrize("tls", ["1.2", "1.3"])
+def test_no_client_certificate_rejected(server_for, pki, tls) -> None:  # type: ignore[no-untyped-def]
+    ctx = client_context(certificate=None, private_key=None, trust=[pki.root.cert],
+                         tls_min=tls, tls_max=tls)
+    exchange = Exchange(Supplicant(ctx, b"nocert"), NasOptions(secret=SECRET, user_name=b"nocert"))
+    result = _drive(exchange, server_for())
+    assert result["result"] == "reject" and result["eap"] == "failure", result
+    assert result["mppe"] is None
