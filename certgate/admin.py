@@ -58,12 +58,18 @@ class AdminApi:
 
         ExplainApi(self.runtime, self.authorize).routes(app)
 
+    def _audit_denied(self, request: web.Request, reason: str) -> None:
+        hook = self.runtime.services.get("admin_denied")  # certgate.audit.wiring.AdminDenied
+        if hook is not None:
+            hook(request.remote, request.path, reason)
+
     def authorize(self, request: web.Request) -> str:
         """The caller's identity for the audit trail; 401 unless a configured token matches."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             ADMIN_DENIED.labels(reason="missing_token").inc()
+            self._audit_denied(request, "missing_token")
             raise web.HTTPUnauthorized(text='{"error": "bearer token required"}\n',
                                        content_type="application/json",
                                        headers={"WWW-Authenticate": "Bearer"})
@@ -74,6 +80,7 @@ class AdminApi:
                 matched = i
         if matched < 0:
             ADMIN_DENIED.labels(reason="bad_token").inc()
+            self._audit_denied(request, "bad_token")
             raise web.HTTPUnauthorized(text='{"error": "invalid token"}\n',
                                        content_type="application/json",
                                        headers={"WWW-Authenticate": "Bearer"})
@@ -187,6 +194,7 @@ class AdminApi:
             )
         except webhook.WebhookRejected as exc:
             WEBHOOK_REQUESTS.labels(result=str(exc.reason)).inc()
+            self._audit_denied(request, f"webhook_{exc.reason}")
             log.warning("webhook refused: %s (%s)", exc.reason, exc)
             return _error(exc.reason.http_status, str(exc.reason))
         records = await self.runtime.store.find(device_id=event.device_id, status=ACTIVE)
