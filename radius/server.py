@@ -39,6 +39,7 @@ from radius.options import EapOptions, RadiusClient
 from radius.packet import Attr, Code, DropReason, MalformedPacket
 from radius.reasons import Reason
 from radius.reply import accept_attributes
+from radius.results import AuthResult, OnResult
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class RadiusServer:
         authorize: AuthorizeFn,
         on_accept: OnAccept | None = None,
         *,
+        on_result: OnResult | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -129,6 +131,7 @@ class RadiusServer:
         self._context = context
         self._authorize = authorize
         self._on_accept = on_accept
+        self._on_result = on_result
         self._wall = wall_clock
         self._mono = monotonic
         self._log_budget = LogBudget()  # drop lines: a few per (client, reason) per 10 s
@@ -461,6 +464,11 @@ class RadiusServer:
         if len(eap_message) >= 2:
             ident = eap_message[1]
         metrics.authentications("reject", reason.value, "none", "none").inc()
+        if self._on_result is not None:
+            self._observe(AuthResult(
+                False, reason.value, client.name, None, None,
+                request.text(Attr.CALLING_STATION_ID), request.text(Attr.USER_NAME), None, None,
+                False, 0, 0.0, "", self._wall()))
         log.info(
             "eap result=reject reason=%s client=%s calling_station=%s user=%r",
             reason.value,
@@ -493,6 +501,13 @@ class RadiusServer:
             self._record_result(conv, "reject", reason, None, conv.session.tls_version, now,
                                 item.why)
 
+    def _observe(self, result: AuthResult) -> None:
+        assert self._on_result is not None
+        try:
+            self._on_result(result)
+        except Exception:
+            log.exception("on_result hook failed")
+
     def _record_result(
         self,
         conv: Conversation,
@@ -515,6 +530,13 @@ class RadiusServer:
         metrics.authentications(result, reason.value, group or "none", tls_version or "none").inc()
         metrics.auth_duration(result).observe(duration)
         metrics.ROUND_TRIPS.observe(conv.session.round_trips)
+        if self._on_result is not None:
+            self._observe(AuthResult(
+                result == "accept", reason.value, conv.client, group, tls_version,
+                conv.calling_station_id, conv.outer_identity,
+                allow.identity if allow is not None else None,
+                allow.serial if allow is not None else None, resumed,
+                conv.session.round_trips, duration * 1000, detail, self._wall()))
         if allow is not None:
             log.info(
                 _ACCEPT_LINE,
