@@ -32,6 +32,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from certgate.admin import AdminApi
+from certgate.audit.wiring import scep_refused
 from certgate.errors import OperatorError
 from certgate.runtime import Runtime
 from certgate.settings import GroupSettings, Settings, load_settings
@@ -240,6 +241,8 @@ class ScepHttp:
                 return web.Response(status=503, text="SCEP temporarily unavailable, retry\n",
                                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
             mtype, result = reply.message_type, reply.result
+            if reply.result == "failure":
+                scep_refused(self.runtime, group, reply.reason, request.remote)
             return web.Response(body=reply.body, content_type=PKI_MESSAGE)
         except web.HTTPException:
             result = "bad_request"

@@ -247,7 +247,14 @@ def run(args: argparse.Namespace, settings_of) -> int:  # noqa: ANN001
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     result = report.build(exchange, server=shown,
                           tls_requested=args.tls or "1.2-1.3", verify=verify)
-    if result["result"] == "no_answer":
+    ignored = " ".join(result["ignored_replies"])
+    if result["result"] == "no_answer" and "ICMP" in ignored:
+        result["hint"] = (f"nothing listens at {shown} (ICMP port unreachable came back): is the "
+                          "server running, and is that its [radius] listen port?")
+    elif result["result"] == "no_answer" and "wrong secret" in ignored:
+        result["hint"] = ("the server answered, but its replies fail the authenticator check "
+                          "with our secret: the shared secret is wrong")
+    elif result["result"] == "no_answer":
         result["hint"] = (
             f"either the shared secret is wrong (a RADIUS server silently drops a request whose "
             f"Message-Authenticator does not verify), or nothing answers at {shown} (server "
@@ -282,4 +289,6 @@ def _explain_locally(settings, host: str, source: str | None, leaf, chain) -> di
                                       intermediates, groups, now))
     except (OperatorError, StoreUnavailable) as exc:
         return {"error": str(getattr(exc, "detail", None) or exc)}
+    except Exception as exc:  # noqa: BLE001 - an aside: never lose the authentication's report
+        return {"error": f"{type(exc).__name__}: {exc}"}
     return {key: answer.get(key) for key in ("verdict", "reason", "detail", "group", "hint")}

@@ -213,7 +213,7 @@ def render(r: dict, no_answer_hint: str = "") -> str:
     else:
         lines.append(f"RESULT: ERROR: {r['detail']}")
     for why, count in r["ignored_replies"].items():
-        lines.append(f"  ignored {count} datagram(s): {why}")
+        lines.append(f"  {why}: {count} time(s)")
     if tls["version"]:
         flights = ", ".join(f"{f['bytes']} B/{f['fragments']} frag" for f in tls["server_flights"])
         ours = ", ".join(f"{f['bytes']} B/{f['fragments']} frag" for f in tls["client_flights"])

@@ -174,3 +174,20 @@ def test_no_client_certificate_rejected(server_for, pki, tls) -> None:  # type: 
     result = _drive(exchange, server_for())
     assert result["result"] == "reject" and result["eap"] == "failure", result
     assert result["mppe"] is None
+
+
+def test_udp_shell_closed_port_is_no_answer_with_icmp_noted(pki, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from radius.client import udp
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cert, key = pki.clients["staff-ok"].write(tmp_path, "staff-ok")
+    outcome, exchange = udp.authenticate("127.0.0.1", port, SECRET, ca_file=None,
+                                         cert_file=str(cert), key_file=str(key),
+                                         timeout=0.2, retries=1)
+    assert outcome.result == "no_answer" and exchange.trips == []
+    assert "2 transmission(s)" in outcome.detail
+    assert any("ICMP port unreachable" in why for why in outcome.ignored_replies)
