@@ -12,6 +12,9 @@ import signal
 from aiohttp import web
 
 from certgate import metrics
+from certgate.audit.emitter import Audit
+from certgate.audit.wiring import AdminDenied, build_audit
+from certgate.audit.wiring import config_loaded as audit_config_loaded
 from certgate.change_feed import ChangeFeed
 from certgate.errors import OPERATOR_ERRORS, OperatorError
 from certgate.http_guard import AcceptFailures, GuardedSite
@@ -100,11 +103,40 @@ def build_feed(runtime: Runtime) -> ChangeFeed:
     return feed
 
 
+async def start_audit(runtime: Runtime) -> Audit:
+    """[audit] sinks started and listening to the store; the config-loaded event emitted."""
+    settings = runtime.settings
+    audit = build_audit(settings, runtime.store)
+    try:
+        await audit.start()
+    except OSError as exc:
+        await runtime.store.close()
+        raise OperatorError(f"cannot open the audit file {settings.audit.file} ([audit] file): "
+                            f"{exc.strerror}; fix the path or its directory's permissions",
+                            exit_code=2) from None
+    runtime.services["audit"] = audit
+    if audit.enabled:
+        runtime.services["admin_denied"] = AdminDenied(audit, runtime.store)
+    audit.emit(audit_config_loaded(settings, dt.datetime.now(dt.UTC)))
+    return audit
+
+
+def on_sighup(runtime: Runtime) -> None:
+    """SIGHUP: reopen the audit file (logrotate), then any other reopen hooks."""
+    log.info("SIGHUP: reopening the audit and log destinations")
+    audit = runtime.services.get("audit")
+    if audit is not None:
+        audit.reopen()
+    for hook in runtime.services.get("on_sighup", []):
+        hook()
+
+
 async def serve(settings: Settings) -> int:
     setup_logging(settings.server.log_format, settings.server.log_level)
     metrics.set_build_info()
     runtime = await build_runtime(settings)
     watch_store_health(runtime.store, runtime.node_name)
+    audit = await start_audit(runtime)
     feed = build_feed(runtime)
     try:
         await feed.load()
@@ -173,6 +205,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: on_sighup(runtime))
     # Everything loaded so far (PKI, a revocation index of maybe a million entries) lives as
     # long as the process: keep it out of the cyclic GC's scans, which would pause RADIUS.
     gc.freeze()
@@ -189,6 +222,7 @@ async def serve(settings: Settings) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await t
     await runner.cleanup()
+    await audit.aclose()
     await runtime.store.close()
     log.info("stopped")
     return 0

@@ -8,6 +8,7 @@ import ctypes.util
 import logging
 from collections.abc import Callable
 
+from certgate.audit.wiring import radius_observer
 from certgate.errors import OperatorError
 from certgate.runtime import Runtime
 from certgate.sessions import SessionTracker
@@ -76,7 +77,9 @@ async def start_radius(runtime: Runtime) -> None:
     decide = radius_policy(runtime)
 
     clients = radius_clients(runtime)
-    server = RadiusServer(clients, options, context, decide)
+    audit = runtime.services.get("audit")
+    server = RadiusServer(clients, options, context, decide,
+                          on_result=radius_observer(audit) if audit is not None else None)
     try:
         await server.start(settings.listen.host, settings.listen.port)
     except OSError as exc:

@@ -154,6 +154,8 @@ def from_record(row: Mapping[str, Any], node: str | None = None) -> list[dict[st
 
     ``row``: at (datetime), actor, action, serial (hex or None), group, details (dict).
     """
+    if row["action"] == "radius-authentication" and "event" in (row.get("details") or {}):
+        return [row["details"]["event"]]  # [audit] store_authentications keeps the event itself
     at: dt.datetime = row["at"]
     actor, action = row.get("actor"), str(row["action"])
     serial, group = row.get("serial"), row.get("group")
