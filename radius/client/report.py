@@ -7,6 +7,7 @@ and the MPPE key check.
 
 from __future__ import annotations
 
+import re
 import struct
 
 from cryptography import x509
@@ -172,7 +173,24 @@ def _accept_summary(attrs: list[dict]) -> str:
     return ", ".join(parts)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(value):  # noqa: ANN001, ANN202
+    """Every string (many came off the wire: Reply-Message, names, attribute values) with its
+    control characters as visible escapes, so a server cannot write to the terminal."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
+                            else f"\\u{ord(m[0]):04x}", value)
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
+
+
 def render(r: dict, no_answer_hint: str = "") -> str:
+    r, no_answer_hint = _escaped(r), _escaped(no_answer_hint)
     lines = [f"test-auth {r['server']} identity {r['identity']!r}, TLS {r['tls']['requested']}"]
     for t in r["round_trips"]:
         retx = f" ({t['retransmissions']} retransmission(s))" if t["retransmissions"] else ""

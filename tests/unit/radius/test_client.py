@@ -191,3 +191,21 @@ def test_udp_shell_closed_port_is_no_answer_with_icmp_noted(pki, tmp_path) -> No
     assert outcome.result == "no_answer" and exchange.trips == []
     assert "2 transmission(s)" in outcome.detail
     assert any("ICMP port unreachable" in why for why in outcome.ignored_replies)
+
+
+def test_reply_message_cannot_write_to_the_terminal(pki) -> None:  # type: ignore[no-untyped-def]
+    from radius import packet as rp
+    from radius.packet import Attr
+
+    exchange = _exchange(pki, "staff-ok")
+    sent = rp.decode(exchange.start(0.0),
+                     RadiusClient("s", ipaddress.ip_network("127.0.0.0/8"), SECRET))
+    hostile = b"denied\x1b[2J\nRESULT: Access-Accept"
+    reply = rp.encode_reply(Code.ACCESS_REJECT, sent, SECRET, [(Attr.REPLY_MESSAGE, hostile)])
+    assert exchange.receive(reply, 0.01) is None and exchange.done
+    result = report.build(exchange, server="memory", tls_requested="test", verify="verified")
+    assert result["reply_message"] == hostile.decode()  # JSON keeps the value (encoded safely)
+    assert result["exit_code"] == 1
+    text = report.render(result)
+    assert "\x1b" not in text and "\nRESULT: Access-Accept" not in text
+    assert "Reply-Message: denied\\x1b[2J\\x0aRESULT: Access-Accept" in text
