@@ -153,10 +153,10 @@ class AdminApi:
             outcome = await self.revocations.revoke(serial, reason, actor,
                                                     details={"comment": comment})
         except StoreUnavailable as exc:
-            log.warning("revocation of %x not acknowledged: %s", serial, exc)
+            log.warning("revocation not acknowledged serial=%x actor=%s: %s", serial, actor, exc)
             return _retry_later("revocation could not be committed; nothing changed, retry")
         except Exception:
-            log.exception("revocation of %x failed; not acknowledged", serial)
+            log.exception("revocation failed serial=%x actor=%s; not acknowledged", serial, actor)
             return _retry_later("revocation could not be committed; nothing changed, retry")
         if outcome is None:
             return _error(404, "no such certificate")
@@ -168,10 +168,10 @@ class AdminApi:
         try:
             record = await self.revocations.release_hold(serial, actor)
         except StoreUnavailable as exc:
-            log.warning("release of hold on %x not acknowledged: %s", serial, exc)
+            log.warning("release of hold not acknowledged serial=%x actor=%s: %s", serial, actor, exc)
             return _retry_later("release could not be committed; nothing changed, retry")
         except Exception:
-            log.exception("release of hold on %x failed; not acknowledged", serial)
+            log.exception("release of hold failed serial=%x actor=%s; not acknowledged", serial, actor)
             return _retry_later("release could not be committed; nothing changed, retry")
         if record is None:
             return _error(409, "certificate is not on certificateHold")
@@ -195,7 +195,7 @@ class AdminApi:
         except webhook.WebhookRejected as exc:
             WEBHOOK_REQUESTS.labels(result=str(exc.reason)).inc()
             self._audit_denied(request, f"webhook_{exc.reason}")
-            log.warning("webhook refused: %s (%s)", exc.reason, exc)
+            log.warning("webhook refused reason=%s: %s", exc.reason, exc)
             return _error(exc.reason.http_status, str(exc.reason))
         records = await self.runtime.store.find(device_id=event.device_id, status=ACTIVE)
         revoked = []
@@ -207,6 +207,6 @@ class AdminApi:
             if outcome is not None and outcome.changed:
                 revoked.append(outcome.record.serial_hex)
         WEBHOOK_REQUESTS.labels(result="ok").inc()
-        log.info("webhook device-removed %s: %d certificate(s) revoked", event.device_id,
-                 len(revoked))
+        log.info("webhook device-removed device_id=%s event_id=%s revoked=%d", event.device_id,
+                 event.event_id, len(revoked))
         return _json({"device_id": event.device_id, "revoked": revoked})

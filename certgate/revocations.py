@@ -95,8 +95,8 @@ class CrlPublisher:
         self.current[group] = published
         CRL_NEXT_UPDATE.labels(group=group).set(next_update.timestamp())
         CRL_NUMBER.labels(group=group).set(number)
-        log.info("CRL for %s: number %d, %d entries, next update %s", group, number, count,
-                 next_update.isoformat())
+        log.info("CRL published group=%s number=%d entries=%d next_update=%s", group, number,
+                 count, next_update.isoformat())
         return published
 
     async def get(self, group: str) -> PublishedCrl:
@@ -111,7 +111,7 @@ class CrlPublisher:
                     self._dirty.add(group)  # retried on the next request or refresh
                     if crl is None or dt.datetime.now(dt.UTC) >= crl.next_update:
                         raise
-                    log.warning("store unavailable: serving CRL %d for %s until it returns",
+                    log.warning("store unavailable: serving CRL number=%d group=%s until it returns",
                                 crl.number, group)
             return crl
 
@@ -152,20 +152,23 @@ class RevocationService:
         if outcome is None:
             return None
         if outcome.changed:
-            self.applied(outcome.record)
+            self.applied(outcome.record, actor)
         return outcome
 
-    def applied(self, record: CertRecord) -> None:
+    def applied(self, record: CertRecord, actor: str | None = None) -> None:
         """Effects after the durable write: index, metrics, CRL, Disconnect."""
         if record.status == REVOKED:
             self._seen.add((record.group, record.serial))
             self.runtime.revoked.add(record.group, record.serial)
             REVOCATIONS.labels(group=record.group, reason=record.reason or "unspecified").inc()
-            log.info("revoked %s (group %s, %s)", record.serial_hex, record.group, record.reason)
+            log.info("revoked serial=%s group=%s reason=%s actor=%s", record.serial_hex, record.group,
+                     record.reason, actor)
             self._spawn(self._disconnect(record))
         else:
             self._seen.discard((record.group, record.serial))
             self.runtime.revoked.discard(record.group, record.serial)
+            log.info("hold released serial=%s group=%s actor=%s", record.serial_hex,
+                     record.group, actor)
         self.crls.mark_dirty(record.group)
         self._spawn(self._refresh(record.group))
 
@@ -173,9 +176,9 @@ class RevocationService:
         try:
             await self.crls.get(group)
         except StoreUnavailable as exc:  # rebuilt on the next download or refresh
-            log.warning("CRL for %s not rebuilt: %s", group, exc)
+            log.warning("CRL not rebuilt group=%s: %s", group, exc)
         except Exception:
-            log.exception("CRL regeneration for %s failed", group)
+            log.exception("CRL regeneration failed group=%s", group)
 
     def on_store_changes(self, changes: list[Change]) -> None:
         """Changes the watcher saw in the store (own writes included): count revocations made
@@ -202,11 +205,11 @@ class RevocationService:
         try:
             record = await self.runtime.store.get(serial)
         except Exception:
-            log.exception("revoked elsewhere: %x not read, sessions not disconnected", serial)
+            log.exception("revoked elsewhere: serial=%x not read, sessions not disconnected", serial)
             return
         if record is None:
             return
-        log.info("revoked elsewhere: %s (group %s, %s)", record.serial_hex, record.group,
+        log.info("revoked elsewhere serial=%s group=%s reason=%s", record.serial_hex, record.group,
                  record.reason)
         await self._disconnect(record)
 
@@ -215,12 +218,12 @@ class RevocationService:
             try:
                 await hook(record)
             except Exception:
-                log.exception("disconnect hook failed for %s", record.serial_hex)
+                log.exception("disconnect hook failed serial=%s", record.serial_hex)
 
     async def release_hold(self, serial: int, actor: str) -> CertRecord | None:
         if not await self.runtime.store.release_hold(serial, actor):
             return None
         record = await self.runtime.store.get(serial)
         assert record is not None
-        self.applied(record)
+        self.applied(record, actor)
         return record

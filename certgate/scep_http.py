@@ -233,11 +233,13 @@ class ScepHttp:
                 reply = await service.pki_operation(message)
             except UndecodableRequest as exc:
                 result = "bad_request"
-                log.info("group %s: undecodable PKIOperation: %s", group, exc.reason)
+                log.info("scep result=%s group=%s reason=%s: undecodable PKIOperation",
+                         "bad_request", group, exc.reason)
                 return web.Response(status=400, text=f"bad SCEP request: {exc.reason}\n")
             except CryptoUnavailable as exc:
                 result = "unavailable"
-                log.error("group %s: PKIOperation not answered: %s", group, exc)
+                log.error("scep result=%s group=%s: PKIOperation not answered: %s", "unavailable",
+                          group, exc)
                 return web.Response(status=503, text="SCEP temporarily unavailable, retry\n",
                                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
             mtype, result = reply.message_type, reply.result
@@ -253,7 +255,7 @@ class ScepHttp:
                                 f"{type(exc.__cause__ or exc).__name__}\n")
         except Exception:  # never a 500 page for a client mistake we did not foresee
             result = "error"
-            log.exception("group %s: SCEP %s failed", group, op)
+            log.exception("scep result=%s group=%s operation=%s: failed", "error", group, op)
             return web.Response(status=400, text="bad SCEP request\n")
         finally:
             SCEP_REQUESTS.labels(group=group, operation=op_label, message_type=mtype,
@@ -300,6 +302,6 @@ class ScepHttp:
             return web.json_response({"error": str(exc)}, status=400)
         except ChallengeUnavailable:
             return web.json_response({"error": "jti collision, retry"}, status=503)
-        log.info("challenge %s created for group %s by %s (expires %s)", created.jti, group,
+        log.info("challenge created challenge=%s group=%s actor=%s expires=%s", created.jti, group,
                  actor, created.expires_at.isoformat())
         return web.json_response(created.to_json(), status=201)

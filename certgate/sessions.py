@@ -69,7 +69,7 @@ class SessionTracker:
     async def _disconnect_session(self, cert: CertRecord, s: dict) -> None:
         client = self.clients.get(s["client"])
         if client is None or client.coa_port is None:
-            log.warning("session %s on %s: no coa_port configured, cannot disconnect",
+            log.warning("no coa_port configured, cannot disconnect session=%s client=%s",
                         s["acct_session_id"], s["client"])
             COA_REQUESTS.labels(client=s["client"], kind="disconnect", result="no_coa_port").inc()
             return
@@ -83,7 +83,7 @@ class SessionTracker:
             )
             outcome = result.result
         except Exception:
-            log.exception("Disconnect-Request to %s failed", s["client"])
+            log.exception("Disconnect-Request failed client=%s", s["client"])
             outcome = "error"
         COA_REQUESTS.labels(client=s["client"], kind="disconnect", result=outcome).inc()
         await self.sessions.record_disconnect(s["client"], s["acct_session_id"], outcome)
@@ -91,5 +91,5 @@ class SessionTracker:
             "coa", "disconnect", cert.serial, cert.group,
             {"client": s["client"], "session": s["acct_session_id"], "result": outcome},
         )
-        log.info("Disconnect-Request for %s session %s on %s: %s", cert.serial_hex,
+        log.info("Disconnect-Request serial=%s session=%s client=%s result=%s", cert.serial_hex,
                  s["acct_session_id"], s["client"], outcome)

@@ -211,7 +211,7 @@ class Enroller:
         if mode == BLOB:
             return await self._blob(req, challenge, now)
         await self._off_loop(verify_static, self.cfg.static_secrets, challenge)
-        log.warning("group %s: enrollment %s with the static secret", self.cfg.group, req.txid)
+        log.warning("scep static secret used group=%s transaction=%s", self.cfg.group, req.txid)
         return await self._issue_or_hold(req, now, challenge=None, device_id=None)
 
     async def _dynamic(self, req: EnrollRequest, token: str, now: dt.datetime) -> Outcome:
@@ -261,8 +261,8 @@ class Enroller:
         record = await self.store.get(serial)
         if record is None:  # the inventory lost it: never SUCCESS without a certificate
             raise ChallengeRejected(ChallengeReason.REPLAY, f"{jti}: issued {serial:x} not found")
-        log.info("group %s: idempotent retry for %s returns %s", self.cfg.group, jti,
-                 record.serial_hex)
+        log.info("scep result=%s group=%s challenge=%s serial=%s: idempotent retry, same "
+                 "certificate", "retry", self.cfg.group, jti, record.serial_hex)
         return success(record_der(record))
 
     async def _retry_pending(self, req: EnrollRequest, now: dt.datetime) -> Outcome:
@@ -287,8 +287,8 @@ class Enroller:
                 return await self.request_state(existing, now)
             except ChallengeUnavailable as exc:
                 raise ChallengeRejected(ChallengeReason.REPLAY, f"{exc} consumed meanwhile") from None
-            log.info("group %s: request %d (%s) pending approval", self.cfg.group, pending.id,
-                     pending.subject)
+            log.info("scep result=%s group=%s request=%d subject=%s transaction=%s: pending "
+                     "approval", "pending", self.cfg.group, pending.id, pending.subject, req.txid)
             return PENDING_OUTCOME
         try:
             issued = await self.issue(req.csr_der, req.txid, now, challenge=challenge,
@@ -310,8 +310,9 @@ class Enroller:
         issued = await self.store.record_signed(sign, new_serial, actor=f"scep:{self.cfg.group}",
                                      challenge=challenge, supersedes=supersedes, now=now)
         CERTIFICATES_ISSUED.labels(group=self.cfg.group).inc()
-        log.info("group %s: issued %s to %s (transaction %s)", self.cfg.group,
-                 issued.record.serial_hex, issued.record.subject, txid)
+        log.info("scep result=%s group=%s serial=%s subject=%s transaction=%s supersedes=%s",
+                 "issued", self.cfg.group, issued.record.serial_hex, issued.record.subject, txid,
+                 f"{supersedes:x}" if supersedes is not None else None)
         return issued
 
     # -- manual approval ------------------------------------------------------------------
@@ -377,8 +378,8 @@ class Enroller:
             first = await self.store.get(row.issued_serial)
             if first is not None and first.subject == old.subject.rfc4514_string() \
                     and first.group == self.cfg.group:
-                log.info("group %s: renewal re-sent its enrollment challenge %s (ignored)",
-                         self.cfg.group, jti)
+                log.info("scep renewal group=%s challenge=%s: re-sent its enrollment challenge "
+                         "(ignored)", "issued", self.cfg.group, jti)
                 return None
         if mode == BLOB:
             raise ChallengeRejected(ChallengeReason.REPLAY, f"{jti} on renewal")
@@ -408,7 +409,8 @@ async def revoke_due(store: Store, revoke: RevokeFn, now: dt.datetime | None = N
         try:
             await revoke(serial, reason, actor)
         except Exception:
-            log.exception("scheduled revocation of %x (group %s) failed; retried later", serial, group)
+            log.exception("scheduled revocation failed serial=%x group=%s; retried later", serial,
+                          group)
             continue
         await requests.revocation_done(serial)
         done += 1

@@ -178,15 +178,17 @@ class ScepService:
         except EnrollmentRejected as exc:
             outcome = self._rejected(exc)
         except CryptoUnavailable as exc:  # nothing was recorded: the client may retry
-            log.error("group %s: PKIOperation %s %s: %s", self.cfg.group,
-                      reply_to.message_type.name, reply_to.transaction_id, exc)
+            log.error("scep PKIOperation not done group=%s message_type=%s transaction=%s "
+                      "error=%s", self.cfg.group, reply_to.message_type.name,
+                      reply_to.transaction_id, exc)
             outcome = self._failure(FailInfo.badRequest, "internal_error", "crypto worker died")
         except StoreUnavailable as exc:  # nothing was recorded: the client retries later
             outcome = self._failure(FailInfo.badRequest, "store_unavailable",
                                     f"{exc}; the client retries later")
         except Exception as exc:  # our bug: still a signed answer, never an HTTP 500
-            log.exception("group %s: PKIOperation %s %s failed", self.cfg.group,
-                          reply_to.message_type.name, reply_to.transaction_id)
+            log.exception("scep PKIOperation failed group=%s message_type=%s transaction=%s",
+                          self.cfg.group, reply_to.message_type.name,
+                          reply_to.transaction_id)
             outcome = self._failure(FailInfo.badRequest, "internal_error", type(exc).__name__)
         finally:
             _REQUEST.reset(token)
@@ -252,7 +254,8 @@ class ScepService:
         return Outcome("failure", fail_info=info.name, reason=reason, detail=exc.detail)
 
     def _log_refusal(self, reply_to: ReplyTo, outcome: Outcome) -> None:
-        log.warning("group %s: %s %s refused: %s (%s) %s; signer %s", self.cfg.group,
+        log.warning("scep result=%s group=%s message_type=%s transaction=%s fail_info=%s "
+                    "reason=%s detail=%s signer=%s", "refused", self.cfg.group,
                     reply_to.message_type.name, reply_to.transaction_id, outcome.fail_info,
                     outcome.reason, outcome.detail, reply_to.signer_subject)
 
@@ -264,8 +267,8 @@ class ScepService:
         try:
             built = await self.crypto.call(*args)
         except CryptoUnavailable as exc:  # once more on the new pool, else HTTP 503
-            log.error("group %s: %s %s: %s; building the reply again", self.cfg.group,
-                      reply_to.message_type.name, reply_to.transaction_id, exc)
+            log.error("scep reply built again group=%s message_type=%s transaction=%s error=%s",
+                      self.cfg.group, reply_to.message_type.name, reply_to.transaction_id, exc)
             built = await self.crypto.call(*args)
         return ScepReply(built.body, reply_to.message_type.name, built.outcome.status,
                          built.outcome.reason)

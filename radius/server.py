@@ -74,7 +74,7 @@ _RESULT_FIELDS = (
     "eap result=%s reason=%s client=%s group=%s tls=%s resumed=%s "
     "calling_station=%s outer_identity=%r round_trips=%d ms=%.1f "
 )
-_RESULT_LINE = _RESULT_FIELDS + "%s"
+_RESULT_LINE = _RESULT_FIELDS + "detail=%s"
 _ACCEPT_LINE = _RESULT_FIELDS + "identity=%r serial=%x session_timeout=%d"
 
 
@@ -275,7 +275,8 @@ class RadiusServer:
                 metrics.dropped(client.name, e.reason.value).inc()
                 skipped = self._log_budget.allow((client.name, e.reason.value), self._mono())
                 if skipped is not None:
-                    log.info("drop from %s (%s): %s%s", client.name, addr[0], e,
+                    log.info("drop from client=%s address=%s reason=%s: %s%s", client.name, addr[0],
+                             e.reason.value, e,
                              suppressed_note(skipped))
                 return None
             code = _code_label(request.code)
@@ -304,13 +305,14 @@ class RadiusServer:
             self.duplicates.finish(key, reply, now)
             return self._respond(client, reply, reply[0])
         except rp.PacketTooLarge as exc:  # e.g. an abusive Proxy-State pushes past 4096 bytes
-            log.warning("RADIUS reply to %s (%s) dropped: %s", client.name, addr[0], exc)
+            log.warning("RADIUS reply dropped client=%s address=%s reason=%s: %s", client.name, addr[0],
+                        DropReason.REPLY_TOO_LARGE.value, exc)
             metrics.dropped(client.name, DropReason.REPLY_TOO_LARGE.value).inc()
             if key is not None:
                 self.duplicates.abandon(key)
             return None
         except Exception:
-            log.exception("RADIUS request from %s (%s) failed", client.name, addr[0])
+            log.exception("RADIUS request failed client=%s address=%s", client.name, addr[0])
             metrics.dropped(client.name, DropReason.INTERNAL_ERROR.value).inc()
             if key is not None:
                 self.duplicates.abandon(key)
@@ -389,7 +391,8 @@ class RadiusServer:
             metrics.dropped(client.name, DropReason.EAP_DISCARDED.value).inc()
             skipped = self._log_budget.allow((client.name, DropReason.EAP_DISCARDED.value), now)
             if skipped is not None:
-                log.info("drop from %s: %s%s", client.name, result.detail,
+                log.info("drop from client=%s reason=%s: %s%s", client.name,
+                         DropReason.EAP_DISCARDED.value, result.detail,
                          suppressed_note(skipped))
             return None
         if state is not None:
