@@ -209,3 +209,28 @@ def test_reply_message_cannot_write_to_the_terminal(pki) -> None:  # type: ignor
     text = report.render(result)
     assert "\x1b" not in text and "\nRESULT: Access-Accept" not in text
     assert "Reply-Message: denied\\x1b[2J\\x0aRESULT: Access-Accept" in text
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_accept_with_wrong_or_missing_mppe_keys_is_exit_4(pki, swap) -> None:  # type: ignore[no-untyped-def]
+    from radius import eap
+    from radius import packet as rp
+    from radius.client.supplicant import Keys
+
+    exchange = _exchange(pki, "staff-ok")
+    sent = rp.decode(exchange.start(0.0),
+                     RadiusClient("s", ipaddress.ip_network("127.0.0.0/8"), SECRET))
+    msk = bytes(range(64))
+    exchange.supplicant.keys = Keys(msk=msk, emsk=bytes(64), session_id=b"\x0d")
+    attrs = rp.eap_message_attributes(eap.success(0))
+    if swap:
+        attrs += rp.mppe_key_attributes(msk[32:] + msk[:32], SECRET, sent.authenticator)
+    reply = rp.encode_reply(Code.ACCESS_ACCEPT, sent, SECRET, attrs)
+    exchange.receive(reply, 0.01)
+    result = report.build(exchange, server="memory", tls_requested="test", verify="verified")
+    assert result["result"] == "accept" and result["exit_code"] == 4
+    assert result["mppe"]["verified"] is False
+    want = "(Send and Recv swapped)" if swap else "MS-MPPE-Recv-Key and MS-MPPE-Send-Key missing"
+    assert want in result["mppe"]["detail"]
+    assert "Access-Accept before our TLS handshake completed" in result["detail"]
+    assert "MPPE keys WRONG" in report.render(result)
