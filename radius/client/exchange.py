@@ -144,7 +144,7 @@ class Exchange:
         if p is None or self.done:
             return None
         if len(data) >= 2 and data[1] != p.identifier:
-            return self._ignore("identifier does not match the request")
+            return self._ignore("late or duplicate reply (identifier of an earlier request)")
         try:
             reply = rp.decode_reply(data, self.options.secret, p.authenticator)
         except MalformedPacket as e:
