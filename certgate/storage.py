@@ -12,10 +12,14 @@ async def open_configured(settings: Settings, *, migrate: bool = True) -> Store:
     opened, or if its schema is newer than this certgate."""
     st = settings.storage
     try:
-        return await open_store(
+        store = await open_store(
             path=st.path, url=st.url, timeout=st.timeout, pool_size=st.pool_size,
             statement_cache=st.statement_cache,
             poll_interval=settings.radius.revocation_poll_interval, migrate=migrate,
         )
     except StoreOpenError as exc:
         raise OperatorError(str(exc)) from None
+    from certgate.audit.wiring import attach_direct
+
+    attach_direct(settings, store)  # CLI decisions reach [audit] file too
+    return store

@@ -120,6 +120,9 @@ class Store:
         #: the transaction that wrote it has committed (the live audit stream).
         self.on_audit: Callable[[dict[str, Any]], None] | None = None
         self._uncommitted: dict[int, list[dict[str, Any]]] = {}
+        #: Merged into every audit row's details written by this process (e.g. the OS user
+        #: running a CLI command).
+        self.audit_context: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def transaction(self, op: str) -> AsyncIterator[Tx]:
@@ -510,6 +513,8 @@ class Store:
 
     async def _audit(self, tx: Tx, now: dt.datetime, actor: str, action: str,
                      serial: str | None, group: str | None, details: dict) -> None:
+        if self.audit_context:
+            details = {**self.audit_context, **details}
         pending = self._uncommitted.get(id(tx))
         if pending is not None:
             pending.append({"at": now, "actor": actor, "action": action, "serial": serial,

@@ -159,12 +159,15 @@ def from_record(row: Mapping[str, Any], node: str | None = None) -> list[dict[st
     at: dt.datetime = row["at"]
     actor, action = row.get("actor"), str(row["action"])
     serial, group = row.get("serial"), row.get("group")
+    if group == "-":  # the RADIUS server certificate belongs to no group
+        group = None
     details = dict(row.get("details") or {})
-    common = {"now": at, "user": actor, "serial": serial, "group": group, "node": node,
-              "provider": actor_kind(actor)}
+    os_user = details.pop("os_user", None)
+    common = {"now": at, "user": os_user or actor, "serial": serial, "group": group,
+              "node": node, "provider": actor_kind(actor)}
 
     def extra(**more: Any) -> dict[str, Any]:
-        return {"actor": {"kind": actor_kind(actor)}, **more}
+        return {"actor": {"kind": actor_kind(actor), "name": actor}, **more}
 
     if action == "issue":
         supersedes = details.pop("supersedes", None)

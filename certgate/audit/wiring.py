@@ -14,6 +14,7 @@ import asyncio
 import collections
 import hashlib
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -104,6 +105,7 @@ def build_sinks(settings: Settings, store: Store | None) -> list[Any]:
 
 def build_audit(settings: Settings, store: Store) -> Audit:
     """The process's Audit, listening to the store's committed audit rows."""
+    store.audit_context = {}  # the server acts for its callers: they are named in the actor
     audit = Audit(build_sinks(settings, store), node=settings.server.node_name)
     if audit.enabled:
         node = audit.node
@@ -199,3 +201,29 @@ def scep_refused(runtime: Any, group: str, reason: str | None, source_ip: str | 
     if not challenge:
         ev["event"]["action"] = "enrollment-refused"
     audit.emit(ev)
+
+
+def attach_direct(settings: Settings, store: Store) -> None:
+    """CLI processes (certs issue, revoke, challenge create, requests approve...): their
+    audit rows appended to [audit] file as they commit, synchronously (a short-lived
+    process has no writer task; O_APPEND keeps lines whole next to the server's writes).
+    `certgate serve` replaces this listener with its own (build_audit)."""
+    import getpass
+
+    try:
+        store.audit_context = {"os_user": getpass.getuser()}
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        store.audit_context = {"os_user": f"uid:{os.getuid()}"}
+    if settings.audit.file is None:
+        return
+    sink = FileSink(settings.audit.file, queue_size=settings.audit.queue_size)
+    node = settings.server.node_name
+
+    def on_row(row: dict[str, Any]) -> None:
+        if row["action"] in LIVE_ACTIONS:
+            return
+        for ev in events.from_record(row, node):
+            sink.emit(ev)
+        sink.drain()
+
+    store.on_audit = on_row
