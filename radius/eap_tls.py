@@ -7,15 +7,21 @@ Access-Accept / Access-Reject / silence. ``now`` is wall-clock epoch seconds: it
 time certificates and revocation are judged at.
 
 Peer faults never raise; they end in ``Reject(reason)``. Our own bugs (including an
-exception from the ``authorize`` callable) do raise, and the shell logs and counts them.
+exception from the ``authorize`` callable on a resumed handshake) do raise, and the shell
+logs and counts them.
 
 Policy is not decided here. The constructor takes ``authorize(leaf, chain, resumed,
 now) -> Allow | Deny``; it is called
 
-* from OpenSSL's verify callback at depth 0 on a full handshake, so a denied client gets
-  a real TLS alert in an EAP-Request before the EAP-Failure (E9), and
+* from OpenSSL's verify callback at depth 0 on a full handshake (``radius.tls_verify``),
+  so a denied client gets a TLS alert naming the reason (``radius.reasons.DENY_ALERT``:
+  certificate_revoked, unknown_ca, ...) in an EAP-Request before the EAP-Failure (E9), and
 * at handshake completion of a *resumed* handshake (no verify callback runs then; the
-  cached leaf is re-checked), where a denial can only be an EAP-Failure.
+  cached leaf is re-checked), where a denial can only be an EAP-Failure, without an alert.
+
+An exception from ``authorize`` inside the verify callback cannot propagate through
+OpenSSL: the client gets the internal_error alert and the session a
+``Reject(internal_error)``, logged with its traceback. Elsewhere our bugs raise.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 from OpenSSL._util import lib as _lib
 
-from radius import eap
+from radius import eap, tls_verify
 from radius.authorize import Allow, Decision, Deny
 from radius.buffers import TLS_CONNECTION_BYTES, BufferAccount
 from radius.eap import EapCode, EapType, MalformedEap
@@ -111,14 +117,6 @@ class Discard:
 Result = Challenge | Accept | Reject | Discard
 
 
-def verify_dispatch(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
-    """Context-wide verify callback: forwards to the session owning the connection."""
-    session = conn.get_app_data()
-    if isinstance(session, EapTlsSession):
-        return session._on_verify(cert, errno, depth, ok)
-    return bool(ok)
-
-
 class EapTlsSession:
     """One EAP-TLS conversation (hostapd's eap_server_tls + eap_server state machine)."""
 
@@ -152,6 +150,7 @@ class EapTlsSession:
         self._fragmenter = Fragmenter(fragment_size)
         self._chain: dict[int, x509.Certificate | crypto.X509] = {}  # depth -> verified cert
         self._verify_errno: int | None = None
+        self._callback_error: BaseException | None = None  # raised inside the verify callback
         self._decision: Decision | None = None
         self._failure: tuple[Reason, str] | None = None  # reason held while an alert is sent
         self._accept: Accept | None = None  # held while the final flight is sent
@@ -221,7 +220,7 @@ class EapTlsSession:
         if conn is None:
             conn = SSL.Connection(self._context, None)
             conn.set_accept_state()
-            conn.set_app_data(self)
+            tls_verify.register(conn, self)
             self._conn = conn
         return conn
 
@@ -325,7 +324,8 @@ class EapTlsSession:
 
     # --- verification ------------------------------------------------------------------
 
-    def _on_verify(self, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+    def _on_verify(self, cert: crypto.X509 | None, errno: int, depth: int, ok: int) -> bool:
+        """Called by ``radius.tls_verify`` per chain element; ``cert`` is None when not ok."""
         if not ok:
             if self._verify_errno is None:
                 self._verify_errno = errno
@@ -333,8 +333,10 @@ class EapTlsSession:
         if depth != 0:
             # Kept as pyOpenSSL's X509: converted only if authorize looks at it (the
             # intermediate, yes; the root, normally never: ~7.6 µs saved per auth).
+            assert cert is not None
             self._chain[depth] = cert
             return True
+        assert cert is not None
         leaf = cert.to_cryptography()
         self._chain[0] = leaf
         chain = _VerifiedChain([self._chain[d] for d in sorted(self._chain)])
@@ -342,8 +344,22 @@ class EapTlsSession:
         self._decision = decision
         return isinstance(decision, Allow)
 
+    def _deny_reason(self) -> Reason | None:
+        """The reason of the denial the verify callback is returning (sets the alert)."""
+        decision = self._decision
+        return decision.reason if isinstance(decision, Deny) else None
+
+    def _callback_failed(self, exc: BaseException) -> None:
+        log.error("EAP-TLS %s: verify callback raised; denied with internal_error",
+                  self._name, exc_info=exc)
+        if self._callback_error is None:
+            self._callback_error = exc
+
     def _handshake_failure(self, error: SSL.Error) -> tuple[Reason, str]:
         text = _error_text(error)
+        if self._callback_error is not None:
+            exc = self._callback_error
+            return Reason.INTERNAL_ERROR, f"verify callback raised {type(exc).__name__}"
         if isinstance(self._decision, Deny):
             return self._decision.reason, self._decision.detail
         if self._verify_errno is not None:
@@ -416,7 +432,7 @@ class EapTlsSession:
 
     def _release(self) -> None:
         if self._conn is not None:
-            self._conn.set_app_data(None)
+            tls_verify.unregister(self._conn)
             self._conn = None
         self._reassembler.reset()
         if self._buffers is not None:

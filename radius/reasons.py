@@ -51,3 +51,42 @@ X509_ERROR_REASONS: dict[int, Reason] = {
     30: Reason.UNKNOWN_ISSUER,  # AKID_SKID_MISMATCH
     31: Reason.UNKNOWN_ISSUER,  # AKID_ISSUER_SERIAL_MISMATCH
 }
+
+
+# Deny reason -> the X509_V_ERR_* name (without the prefix) the verify callback sets
+# (radius.tls_verify), and so the TLS alert OpenSSL's x509table sends the supplicant
+# (ssl/statem/statem_lib.c; every pair is pinned by tests/unit/radius/test_tls_verify.py).
+# No X509_V_ERR maps to access_denied (OpenSSL 4.0.3, every code 1..129 tried), so a
+# policy refusal of a certificate that is otherwise fine (not in the inventory, and any
+# reason not listed) gets APPLICATION_VERIFICATION -> handshake_failure: the code OpenSSL
+# reserves for the application's own check, mapped explicitly rather than through the
+# table's certificate_unknown fallback for unlisted codes.
+DENY_X509_ERROR: dict[Reason, str] = {
+    Reason.REVOKED: "CERT_REVOKED",  # certificate_revoked (revoked or on hold)
+    Reason.EXPIRED: "CERT_HAS_EXPIRED",  # certificate_expired (leaf or group CA)
+    Reason.NOT_YET_VALID: "CERT_NOT_YET_VALID",  # bad_certificate
+    Reason.UNKNOWN_ISSUER: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",  # unknown_ca
+    Reason.UNKNOWN_GROUP: "INVALID_CA",  # unknown_ca: under our root, not a group CA
+    Reason.BAD_EKU: "INVALID_PURPOSE",  # unsupported_certificate: not a device certificate
+    Reason.CHAIN_INVALID: "CERT_REJECTED",  # bad_certificate
+    Reason.NOT_ISSUED: "APPLICATION_VERIFICATION",  # handshake_failure (policy)
+    Reason.STORE_UNAVAILABLE: "UNSPECIFIED",  # internal_error: our fault, not the device's
+    Reason.INTERNAL_ERROR: "UNSPECIFIED",  # internal_error
+}
+X509_APPLICATION_VERIFICATION = "APPLICATION_VERIFICATION"  # any other Deny reason
+
+# The alert each Deny reason produces (what eapol_test / a supplicant shows), for docs,
+# `certgate explain` and tests.
+DENY_ALERT: dict[Reason, str] = {
+    Reason.REVOKED: "certificate_revoked",
+    Reason.EXPIRED: "certificate_expired",
+    Reason.NOT_YET_VALID: "bad_certificate",
+    Reason.UNKNOWN_ISSUER: "unknown_ca",
+    Reason.UNKNOWN_GROUP: "unknown_ca",
+    Reason.BAD_EKU: "unsupported_certificate",
+    Reason.CHAIN_INVALID: "bad_certificate",
+    Reason.NOT_ISSUED: "handshake_failure",
+    Reason.STORE_UNAVAILABLE: "internal_error",
+    Reason.INTERNAL_ERROR: "internal_error",
+}
+DEFAULT_DENY_ALERT = "handshake_failure"

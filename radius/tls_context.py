@@ -7,8 +7,9 @@
   exactly a group intermediate;
 * ``add_client_ca(root)``: the CA name in CertificateRequest, which lets a device holding
   several certificates pick ours;
-* VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT with ``verify_dispatch``, which forwards to
-  the owning ``EapTlsSession`` (error capture + policy at depth 0);
+* VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT with ``radius.tls_verify``'s callback, which
+  forwards to the owning ``EapTlsSession`` (error capture + policy at depth 0) and sets
+  the X509 error that makes OpenSSL send the alert naming a denial's reason;
 * min/max protocol version and key-exchange groups from ``EapOptions``;
 * resumption off: SESS_CACHE_OFF + OP_NO_TICKET. On: server-side session cache (stateful
   TLS 1.3 tickets / TLS 1.2 session ids; OP_NO_TICKET stays on so tickets do not embed
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 from OpenSSL._util import lib as _lib
 
-from radius.eap_tls import verify_dispatch
+from radius import tls_verify
 from radius.options import EapOptions
 
 _VERSION = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
@@ -93,7 +94,7 @@ def build_server_context(
     assert store is not None
     add_trust(store, root, intermediates)
     ctx.add_client_ca(root)
-    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify_dispatch)
+    tls_verify.install(ctx, SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
     ctx.set_verify_depth(VERIFY_DEPTH)
 
     groups = ":".join(options.tls_groups).encode()

@@ -258,6 +258,18 @@ def dictionary_path() -> str:
 
 
 _CLIENT_VERSION = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+_SSL_CB_READ_ALERT = 0x4004  # SSL_CB_READ | SSL_CB_ALERT
+# TLS AlertDescription (RFC 8446 §6) -> name, for the alert the peer received.
+ALERT_NAMES = {
+    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+    40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate",
+    44: "certificate_revoked", 45: "certificate_expired", 46: "certificate_unknown",
+    47: "illegal_parameter", 48: "unknown_ca", 49: "access_denied", 50: "decode_error",
+    51: "decrypt_error", 70: "protocol_version", 71: "insufficient_security",
+    80: "internal_error", 86: "inappropriate_fallback", 90: "user_canceled",
+    109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
+    116: "certificate_required", 120: "no_application_protocol",
+}
 
 
 class EapTlsPeer:
@@ -301,7 +313,13 @@ class EapTlsPeer:
         self.rx = bytearray()
         self.commitment_seen = False
         self.tls_alert: str | None = None
+        self.alert_received: str | None = None  # description of the first alert read
         self.requests_seen = 0
+        self.conn.set_info_callback(self._on_info)
+
+    def _on_info(self, conn: SSL.Connection, where: int, ret: int) -> None:
+        if where & _SSL_CB_READ_ALERT == _SSL_CB_READ_ALERT and self.alert_received is None:
+            self.alert_received = ALERT_NAMES.get(ret & 0xFF, str(ret & 0xFF))
 
     def first(self, identifier: int = 0x11) -> bytes:
         return eap_codec.response(identifier, eap_codec.EapType.IDENTITY, self.identity.encode())
