@@ -191,13 +191,10 @@ def from_record(row: Mapping[str, Any], node: str | None = None) -> list[dict[st
         kind = action.split(":", 1)[1]
         return [event("challenge-created", "success", category=IAM, types=("creation",),
                       **common, certgate=extra(challenge={"kind": kind, **details}))]
-    if action == "admin-authentication":
-        reason = details.pop("reason", None)
-        common["provider"] = "admin_api"
-        return [event("admin-authentication", "failure", category=AUTHENTICATION,
-                      types=("info",), level="warning", reason=reason,
-                      source_ip=details.pop("source_ip", None), **common,
-                      certgate=extra(http=details or None))]
+    if action == "admin-authentication":  # nobody authenticated: no user, as streamed live
+        return [admin_auth_failure(now=at, reason=details.get("reason", "unknown"),
+                                   source_ip=details.get("source_ip"),
+                                   path=details.get("path", ""), node=node)]
     name, category, kind = _STORE_ACTIONS.get(action, (action, CONFIGURATION, "info"))
     return [event(name, "success", category=category, types=(kind,), **common,
                   certgate=extra(details=details or None))]
