@@ -52,11 +52,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     s = _settings(args)
     print(f"{s.path}: ok ({len(s.groups)} group(s): {', '.join(g.name for g in s.groups)}; "
           f"{len(s.radius.clients)} RADIUS client(s))")
+    problems: list[str] = []
+    if not args.no_state:
+        from certgate.bootstrap import utc_now
+        from pki.state import check_state
+
+        problems = check_state(s.pki, s.groups, utc_now())
+        if problems:
+            print(f"certgate: {len(problems)} problem(s) with the PKI files of {s.path} "
+                  "(--no-state skips these checks):", file=sys.stderr)
+            for line in problems:
+                print(f"  - {line}", file=sys.stderr)
+        else:
+            print(f"{s.pki.dir}: ok (root, server certificate for {s.pki.server_name}, "
+                  f"{len(s.groups)} intermediate(s) and SCEP RA(s), key files 0600)")
+    code = EXIT_OK
     if args.connect:
         from certgate.cli_storage import check_connection
 
-        return _run(lambda: check_connection(s))
-    return EXIT_OK
+        code = _run(lambda: check_connection(s))
+    return EXIT_USAGE if problems else code
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -237,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--connect", action="store_true",
                     help="also open the configured store (without migrating it) and report its "
                     "backend, location and schema version")
+    sp.add_argument("--no-state", action="store_true",
+                    help="check only the file itself, not the PKI it refers to (root, server "
+                    "certificate and server_name, each group's intermediate and SCEP RA, key "
+                    "file modes and owner)")
     sp = add("groups", cmd_groups, "list groups with their intermediate CA")
     sp.add_argument("--json", action="store_true")
 

@@ -48,6 +48,7 @@ from certgate.settings.sections import (
     parse_storage,
     postgres_url_problem,
 )
+from certgate.settings.toml_errors import explain as explain_toml
 
 __all__ = [
     "CA_KEY_TYPES", "KEY_TYPES", "TLS_VERSIONS", "AdminSettings", "AuditSettings", "ConfigError",
@@ -68,9 +69,13 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
             ["pass an existing file with --config FILE or CERTGATE_CONFIG"],
         ) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, and tomllib's
-        # int() of a literal past Python's 4300-digit limit, which is a bare ValueError
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # which table, which lines, what to write
+        raise ConfigError(f"{path}: not valid TOML: {one_line(explain_toml(text, str(exc)))}"
+                          ) from None
+    except ValueError as exc:  # UnicodeDecodeError, and tomllib's int() of a literal past
+        # Python's 4300-digit limit, which is a bare ValueError
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_settings(data, path.resolve())
 

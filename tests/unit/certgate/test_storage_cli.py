@@ -104,17 +104,18 @@ def test_storage_migrate_reports_versions_and_refuses_a_newer_schema(config: Pat
 
 
 def test_check_config_connect(config: Path, pg_url: str, tmp_path: Path) -> None:
-    plain = certgate("check-config", config=config).stdout
+    # --no-state: this config's PKI is not initialised (the state checks: test_check_config_state)
+    plain = certgate("check-config", "--no-state", config=config).stdout
     assert len(plain.splitlines()) == 1 and "storage" not in plain  # unchanged without --connect
     certgate("storage", "migrate", config=config)
-    out = certgate("check-config", "--connect", config=config).stdout
+    out = certgate("check-config", "--no-state", "--connect", config=config).stdout
     assert f"storage: sqlite {_store_path(config)} answers, schema v4 (up to date)" in out
 
     pg = tmp_path / "pg" / "certgate.toml"
     pg.parent.mkdir()
     pg.write_text(config.read_text())
     _use_url(pg, _with_password(pg_url))
-    out = certgate("check-config", "--connect", config=pg).stdout
+    out = certgate("check-config", "--no-state", "--connect", config=pg).stdout
     assert "postgresql postgresql://postgres:***@" in out and PASSWORD not in out
     assert "schema v0, 1 migration(s) pending (to v1)" in out  # not migrated by the check
 
@@ -122,7 +123,7 @@ def test_check_config_connect(config: Path, pg_url: str, tmp_path: Path) -> None
     down.parent.mkdir()
     down.write_text(config.read_text())
     _use_url(down, f"postgresql://certgate:{PASSWORD}@127.0.0.1:1/certgate")
-    r = certgate("check-config", "--connect", config=down, check=False)
+    r = certgate("check-config", "--no-state", "--connect", config=down, check=False)
     assert r.returncode == 1 and PASSWORD not in r.stdout + r.stderr
     assert r.stderr.startswith("certgate: cannot connect to the store "
                                "postgresql://certgate:***@127.0.0.1:1/certgate")
