@@ -43,6 +43,7 @@ class StoreSink:
         self._report = counter_for("store")
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def emit(self, event: Mapping[str, Any]) -> None:
         if event.get("event", {}).get("action") != AUTH_ACTION:
@@ -60,7 +61,7 @@ class StoreSink:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-store")
 
     async def _run(self) -> None:
-        while True:
+        while not (self._closing and not self._queue):
             await self._wake.wait()
             self._wake.clear()
             await self.drain()
@@ -72,17 +73,20 @@ class StoreSink:
                 await self.store.audit("radius", AUTH_ACTION,
                                        group=ev.get("certgate", {}).get("group"),
                                        details={"event": ev})
-            except StoreUnavailable:
+            except Exception:  # noqa: BLE001 - StoreUnavailable or worse: counted, never fatal
                 self._report("error")
                 continue
             self._report("written")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._closing = True
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
         try:
-            await asyncio.wait_for(self.drain(), CLOSE_DEADLINE_SECONDS)
+            await asyncio.wait_for(asyncio.shield(self._task), CLOSE_DEADLINE_SECONDS)
         except TimeoutError:
+            self._task.cancel()
             log.warning("audit store sink: %d event(s) not written at shutdown", len(self._queue))
 
 
@@ -92,7 +96,14 @@ def build_sinks(settings: Settings, store: Store | None) -> list[Any]:
     if a.file is not None:
         sinks.append(FileSink(a.file, queue_size=a.queue_size, on_result=counter_for("file")))
     if a.syslog is not None:
-        from certgate.audit.syslog import SyslogSink  # the syslog transport's own module
+        try:
+            from certgate.audit.syslog import SyslogSink  # the syslog transport's own module
+        except ImportError as exc:
+            from certgate.errors import OperatorError
+
+            raise OperatorError(f"[audit] syslog: this certgate has no syslog transport "
+                                f"({exc}); remove [audit] syslog or use [audit] file",
+                                exit_code=2) from None
 
         sinks.append(SyslogSink(a.syslog, ca_file=str(a.syslog_ca) if a.syslog_ca else None,
                                 facility=a.syslog_facility, queue_size=a.queue_size,
