@@ -41,6 +41,16 @@ def _duration(text: str) -> dt.timedelta:
         raise argparse.ArgumentTypeError(f"{exc} (e.g. 30d, 12h, 90m)") from None
 
 
+def _listen(text: str) -> str:
+    from certgate.demo import parse_listen
+
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
     return asyncio.run(coro_fn())
 
@@ -219,7 +229,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from certgate.demo import run_demo
 
-    return run_demo(Path(args.dir), serve=not args.no_serve)
+    return run_demo(Path(args.dir), serve=not args.no_serve, radius_listen=args.radius_listen,
+                    http_listen=args.http_listen, acct_listen=args.acct_listen)
 
 
 async def _open_store(s: Settings):
@@ -304,9 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_command_parsers(sub, add, _settings)  # one module per command in certgate/commands/
 
-    sp = add("demo", cmd_demo, "write a demo config (groups staff, guests), init, and serve")
-    sp.add_argument("--dir", default="demo")
-    sp.add_argument("--no-serve", action="store_true", help="only write config and PKI")
+    from certgate.demo import DEFAULT_HTTP, DEFAULT_RADIUS
+
+    sp = add("demo", cmd_demo, "write a demo config (groups staff, guests; generated secrets "
+             "stored in DIR/certgate.toml, the RADIUS secret and admin token also printed once), "
+             "create the PKI, and serve")
+    sp.add_argument("--dir", default="demo", help="where the config and the PKI go (default: "
+                    "demo); an existing DIR/certgate.toml is used as it is")
+    sp.add_argument("--no-serve", action="store_true",
+                    help="only write the config and create the PKI, then exit (e.g. to inspect "
+                    "or edit the config, or to run `certgate serve` under a supervisor)")
+    sp.add_argument("--radius-listen", metavar="HOST:PORT", default=DEFAULT_RADIUS,
+                    type=_listen, help=f"RADIUS authentication address written into a new "
+                    f"config (default: {DEFAULT_RADIUS})")
+    sp.add_argument("--acct-listen", metavar="HOST:PORT", type=_listen,
+                    help="RADIUS accounting address (default: the --radius-listen port + 1)")
+    sp.add_argument("--http-listen", metavar="HOST:PORT", default=DEFAULT_HTTP, type=_listen,
+                    help=f"HTTP address (SCEP, CRL, OCSP, admin API, /metrics) written into a "
+                    f"new config (default: {DEFAULT_HTTP})")
     return p
 
 
