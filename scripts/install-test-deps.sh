@@ -3,7 +3,8 @@
 # eapol_test (eapoltest), certmonger + dbus (dbus-run-session), micromdm scep
 # (scepclient/scepserver), promtool (prometheus), hostapd (wired NAS harness), openssl,
 # postgresql (a real server the store tests start as the postgres user), freeradius
-# (a reference EAP-TLS server for `certgate test-auth`; started by the test on a free port).
+# (a reference EAP-TLS server for `certgate test-auth`; started by the test on a free port),
+# rsyslog + rsyslog-openssl (a real syslog receiver for the [audit] syslog transport, udp/tcp/tls).
 # Only acts when something is missing; needs root (or sudo) to install.
 set -euo pipefail
 need=()
@@ -17,6 +18,8 @@ command -v wpa_supplicant >/dev/null || need+=(wpasupplicant)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
 command -v freeradius >/dev/null || need+=(freeradius)
+{ command -v rsyslogd || [ -x /usr/sbin/rsyslogd ]; } >/dev/null || need+=(rsyslog)
+compgen -G '/usr/lib/*/rsyslog/lmnsd_ossl.so' >/dev/null || need+=(rsyslog-openssl)
 # PostgreSQL server binaries (initdb, pg_ctl) for the multi-node store tests
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -39,5 +42,14 @@ if printf '%s\n' "${need[@]}" | grep -qx freeradius; then
   elif command -v update-rc.d >/dev/null; then
     $SUDO service freeradius stop >/dev/null 2>&1 || true
     $SUDO update-rc.d freeradius disable >/dev/null 2>&1 || true
+  fi
+fi
+# rsyslog: tests start their own rsyslogd -n on free ports; the packaged service is not needed.
+if printf '%s\n' "${need[@]}" | grep -qx rsyslog; then
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now rsyslog >/dev/null 2>&1 || true
+  elif command -v update-rc.d >/dev/null; then
+    $SUDO service rsyslog stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d rsyslog disable >/dev/null 2>&1 || true
   fi
 fi
