@@ -28,10 +28,14 @@ def add_parsers(sub, add, settings_of) -> None:  # noqa: ANN001
     sp = add("test-auth", lambda args: run(args, settings_of),
              "authenticate once with EAP-TLS over RADIUS, like a device would (the radtest of "
              "EAP-TLS); exit 0 accept, 1 reject, 2 usage, 3 no answer, 4 protocol error")
-    sp.add_argument("--cert", required=True, metavar="FILE",
+    sp.add_argument("--cert", metavar="FILE",
                     help="device certificate (PEM; certificates after the first are sent as "
                     "its chain)")
-    sp.add_argument("--key", required=True, metavar="FILE", help="its private key (PEM)")
+    sp.add_argument("--key", metavar="FILE", help="its private key (PEM)")
+    sp.add_argument("--p12", metavar="FILE", help="instead of --cert/--key: a PKCS#12 file "
+                    "(certs issue --p12), its certificates sent as the chain")
+    sp.add_argument("--p12-password-file", metavar="FILE",
+                    help="the PKCS#12 password (default: none)")
     sp.add_argument("--server", metavar="HOST:PORT",
                     help="RADIUS server (default: [radius] listen of the config)")
     sp.add_argument("--secret", help=f"shared secret (visible in ps: prefer --secret-file or "
@@ -115,6 +119,12 @@ def _load_client(args: argparse.Namespace) -> tuple:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    if args.p12:
+        if args.cert or args.key:
+            raise _usage("give --p12 or --cert/--key, not both")
+        return _load_p12(args)
+    if not (args.cert and args.key):
+        raise _usage("give --cert FILE and --key FILE (or --p12 FILE)")
     data = _read(args.cert, "--cert")
     try:
         certs = x509.load_pem_x509_certificates(data)
@@ -130,6 +140,22 @@ def _load_client(args: argparse.Namespace) -> tuple:
     except ValueError:
         raise _usage(f"--key {args.key}: not a PEM private key") from None
     return certs[0], certs[1:], key
+
+
+def _load_p12(args: argparse.Namespace) -> tuple:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    password = None
+    if args.p12_password_file:
+        password = _read(args.p12_password_file, "--p12-password-file").rstrip(b"\r\n")
+    try:
+        key, leaf, extra = pkcs12.load_key_and_certificates(_read(args.p12, "--p12"), password)
+    except ValueError:
+        raise _usage(f"--p12 {args.p12}: not PKCS#12, or the password is wrong "
+                     "(--p12-password-file)") from None
+    if key is None or leaf is None:
+        raise _usage(f"--p12 {args.p12}: needs a certificate and its private key")
+    return leaf, list(extra), key
 
 
 def _settings(args: argparse.Namespace, settings_of):  # noqa: ANN001, ANN202
@@ -200,6 +226,7 @@ def run(args: argparse.Namespace, settings_of) -> int:  # noqa: ANN001
     from radius.client.exchange import Exchange, NasOptions
     from radius.client.supplicant import Supplicant, client_context
 
+    leaf, chain, key = _load_client(args)
     settings = _settings(args, settings_of)
     if args.server:
         host, port = parse_server(args.server)
@@ -216,7 +243,6 @@ def run(args: argparse.Namespace, settings_of) -> int:  # noqa: ANN001
     server_name = args.server_name
     if server_name is None and settings is not None and _is_local(host, source):
         server_name = settings.pki.server_name
-    leaf, chain, key = _load_client(args)
     identity = args.identity
     if identity is None:
         from cryptography.x509.oid import NameOID

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def _issue(config: Path, out: Path, cn: str, group: str = "staff") -> tuple[Path, Path, str]:
-    serial = certgate("certs", "issue", "--group", group, "--cn", cn, "--out", str(out),
+    serial = certgate("certs", "issue", "--group", group, "--cn", cn, "--out", str(out), "--p12",
                       config=config).stdout.strip()
     return out / f"{cn}.chain.pem", out / f"{cn}.key", serial
 
@@ -67,6 +67,11 @@ def test_against_certgate(server: ServerProcess, initialized: Path, tmp_path: Pa
         assert len(result["round_trips"]) >= 4
         assert all(t["milliseconds"] >= 0 for t in result["round_trips"])
 
+    # the PKCS#12 a device would hold (certs issue --p12, no password)
+    r = certgate("test-auth", "--p12", str(out / "laptop-01.p12"), "--json", config=initialized,
+                 check=False)
+    assert r.returncode == 0 and json.loads(r.stdout)["mppe"]["verified"], r.stdout + r.stderr
+
     # revoked: exit 1, and the reason certgate logs, asked on the server's machine
     r = certgate("test-auth", "--cert", str(bad_cert), "--key", str(bad_key), "--json",
                  config=initialized, check=False)
@@ -93,9 +98,11 @@ def test_against_certgate(server: ServerProcess, initialized: Path, tmp_path: Pa
                         (("--server", "nowhere"), "HOST:PORT")):
         r = certgate("test-auth", "--cert", str(cert), "--key", str(key), *args, check=False)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
-    r = certgate("test-auth", "--cert", str(key), "--key", str(key), config=initialized,
-                 check=False)
-    assert r.returncode == 2 and "--cert" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    for args in (("--cert", str(key), "--key", str(key)), ("--cert", str(cert)),
+                 ("--p12", str(cert)), ("--p12", str(out / "laptop-01.p12"), "--key", str(key))):
+        r = certgate("test-auth", *args, config=initialized, check=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "--cert" in r.stderr or "--p12" in r.stderr, r.stderr
 
 
 # --- FreeRADIUS ------------------------------------------------------------------------
