@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from certgate.audit import rfc5424
+from certgate.errors import OperatorError
 
 log = logging.getLogger("certgate.audit")
 
@@ -42,8 +43,14 @@ WARN_INTERVAL_SECONDS = 60.0
 WRITTEN, DROPPED, ERROR = "written", "dropped", "error"
 
 
-class SyslogURLError(ValueError):
-    """The syslog URL is not udp://HOST[:PORT], tcp://HOST[:PORT] or tls://HOST[:PORT]."""
+class SyslogURLError(OperatorError, ValueError):
+    """A bad syslog URL, facility or CA file: the operator's to fix (exit 2, no traceback).
+
+    A ValueError too, so a settings layer can report it as a config problem.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
 
 
 @dataclass(frozen=True)
@@ -64,16 +71,16 @@ def parse_url(url: str) -> Target:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise SyslogURLError(f"syslog URL {url!r}: {exc} ({expected})") from None
+        raise SyslogURLError(f"[audit] syslog {url!r}: {exc} ({expected})") from None
     if parts.scheme not in DEFAULT_PORTS:
-        raise SyslogURLError(f"syslog URL {url!r}: scheme {parts.scheme or '(none)'!r} "
+        raise SyslogURLError(f"[audit] syslog {url!r}: scheme {parts.scheme or '(none)'!r} "
                              f"is not udp, tcp or tls ({expected})")
     if not parts.hostname:
-        raise SyslogURLError(f"syslog URL {url!r} has no host ({expected})")
+        raise SyslogURLError(f"[audit] syslog {url!r} has no host ({expected})")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise SyslogURLError(f"syslog URL {url!r}: only a host and a port are allowed ({expected})")
+        raise SyslogURLError(f"[audit] syslog {url!r}: only a host and a port are allowed ({expected})")
     if port == 0:
-        raise SyslogURLError(f"syslog URL {url!r}: port 0 ({expected})")
+        raise SyslogURLError(f"[audit] syslog {url!r}: port 0 ({expected})")
     return Target(parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme])
 
 
@@ -84,9 +91,10 @@ class SyslogSink:
                  sd_id: str = rfc5424.DEFAULT_SD_ID) -> None:
         self.target = parse_url(url)
         if facility not in rfc5424.FACILITIES:
-            raise SyslogURLError(f"syslog facility {facility!r} is not one of "
+            raise SyslogURLError(f"[audit] syslog_facility {facility!r} is not one of "
                                  f"{', '.join(rfc5424.FACILITIES)}")
         rfc5424.check_sd_id(sd_id)
+        self._tls = _tls_context(ca_file) if self.target.scheme == "tls" else None
         self.ca_file = ca_file
         self.facility = facility
         self.app_name = app_name
@@ -239,10 +247,7 @@ class SyslogSink:
                                                  and self._reader.at_eof())):
                 return
             await self._disconnect()  # the server closed it (idle timeout, restart)
-        tls = None
-        if t.scheme == "tls":
-            tls = ssl.create_default_context(cafile=self.ca_file)
-            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls = self._tls
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(t.host, t.port, ssl=tls,
                                     server_hostname=t.host if tls else None),
@@ -281,6 +286,19 @@ class SyslogSink:
         if now - self._last_warning >= WARN_INTERVAL_SECONDS:
             self._last_warning = now
             log.warning("audit syslog %s: %s", self.target, text)
+
+
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """TLS 1.2+, the server verified against ca_file (or the system CAs) and its name."""
+    try:
+        tls = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise SyslogURLError(f"[audit] syslog_ca {ca_file}: no usable PEM CA certificate "
+                             f"({getattr(exc, 'reason', None) or exc.strerror or exc}); "
+                             f"give the CA bundle that issued the syslog server's "
+                             f"certificate") from None
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    return tls
 
 
 def _why(exc: BaseException) -> str:

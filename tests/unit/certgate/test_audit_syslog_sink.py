@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from certgate.audit.syslog import SyslogSink, SyslogURLError, parse_url
+from certgate.errors import OperatorError
 from tests.syslog_support import flat_strings, make_tls_files, parse, split_frames
 
 
@@ -85,6 +86,15 @@ def test_urls() -> None:
             SyslogSink(bad)
     with pytest.raises(ValueError, match="facility"):
         SyslogSink("udp://127.0.0.1", facility="local9")
+
+
+def test_an_unusable_ca_file_is_an_operator_error_at_construction(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("this is not a certificate\n")
+    for ca in (not_pem, tmp_path / "missing.pem"):
+        with pytest.raises(SyslogURLError, match=r"\[audit\] syslog_ca .*no usable PEM") as e:
+            SyslogSink("tls://127.0.0.1:6514", ca_file=str(ca))
+        assert isinstance(e.value, OperatorError) and e.value.exit_code == 2
 
 
 async def test_udp_one_datagram_per_event() -> None:
