@@ -356,7 +356,7 @@ class EapTlsSession:
             self._callback_error = exc
 
     def _handshake_failure(self, error: SSL.Error) -> tuple[Reason, str]:
-        text = _error_text(error)
+        text = ssl_error_text(error)
         if self._callback_error is not None:
             exc = self._callback_error
             return Reason.INTERNAL_ERROR, f"verify callback raised {type(exc).__name__}"
@@ -476,7 +476,8 @@ class _VerifiedChain(Sequence[x509.Certificate]):
         return f"_VerifiedChain({list(self)!r})"
 
 
-def _error_text(error: SSL.Error) -> str:
+def ssl_error_text(error: SSL.Error) -> str:
+    """OpenSSL's error queue as one line (the reason strings, innermost last)."""
     parts = []
     for arg in error.args:
         if isinstance(arg, list):

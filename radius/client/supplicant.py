@@ -29,6 +29,7 @@ from OpenSSL import SSL, crypto
 
 from radius import eap
 from radius.eap import EapCode, EapType, MalformedEap
+from radius.eap_tls import ssl_error_text
 from radius.fragments import (
     FLAG_LENGTH,
     FLAG_MORE,
@@ -264,7 +265,7 @@ class Supplicant:
             return
         except SSL.Error as e:
             self._note_version()
-            self.tls_error = _error_text(e)
+            self.tls_error = ssl_error_text(e)
             self.phase = Phase.FAILED
             return
         self._note_version()
@@ -283,7 +284,7 @@ class Supplicant:
             except (SSL.WantReadError, SSL.ZeroReturnError):
                 return
             except SSL.Error as e:
-                self.tls_error = _error_text(e)
+                self.tls_error = ssl_error_text(e)
                 self.phase = Phase.FAILED
                 return
             if data == b"\x00":
@@ -352,13 +353,3 @@ def _x509_error(errno: int) -> str:
 
     text = ffi.string(lib.X509_verify_cert_error_string(errno)).decode(errors="replace")
     return f"{text} (X509 error {errno})"
-
-
-def _error_text(error: SSL.Error) -> str:
-    parts = []
-    for arg in error.args:
-        if isinstance(arg, list):
-            parts.extend(str(item[-1]) if isinstance(item, tuple) else str(item) for item in arg)
-        else:
-            parts.append(str(arg))
-    return "; ".join(parts) or type(error).__name__
