@@ -126,11 +126,28 @@ def run_demo(directory: Path, serve: bool = True, radius_listen: str = DEFAULT_R
     for item in report.created:
         print(f"created {item}", file=sys.stderr)
     print(f"root CA: {settings.pki.dir / 'root.crt'}", file=sys.stderr)
-    print(f"try: certgate --config {config} certs issue --group staff --cn laptop-01 "
-          f"--out {directory / 'clients'}", file=sys.stderr)
+    print_first_device(config, directory / "clients", settings)
     if not serve:
         return 0
     try:
         return asyncio.run(serve_forever(settings))
     except OperatorError:
         raise
+
+
+def print_first_device(config: Path, clients: Path, settings) -> None:  # noqa: ANN001
+    """The commands from nothing to an eapol_test SUCCESS (README "First device")."""
+    cg = f"certgate --config {config}"
+    chain, key = clients / "laptop-01.chain.pem", clients / "laptop-01.key"
+    profile = clients / "laptop-01.eapol.conf"
+    host, port = settings.radius.listen.host, settings.radius.listen.port
+    host = "127.0.0.1" if ipaddress.ip_address(host).is_unspecified else host
+    steps = [] if chain.exists() else [
+        f"{cg} certs issue --group staff --cn laptop-01 --out {clients}"]
+    steps += [f"{cg} profile eapol_test --cert {chain} --key {key} --out {profile}",
+              f"eapol_test -c {profile} -a {host} -p {port} -s \"$SECRET\"   "
+              f"# SECRET: [[radius.clients]] secret in {config}; prints SUCCESS, MPPE keys OK"]
+    print(f"first device (trust {settings.pki.dir / 'root.crt'}, pin server name "
+          f"{settings.pki.server_name}):", file=sys.stderr)
+    for step in steps:
+        print(f"  {step}", file=sys.stderr)
