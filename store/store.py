@@ -322,14 +322,15 @@ class Store:
         now = now or _utcnow()
         async with self.transaction("release_hold") as tx:
             seq = await self.bump_seq(tx)
-            changed = await tx.execute(
+            row = await tx.fetchone(
                 "UPDATE certificates SET status='active', revoked_at=NULL, reason=NULL, "
-                "change_seq=? WHERE serial=? AND status='revoked' AND reason='certificateHold'",
+                "change_seq=? WHERE serial=? AND status='revoked' AND reason='certificateHold' "
+                "RETURNING group_name",
                 (seq, serial_hex(serial)),
             )
-            if changed == 1:
-                await self._audit(tx, now, actor, "release-hold", serial_hex(serial), None, {})
-        return changed == 1
+            if row is not None:  # the group too: the audit event says whose device it is
+                await self._audit(tx, now, actor, "release-hold", serial_hex(serial), row[0], {})
+        return row is not None
 
     @observed("status_counts")
     async def status_counts(self) -> dict[tuple[str, str], int]:

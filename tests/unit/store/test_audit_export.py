@@ -48,6 +48,7 @@ async def test_export_json_and_text_by_time_range(site, ca, tmp_path, capsys) ->
     assert events[1]["@timestamp"] == "2026-11-22T13:00:00.000+00:00"
     assert events[1]["x509"]["serial_number"] == record.serial_hex.upper()
     assert events[2]["certgate"]["actor"] == {"kind": "webhook", "name": "webhook:device-removed"}
+    assert events[2]["certgate"]["group"] == "staff"
 
     window = args(since=later, until=later + dt.timedelta(hours=1))
     assert await audit_export.run(settings, window) == 0
