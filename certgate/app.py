@@ -106,7 +106,11 @@ def build_feed(runtime: Runtime) -> ChangeFeed:
 async def start_audit(runtime: Runtime) -> Audit:
     """[audit] sinks started and listening to the store; the config-loaded event emitted."""
     settings = runtime.settings
-    audit = build_audit(settings, runtime.store)
+    try:
+        audit = build_audit(settings, runtime.store)  # a bad syslog_ca, no transport module
+    except BaseException:
+        await runtime.store.close()  # else its worker thread keeps the process alive
+        raise
     try:
         await audit.start()
     except OSError as exc:

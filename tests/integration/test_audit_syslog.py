@@ -213,3 +213,20 @@ syslog_facility = "auth"
     assert fields["certgate.http.path"] == "/api/v1/certificates"
     assert any(r["msgid"] == "config-loaded" for r in records)
     assert "not-the-token" not in rsyslog.out.read_text()  # the secret never travels
+
+
+def test_serve_with_an_unusable_syslog_ca_exits_2_naming_the_key(tmp_path: Path) -> None:
+    # No rsyslog needed: the sink refuses the CA bundle at start-up. serve used to print
+    # the error and then hang, the store's worker thread keeping the process alive.
+    config = write_config(tmp_path / "cg")
+    certgate("init", config=config)
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("not a PEM file\n")
+    with config.open("a") as f:
+        f.write(f'\n[audit]\nsyslog = "tls://127.0.0.1:{free_port()}"\nsyslog_ca = "{bad}"\n')
+    started = time.monotonic()
+    result = certgate("serve", config=config, check=False, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "[audit] syslog_ca" in result.stderr and "PEM" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 20
