@@ -123,6 +123,8 @@ class Store:
         #: Merged into every audit row's details written by this process (e.g. the OS user
         #: running a CLI command).
         self.audit_context: dict[str, Any] = {}
+        #: awaited by close() before the driver closes (a CLI's audit sinks flush there)
+        self.before_close: list[Callable[[], Awaitable[None]]] = []
 
     @contextlib.asynccontextmanager
     async def transaction(self, op: str) -> AsyncIterator[Tx]:
@@ -150,6 +152,12 @@ class Store:
         return self.driver.description
 
     async def close(self) -> None:
+        hooks, self.before_close = self.before_close, []
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:  # noqa: BLE001 - closing the store must not fail on a listener
+                continue
         await self.driver.close()
 
     @observed("ping")

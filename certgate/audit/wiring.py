@@ -217,24 +217,58 @@ def scep_refused(runtime: Any, group: str, reason: str | None, source_ip: str | 
 def attach_direct(settings: Settings, store: Store) -> None:
     """CLI processes (certs issue, revoke, challenge create, requests approve...): their
     audit rows appended to [audit] file as they commit, synchronously (a short-lived
-    process has no writer task; O_APPEND keeps lines whole next to the server's writes).
-    `certgate serve` replaces this listener with its own (build_audit)."""
+    process has no writer task; O_APPEND keeps lines whole next to the server's writes),
+    and sent to [audit] syslog by a sink started on the first row and flushed when the
+    store closes (bounded by the sink's close deadline). `certgate serve` replaces this
+    listener with its own (build_audit)."""
     import getpass
 
     try:
         store.audit_context = {"os_user": getpass.getuser()}
     except (KeyError, OSError):  # no passwd entry for the uid (containers)
         store.audit_context = {"os_user": f"uid:{os.getuid()}"}
-    if settings.audit.file is None:
+    a = settings.audit
+    if a.file is None and a.syslog is None:
         return
-    sink = FileSink(settings.audit.file, queue_size=settings.audit.queue_size)
+    file_sink = FileSink(a.file, queue_size=a.queue_size) if a.file is not None else None
+    syslog = _cli_syslog(settings, store)
     node = settings.server.node_name
 
     def on_row(row: dict[str, Any]) -> None:
         if row["action"] in LIVE_ACTIONS:
             return
         for ev in events.from_record(row, node):
-            sink.emit(ev)
-        sink.drain()
+            if file_sink is not None:
+                file_sink.emit(ev)
+            if syslog is not None:
+                syslog(ev)
+        if file_sink is not None:
+            file_sink.drain()
 
     store.on_audit = on_row
+
+
+def _cli_syslog(settings: Settings, store: Store):  # noqa: ANN202 - Callable[[event], None] | None
+    """[audit] syslog for a CLI process: emit(event), the sink started on first use (store
+    rows are written inside the process's event loop) and flushed in store.close()."""
+    a = settings.audit
+    if a.syslog is None:
+        return None
+    from certgate.audit.syslog import SyslogSink
+
+    sink = SyslogSink(a.syslog, ca_file=str(a.syslog_ca) if a.syslog_ca else None,
+                      facility=a.syslog_facility, queue_size=a.queue_size,
+                      hostname=settings.server.node_name)
+    started: list[asyncio.Task] = []
+
+    def emit(event: Mapping[str, Any]) -> None:
+        if not started:
+            started.append(asyncio.get_running_loop().create_task(sink.start()))
+            store.before_close.append(flush)
+        sink.emit(event)
+
+    async def flush() -> None:
+        await started[0]
+        await sink.aclose()
+
+    return emit

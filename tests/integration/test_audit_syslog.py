@@ -230,3 +230,28 @@ def test_serve_with_an_unusable_syslog_ca_exits_2_naming_the_key(tmp_path: Path)
     assert "[audit] syslog_ca" in result.stderr and "PEM" in result.stderr
     assert "Traceback" not in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_cli_decisions_reach_syslog_over_tls(rsyslog: Rsyslog, tmp_path: Path) -> None:
+    # A CLI process has no server loop: its sink starts on the first committed row and is
+    # flushed when the store closes, before the process exits.
+    config = write_config(tmp_path / "cli", extra=f"""
+[audit]
+syslog = "tls://127.0.0.1:{rsyslog.tls}"
+syslog_ca = "{rsyslog.ca}"
+""")
+    certgate("init", config=config)
+    issued = certgate("certs", "issue", "--group", "staff", "--cn", "cli-dev",
+                      "--out", str(tmp_path / "out"), config=config)
+    serial = issued.stdout.split()[0]
+    certgate("revoke", "--serial", serial, "--reason", "keyCompromise", "--yes", config=config)
+    deadline = time.monotonic() + 10
+    while not {"certificate-issued", "certificate-revoked"} <= {
+            r["msgid"] for r in rsyslog.records()}:
+        assert time.monotonic() < deadline, rsyslog.records()
+        time.sleep(0.1)
+    by_action = {r["msgid"]: dict(parse(r["raw"].encode()).params) for r in rsyslog.records()}
+    revoked = by_action["certificate-revoked"]
+    assert revoked["x509.serial_number"].lower() == serial.lower()
+    assert revoked["user.name"]  # the OS user who ran the CLI
+    assert by_action["certificate-issued"]["certgate.group"] == "staff"
