@@ -106,7 +106,7 @@ def build_sinks(settings: Settings, store: Store | None) -> list[Any]:
                                 exit_code=2) from None
 
         sinks.append(SyslogSink(a.syslog, ca_file=str(a.syslog_ca) if a.syslog_ca else None,
-                                facility=a.syslog_facility, queue_size=a.queue_size,
+                                facility=a.syslog_facility, sd_id=a.syslog_sd_id, queue_size=a.queue_size,
                                 hostname=settings.server.node_name,
                                 on_drop=counter_for("syslog")))
     if a.store_authentications and store is not None:
@@ -257,7 +257,7 @@ def _cli_syslog(settings: Settings, store: Store):  # noqa: ANN202 - Callable[[e
     from certgate.audit.syslog import SyslogSink
 
     sink = SyslogSink(a.syslog, ca_file=str(a.syslog_ca) if a.syslog_ca else None,
-                      facility=a.syslog_facility, queue_size=a.queue_size,
+                      facility=a.syslog_facility, sd_id=a.syslog_sd_id, queue_size=a.queue_size,
                       hostname=settings.server.node_name)
     started: list[asyncio.Task] = []
 

@@ -23,6 +23,7 @@ class AuditSettings:
     syslog: str | None = None  # udp://host:514, tcp://host:port or tls://host:port
     syslog_ca: Path | None = None  # CA bundle verifying a tls:// server (default: system CAs)
     syslog_facility: str = "authpriv"
+    syslog_sd_id: str = "certgate@32473"  # NAME@PEN of the structured data (your PEN)
     queue_size: int = 10000  # events held per sink while it is slow; beyond: dropped, counted
     store_authentications: bool = False  # also persist RADIUS results in the store's audit table
 
@@ -53,6 +54,21 @@ def syslog_url_problem(url: str) -> str | None:
     return None
 
 
+def _sd_id(au: TableReader) -> str:
+    from certgate.audit.rfc5424 import DEFAULT_SD_ID, FormatError, check_sd_id
+
+    value = au.str("syslog_sd_id")
+    if value is None:
+        return DEFAULT_SD_ID
+    try:
+        return check_sd_id(value)
+    except FormatError:
+        au.error("syslog_sd_id", f"{shown(value)} is not NAME@PEN (your organisation's IANA "
+                                 "Private Enterprise Number, e.g. \"certgate@32473\"), at most "
+                                 "32 printable ASCII characters without = ] \" or space")
+        return DEFAULT_SD_ID
+
+
 def parse_audit(au: TableReader, base: Path) -> AuditSettings:
     syslog = au.str("syslog")
     if syslog is not None:
@@ -74,6 +90,7 @@ def parse_audit(au: TableReader, base: Path) -> AuditSettings:
         syslog=syslog,
         syslog_ca=ca,
         syslog_facility=au.choice("syslog_facility", FACILITIES, "authpriv"),
+        syslog_sd_id=_sd_id(au),
         queue_size=au.int("queue_size", 10000, 100, 1_000_000),
         store_authentications=au.bool("store_authentications", False),
     )

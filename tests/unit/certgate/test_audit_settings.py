@@ -77,3 +77,17 @@ def test_bad_facility_ca_queue_and_unknown_key(tmp_path: Path) -> None:
 def test_file_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     assert "audit.file: " in problems('file = "logs"', tmp_path)
+
+
+def test_syslog_sd_id_default_own_pen_and_bad_forms(tmp_path: Path) -> None:
+    assert parse("", tmp_path).audit.syslog_sd_id == "certgate@32473"
+    own = parse('syslog = "udp://siem"\nsyslog_sd_id = "netaccess@54321"', tmp_path).audit
+    assert own.syslog_sd_id == "netaccess@54321"
+    for bad in ("certgate", "cert gate@1", "certgate@abc", "x" * 30 + "@12345"):
+        text = problems(f'syslog_sd_id = "{bad}"', tmp_path)
+        assert text.startswith("audit.syslog_sd_id: ") and "NAME@PEN" in text, bad
+    from certgate.audit.wiring import build_sinks
+
+    settings = parse('syslog = "udp://127.0.0.1:514"\nsyslog_sd_id = "netaccess@54321"', tmp_path)
+    (sink,) = build_sinks(settings, None)
+    assert sink.sd_id == "netaccess@54321"
