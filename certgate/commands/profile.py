@@ -85,6 +85,8 @@ def device_certificate(path: Path):  # noqa: ANN201
 
 def issuing_group(s, cert, wanted: str | None) -> str:  # noqa: ANN001
     """The group whose intermediate signed `cert` (signature checked)."""
+    from cryptography.exceptions import InvalidSignature
+
     from pki.hierarchy import Hierarchy
 
     names = [g.name for g in s.groups]
@@ -94,7 +96,7 @@ def issuing_group(s, cert, wanted: str | None) -> str:  # noqa: ANN001
     for name, ca in intermediates.items():
         try:
             cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, Exception):  # noqa: BLE001 - InvalidSignature & co.
+        except (InvalidSignature, ValueError, TypeError):  # not this intermediate
             continue
         if wanted is not None and name != wanted:
             raise _usage(f"--cert was issued by group {name}'s intermediate, not {wanted}'s "
@@ -165,7 +167,12 @@ def run(s, args: argparse.Namespace, kind: str) -> int:  # noqa: ANN001, C901
             import uuid
 
             name = args.name or f"certgate-{identity}"
-            text = linux.networkmanager(p, name, args.uuid or str(uuid.uuid4()),
+            try:
+                conn_uuid = str(uuid.UUID(args.uuid)) if args.uuid else str(uuid.uuid4())
+            except ValueError:
+                raise _usage(f"--uuid {args.uuid[:64]!r} is not a UUID "
+                             "(e.g. the output of uuidgen)") from None
+            text = linux.networkmanager(p, name, conn_uuid,
                                         None if args.wired else args.ssid, args.interface,
                                         str(out) if out else f"{name}.nmconnection")
     except ValueError as exc:

@@ -112,6 +112,9 @@ def test_eapol_test_profile_refuses_foreign_group_and_missing_cert(initialized: 
                  config=initialized, check=False)
     assert r.returncode == 2 and "--cert" in r.stderr and "certs issue" in r.stderr
     assert "Traceback" not in r.stderr
+    r = certgate("profile", "networkmanager", "--wired", "--uuid", "nope", "--cert", str(chain),
+                 "--key", str(key), config=initialized, check=False)
+    assert r.returncode == 2 and "--uuid 'nope' is not a UUID" in r.stderr
 
 
 def test_wired_profile_on_the_wired_nas(server: ServerProcess, initialized: Path,
