@@ -3,8 +3,8 @@
 What RADIUS would answer this certificate and why: radius.verdict (the TLS side's chain
 verification, then the RADIUS server's own decision callable) with the revocation and
 inventory state read from the store now. Exit 0 accept, 1 reject, 2 usage (an unreadable or
-undecodable file, a serial the inventory does not hold); a store that cannot be read is a
-message on stderr and exit 1 with no verdict.
+undecodable file, a serial the inventory does not hold), 3 no verdict: a store that cannot be
+opened or read (a message on stderr; a script must not take it for a reject).
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from pathlib import Path
 from certgate.errors import OperatorError
 from store import StoreUnavailable
 
-EXIT_ACCEPT, EXIT_REJECT, EXIT_USAGE = 0, 1, 2
+EXIT_ACCEPT, EXIT_REJECT, EXIT_USAGE, EXIT_NO_VERDICT = 0, 1, 2, 3
 
 
 def add_parsers(sub, add, settings_of) -> None:  # noqa: ANN001
     sp = add("explain", lambda args: run(settings_of(args), args),
-             "what RADIUS would answer a certificate, and why (exit 0 accept, 1 reject)")
+             "what RADIUS would answer a certificate, and why (exit 0 accept, 1 reject, "
+             "2 bad input, 3 no verdict: the store cannot be read)")
     sp.add_argument("cert", nargs="?", metavar="CERT.pem",
                     help="the device certificate (PEM, first one; more certificates after it "
                     "are the chain the device sends; or one DER certificate)")
@@ -97,7 +98,8 @@ def run(s, args: argparse.Namespace) -> int:  # noqa: ANN001
         answer = asyncio.run(_explain(s, certs, chain, serial, args.serial, root, intermediates,
                                       groups, now))
     except StoreUnavailable as exc:
-        raise OperatorError(f"explain: cannot read the store, no verdict: {exc.detail}") from None
+        raise OperatorError(f"explain: cannot read the store, no verdict: {exc.detail}",
+                            exit_code=EXIT_NO_VERDICT) from None
     if args.json:
         print(json.dumps(answer, indent=2))
     else:
@@ -110,7 +112,10 @@ async def _explain(s, certs, chain, serial, serial_text, root, intermediates, gr
     from certgate.storage import open_configured
     from radius.verdict import evaluate, parse_certificates, policy
 
-    store = await open_configured(s)
+    try:
+        store = await open_configured(s)
+    except OperatorError as exc:
+        raise OperatorError(f"explain: no verdict: {exc}", exit_code=EXIT_NO_VERDICT) from None
     try:
         if serial is not None:
             record, inventory = await report.lookup(store, serial)

@@ -180,6 +180,18 @@ def test_usage_errors_exit_2_naming_the_input(lab: Lab, tmp_path: Path) -> None:
         assert "Traceback" not in r.stderr and r.stdout == ""
 
 
+def test_a_store_that_cannot_be_opened_is_exit_3_no_verdict(lab: Lab, tmp_path: Path) -> None:
+    # not 1: a script must not take "no verdict" for a reject
+    config = tmp_path / "down.toml"  # the lab's PKI, a PostgreSQL store nobody listens for
+    text = lab.config.read_text().replace('data_dir = "var"',
+                                          f'data_dir = "{lab.config.parent / "var"}"')
+    config.write_text(text + '\n[storage]\nurl = "postgresql://certgate@127.0.0.1:1/certgate"\n'
+                             'timeout = 1.0\n')
+    r = lab.explain(str(lab.out / "d1.crt"), config=config)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "no verdict" in r.stderr and r.stdout == "" and "Traceback" not in r.stderr
+
+
 # -- the admin API ------------------------------------------------------------------------
 
 
