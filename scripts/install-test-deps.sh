@@ -34,22 +34,16 @@ echo "install-test-deps: installing ${need[*]}" >&2
 $SUDO apt-get update -qq >/dev/null
 # policy-rc.d may deny service start; packages install fine without starting daemons
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The freeradius package enables a service on 1812 (it would collide with tests and with a
-# local certgate): tests start their own instance on a free port, so stop and disable it.
-if printf '%s\n' "${need[@]}" | grep -qx freeradius; then
+# Packaged daemons the tests start themselves on free ports (freeradius would take 1812 from
+# the tests and a local certgate; rsyslogd runs as the test's child): stop and disable them.
+no_service() {
+  printf '%s\n' "${need[@]}" | grep -qx "$1" || return 0
   if [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now freeradius >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now "$1" >/dev/null 2>&1 || true
   elif command -v update-rc.d >/dev/null; then
-    $SUDO service freeradius stop >/dev/null 2>&1 || true
-    $SUDO update-rc.d freeradius disable >/dev/null 2>&1 || true
+    $SUDO service "$1" stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d "$1" disable >/dev/null 2>&1 || true
   fi
-fi
-# rsyslog: tests start their own rsyslogd -n on free ports; the packaged service is not needed.
-if printf '%s\n' "${need[@]}" | grep -qx rsyslog; then
-  if [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now rsyslog >/dev/null 2>&1 || true
-  elif command -v update-rc.d >/dev/null; then
-    $SUDO service rsyslog stop >/dev/null 2>&1 || true
-    $SUDO update-rc.d rsyslog disable >/dev/null 2>&1 || true
-  fi
-fi
+}
+no_service freeradius
+no_service rsyslog
