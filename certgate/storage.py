@@ -21,5 +21,9 @@ async def open_configured(settings: Settings, *, migrate: bool = True) -> Store:
         raise OperatorError(str(exc)) from None
     from certgate.audit.wiring import attach_direct
 
-    attach_direct(settings, store)  # CLI decisions reach [audit] file too
+    try:
+        attach_direct(settings, store)  # CLI decisions reach [audit] file and syslog too
+    except BaseException:  # a bad syslog_ca: close, else the store's thread keeps us alive
+        await store.close()
+        raise
     return store

@@ -379,7 +379,7 @@ class Enroller:
             if first is not None and first.subject == old.subject.rfc4514_string() \
                     and first.group == self.cfg.group:
                 log.info("scep renewal group=%s challenge=%s: re-sent its enrollment challenge "
-                         "(ignored)", "issued", self.cfg.group, jti)
+                         "(ignored)", self.cfg.group, jti)
                 return None
         if mode == BLOB:
             raise ChallengeRejected(ChallengeReason.REPLAY, f"{jti} on renewal")
