@@ -179,11 +179,16 @@ class Soak:
     # -- operations: return None or raise ------------------------------------------------
 
     def _eap(self, chain, key, identity: bytes) -> int | None:  # noqa: ANN001
-        """One EAP-TLS 1.2 authentication (radius.client); the RADIUS code, None if none."""
+        """One EAP-TLS 1.2 authentication (radius.client); the RADIUS code, None if none.
+        Each one is a different station (Calling-Station-Id), as on a campus: one station
+        holds at most [radius] max_conversations_per_station (4) conversations at once, and
+        at this rate one shared MAC would exceed that (its oldest conversation ended)."""
+        n = next(self.counter)
+        station = "02-5a-" + "-".join(f"{b:02x}" for b in n.to_bytes(4, "big"))
         outcome, _ = eap_client.authenticate(*self.server.radius, SECRET.encode(),
                                              ca_file=str(self.root_ca), cert_file=str(chain),
                                              key_file=str(key), identity=identity, tls="1.2",
-                                             timeout=5.0, retries=0)
+                                             timeout=5.0, retries=0, calling_station=station)
         return outcome.reply_code
 
     def op_eap(self) -> None:

@@ -3,6 +3,7 @@ back, arms its retransmission deadline. Nothing else (the decisions are in excha
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Callable
@@ -56,8 +57,10 @@ def _fail(exchange: Exchange, detail: str) -> Outcome:
 def authenticate(host: str, port: int, secret: bytes, *, ca_file: str | None,
                  cert_file: str | None = None, key_file: str | None = None,
                  identity: bytes = b"anonymous", tls: str | None = None,
-                 timeout: float = 5.0, retries: int = 1) -> tuple[Outcome, Exchange]:
-    """One authentication from files (tests and scripts): the outcome and the exchange."""
+                 timeout: float = 5.0, retries: int = 1,
+                 calling_station: str | None = None) -> tuple[Outcome, Exchange]:
+    """One authentication from files (tests and scripts): the outcome and the exchange.
+    `calling_station` is the device's MAC as the NAS reports it (default NasOptions')."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -76,7 +79,8 @@ def authenticate(host: str, port: int, secret: bytes, *, ca_file: str | None,
             trust = x509.load_pem_x509_certificates(f.read())
     context = client_context(certificate=leaf, private_key=key, chain=chain, trust=trust,  # type: ignore[arg-type]
                              tls_min=tls or "1.2", tls_max=tls or "1.3")
-    exchange = Exchange(Supplicant(context, identity),
-                        NasOptions(secret=secret, user_name=identity, timeout=timeout,
-                                   retries=retries))
+    nas = NasOptions(secret=secret, user_name=identity, timeout=timeout, retries=retries)
+    if calling_station is not None:
+        nas = dataclasses.replace(nas, calling_station=calling_station)
+    exchange = Exchange(Supplicant(context, identity), nas)
     return run(exchange, host, port), exchange
