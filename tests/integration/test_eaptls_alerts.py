@@ -36,7 +36,9 @@ def _save(directory: Path, name: str, key, *certs: x509.Certificate) -> None:  #
 
 def _forge(pki: Path, directory: Path) -> None:
     """unrecorded: signed by the real staff CA key, never in the inventory; nongroup: under
-    our root through an intermediate that is not a group CA."""
+    our root through an intermediate that is not a group CA; expired: a staff device
+    certificate whose validity ended 10 days ago; serveronly: signed by the staff CA, but with
+    the serverAuth EKU only (not a device certificate)."""
     now = dt.datetime.now(dt.UTC)
     staff_ca = x509.load_pem_x509_certificate((pki / "groups/staff/ca.crt").read_bytes())
     staff_key = load_private_key(pki / "groups/staff/ca.key", None)
@@ -47,6 +49,15 @@ def _forge(pki: Path, directory: Path) -> None:
                                        "http://x", staff_ca, staff_key, profiles.new_serial(),
                                        now, 30)
     _save(directory, "unrecorded", key, leaf, staff_ca)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = profiles.device_certificate(key.public_key(), profiles.name("expired"), [], "staff",
+                                       "http://x", staff_ca, staff_key, profiles.new_serial(),
+                                       now - dt.timedelta(days=40), 30)
+    assert leaf.not_valid_after_utc < now
+    _save(directory, "expired", key, leaf, staff_ca)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = profiles.server_certificate(key.public_key(), "serveronly", staff_ca, staff_key, now, 30)
+    _save(directory, "serveronly", key, leaf, staff_ca)
     other_key = generate_key("ec-p256")
     other_ca = profiles.intermediate_certificate(other_key, "other", "certgate", root, root_key,
                                                  now, 365)
@@ -79,7 +90,10 @@ def test_refused_devices_see_the_alert_of_their_reason(server: ServerProcess,
              ("staff-revoked", "1.3", "certificate revoked"),
              ("staff-held", "1.2", "certificate revoked"),
              ("nongroup", "1.2", "unknown CA"),
-             ("unrecorded", "1.3", "handshake failure")]
+             ("unrecorded", "1.3", "handshake failure"),
+             ("expired", "1.2", "certificate expired"),
+             ("expired", "1.3", "certificate expired"),
+             ("serveronly", "1.2", "unsupported certificate")]
     for name, tls, alert in cases:
         code, out = run_eapol_test(server.radius, pki / "root.crt", certs / f"{name}.chain.pem",
                                    certs / f"{name}.key", certs, identity=f"{name}@example.test",
@@ -89,5 +103,5 @@ def test_refused_devices_see_the_alert_of_their_reason(server: ServerProcess,
         assert seen and seen[0].endswith(ALERT + alert), f"{name} TLS {tls}: {seen}\n{out[-3000:]}"
         assert "internal error" not in out, f"{name} TLS {tls}\n{out[-3000:]}"
     log = server.log()
-    for reason in ("revoked", "unknown_group", "not_issued"):
+    for reason in ("revoked", "unknown_group", "not_issued", "expired", "bad_eku"):
         assert f"reason={reason}" in log, log[-3000:]
