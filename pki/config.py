@@ -7,7 +7,10 @@ satisfy these structurally, and the composition root passes them in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pki.groups import ExtraAttribute
 
 
 class PkiConfig(Protocol):
@@ -46,5 +49,9 @@ class GroupConfig(Protocol):
     def class_value(self) -> str | None: ...
     @property
     def session_timeout(self) -> int | None: ...
+    @property
+    def reply(self) -> tuple[ExtraAttribute, ...]: ...
+    @property
+    def quarantine_reply(self) -> tuple[ExtraAttribute, ...]: ...
     @property
     def ca_key_type(self) -> str | None: ...

@@ -15,6 +15,18 @@ from cryptography import x509
 
 
 @dataclass(frozen=True)
+class ExtraAttribute:
+    """One attribute of ``[groups.X.reply]`` (or ``quarantine_reply``), encoded once at
+    config load (``radius.reply_attributes``): ``type`` and ``value`` are what the packet
+    carries (a vendor attribute is type 26 with vendor id, vendor type and length inside)."""
+
+    name: str  # the dictionary name, e.g. "Aruba-User-Role"
+    text: str  # the configured value as written, for explain and logs
+    type: int
+    value: bytes
+
+
+@dataclass(frozen=True)
 class ReplyAttributes:
     """RADIUS attributes put in every Access-Accept for the group."""
 
@@ -22,6 +34,8 @@ class ReplyAttributes:
     filter_id: str | None = None
     class_value: str | None = None
     session_timeout: int | None = None
+    extra: tuple[ExtraAttribute, ...] = ()  # [groups.X.reply], in the order written
+    quarantine_extra: tuple[ExtraAttribute, ...] = ()  # [groups.X.quarantine_reply]
 
 
 @dataclass(frozen=True)

@@ -101,15 +101,22 @@ class LoadedPki:
             Group(
                 name=g.name,
                 intermediate=self.groups[g.name].certificate,
-                reply=ReplyAttributes(
-                    vlan=g.vlan,
-                    filter_id=g.filter_id,
-                    class_value=g.class_value,
-                    session_timeout=g.session_timeout,
-                ),
+                reply=reply_attributes(g),
             )
             for g in group_settings
         )
+
+
+def reply_attributes(g: GroupConfig) -> ReplyAttributes:
+    """A group's Access-Accept settings as RADIUS holds them."""
+    return ReplyAttributes(
+        vlan=g.vlan,
+        filter_id=g.filter_id,
+        class_value=g.class_value,
+        session_timeout=g.session_timeout,
+        extra=tuple(g.reply),
+        quarantine_extra=tuple(g.quarantine_reply),
+    )
 
 
 @dataclass

@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import struct
 
+from pki.groups import ExtraAttribute, Group
 from radius import packet as rp
 from radius.accounting import class_value
 from radius.authorize import Allow
 from radius.packet import Attr
+from radius.reply_attributes import wire
 
 TERMINATION_ACTION = (Attr.TERMINATION_ACTION, rp.integer(rp.TERMINATION_ACTION_RADIUS_REQUEST))
 
@@ -53,25 +55,45 @@ def group_attributes(
 
 
 def accept_attributes(allow: Allow) -> list[tuple[int, bytes]]:
-    """User-Name, the group's VLAN / Filter-Id / Class, certgate's own Class (links the NAS's
+    """User-Name, the group's VLAN / Filter-Id / Class, its [reply] attributes (vendor
+    attributes by name, encoded at config load), certgate's own Class (links the NAS's
     accounting to the certificate), Session-Timeout (clamped to notAfter by ``authorize``)
     and Termination-Action, in the order the Access-Accept carries them."""
     reply = allow.group.reply
     attrs: list[tuple[int, bytes]] = [(Attr.USER_NAME, allow.identity.encode()[: rp.MAX_ATTR_VALUE])]
     attrs += group_attributes(reply.vlan, reply.filter_id, reply.class_value)
+    attrs += wire(reply.extra)
     attrs.append((Attr.CLASS, class_value(allow.group.name, allow.serial)))
     attrs.append((Attr.SESSION_TIMEOUT, rp.integer(allow.session_timeout)))
     attrs.append(TERMINATION_ACTION)
     return attrs
 
 
-def describe(attrs: list[tuple[int, bytes]]) -> list[dict[str, object]]:
+def quarantine_attributes(group: Group) -> list[tuple[int, bytes]]:
+    """The group's ``[groups.X.quarantine_reply]`` attributes as (type, value) pairs, for the
+    Access-Accept or CoA-Request that puts a device into quarantine."""
+    return wire(group.reply.quarantine_extra)
+
+
+def describe(attrs: list[tuple[int, bytes]], extra: tuple[ExtraAttribute, ...] = ()
+             ) -> list[dict[str, object]]:
     """Each attribute as ``{"type", "name", "value"}`` (an int or text), plus ``label`` (the
-    dictionary name of an integer value) and ``tag`` (RFC 2868) when there is one."""
+    dictionary name of an integer value) and ``tag`` (RFC 2868) when there is one. An
+    attribute of ``extra`` (the group's [reply] entries) is shown by its dictionary name with
+    the value as configured, and ``vendor`` for a vendor attribute."""
+    named = {(a.type, a.value): a for a in extra}
     out: list[dict[str, object]] = []
     for attr_type, value in attrs:
+        known = named.get((attr_type, value))
+        if known is not None:
+            entry: dict[str, object] = {"type": int(attr_type), "name": known.name,
+                                        "value": known.text}
+            if attr_type == Attr.VENDOR_SPECIFIC and len(value) >= 4:
+                entry["vendor"] = int.from_bytes(value[:4], "big")
+            out.append(entry)
+            continue
         name = NAMES.get(attr_type, f"Attr-{attr_type}")
-        entry: dict[str, object] = {"type": int(attr_type), "name": name}
+        entry = {"type": int(attr_type), "name": name}
         if attr_type in (Attr.SESSION_TIMEOUT, *_INTEGER_NAMES) and len(value) == 4:
             (number,) = struct.unpack("!I", value)
             tag, number = (number >> 24, number & 0xFFFFFF) if attr_type in (

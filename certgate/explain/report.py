@@ -8,8 +8,9 @@ from typing import Any
 
 from cryptography import x509
 
-from pki.groups import Group, GroupTable, ReplyAttributes
-from radius.authorize import identity_of
+from pki.groups import ExtraAttribute, Group, GroupTable
+from pki.hierarchy import reply_attributes
+from radius.authorize import Allow, identity_of
 from radius.reasons import Reason
 from radius.reply import PER_SESSION, describe
 from radius.verdict import Verdict
@@ -36,9 +37,7 @@ def group_table(intermediates: dict[str, x509.Certificate], group_settings: tupl
     """The groups as RADIUS sees them, from the intermediates alone (no CA key is read),
     with the same [reply] mapping as pki.hierarchy.LoadedPki.group_table."""
     return GroupTable(
-        Group(g.name, intermediates[g.name], ReplyAttributes(
-            vlan=g.vlan, filter_id=g.filter_id, class_value=g.class_value,
-            session_timeout=g.session_timeout))
+        Group(g.name, intermediates[g.name], reply_attributes(g))
         for g in group_settings
     )
 
@@ -82,7 +81,7 @@ def build(verdict: Verdict, leaf: x509.Certificate, *, now: dt.datetime,
             "identity": identity_of(leaf),
         },
         "chain": [c.subject.rfc4514_string() for c in verdict.chain],
-        "reply": describe(list(verdict.attributes)),
+        "reply": describe(list(verdict.attributes), _extra(verdict)),
         "reply_per_session": list(PER_SESSION) if accepted else [],
         "inventory": inventory,
         "hint": hint(verdict, leaf, inventory, now),
@@ -91,6 +90,12 @@ def build(verdict: Verdict, leaf: x509.Certificate, *, now: dt.datetime,
         "not_checked": list(NOT_CHECKED),
     }
     return report
+
+
+def _extra(verdict: Verdict) -> tuple[ExtraAttribute, ...]:
+    """The group's [reply] attributes, so the report names them as configured."""
+    decision = verdict.decision
+    return decision.group.reply.extra if isinstance(decision, Allow) else ()
 
 
 def _same(record: CertRecord, leaf: x509.Certificate) -> bool:

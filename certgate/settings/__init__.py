@@ -38,6 +38,7 @@ from certgate.settings.model import (
 )
 from certgate.settings.radius import parse_radius
 from certgate.settings.reader import TableReader, one_line
+from certgate.settings.reply import DictionaryLoader
 from certgate.settings.sections import (
     parse_admin,
     parse_http,
@@ -97,7 +98,10 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     revocation = parse_revocation(section("revocation"))
     scep = parse_scep(section("scep"), base)
     audit = parse_audit(section("audit"), base)
-    groups = parse_groups(top.child(top.table_("groups"), "groups"))
+    dictionaries = DictionaryLoader(radius.dictionaries, errors)
+    groups = parse_groups(top.child(top.table_("groups"), "groups"), dictionaries)
+    if radius.dictionaries:
+        dictionaries.get()  # the operator's files are checked even while no group uses them
     top.finish()
 
     if errors:

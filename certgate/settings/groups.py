@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from certgate.settings.model import CA_KEY_TYPES, GROUP_NAME, KEY_TYPES, GroupSettings
 from certgate.settings.reader import TableReader
+from certgate.settings.reply import DictionaryLoader, parse_reply
 
 
-def parse_groups(reader: TableReader) -> tuple[GroupSettings, ...]:
+def parse_groups(reader: TableReader, dictionaries: DictionaryLoader) -> tuple[GroupSettings, ...]:
     tables, errors = reader.table, reader.errors
     groups: list[GroupSettings] = []
     for gname, gtable in tables.items():
@@ -17,14 +18,21 @@ def parse_groups(reader: TableReader) -> tuple[GroupSettings, ...]:
         if not GROUP_NAME.match(gname):
             errors.append(f"{prefix}: group names are 1-32 of a-z 0-9 _ - (used in URLs and labels)")
             continue
-        groups.append(_parse_group(gname, reader.child(gtable, prefix)))
+        groups.append(_parse_group(gname, reader.child(gtable, prefix), dictionaries))
     if not groups:
         errors.append("groups: define at least one [groups.<name>] table (one intermediate CA each)")
     return tuple(groups)
 
 
-def _parse_group(gname: str, gr: TableReader) -> GroupSettings:
+def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) -> GroupSettings:
     vlan = gr.take("vlan", (int, str), "a VLAN id (1-4094) or name", None)
+    filter_id = gr.str("filter_id")
+    class_value = gr.str("class")
+    expected = 'a table of attribute names and values, e.g. "Aruba-User-Role" = "staff"'
+    reply = gr.take("reply", (dict,), expected, {})
+    quarantine_reply = gr.take("quarantine_reply", (dict,), expected, {})
+    set_keys = {k: k for k, v in (("vlan", vlan), ("filter_id", filter_id),
+                                  ("class", class_value)) if v is not None}
     if isinstance(vlan, int) and not 1 <= vlan <= 4094:
         gr.error("vlan", f"expected a VLAN id between 1 and 4094, got {vlan}")
     modes = gr.str_list("challenge_modes", ("dynamic", "blob"), ("dynamic", "blob", "static"))
@@ -36,9 +44,13 @@ def _parse_group(gname: str, gr: TableReader) -> GroupSettings:
     group = GroupSettings(
         name=gname,
         vlan=str(vlan) if vlan is not None else None,
-        filter_id=gr.str("filter_id"),
-        class_value=gr.str("class"),
+        filter_id=filter_id,
+        class_value=class_value,
         session_timeout=gr.int("session_timeout", None, 60, 31 * 86400),
+        reply=parse_reply(gr, "reply", reply, set_keys, dictionaries),
+        # quarantine_vlan / quarantine_filter_id (CoA into quarantine) are to be checked
+        # against it the same way once they exist: {"vlan": "quarantine_vlan", ...}
+        quarantine_reply=parse_reply(gr, "quarantine_reply", quarantine_reply, {}, dictionaries),
         validity_days=gr.int("validity_days", 365, 1, 3650),
         key_types=gr.str_list("key_types", GroupSettings.key_types, KEY_TYPES),
         ca_key_type=gr.choice("ca_key_type", CA_KEY_TYPES, None),

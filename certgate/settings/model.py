@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pki.groups import ExtraAttribute
+
 if TYPE_CHECKING:
     from certgate.settings.audit import AuditSettings
 
@@ -99,6 +101,7 @@ class RadiusSettings:
     max_buffered_bytes: int = 192 * 1024 * 1024
     revocation_poll_interval: float = 0.25
     require_inventory: bool = True
+    dictionaries: tuple[Path, ...] = ()  # extra FreeRADIUS-format dictionaries for [reply] names
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class GroupSettings:
     filter_id: str | None = None
     class_value: str | None = None
     session_timeout: int | None = None
+    reply: tuple[ExtraAttribute, ...] = ()  # [groups.X.reply], encoded at load
+    quarantine_reply: tuple[ExtraAttribute, ...] = ()  # [groups.X.quarantine_reply]
     validity_days: int = 365
     key_types: tuple[str, ...] = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
     ca_key_type: str | None = None

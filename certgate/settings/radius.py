@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 
 from certgate.settings.model import TLS_VERSIONS, HostPort, RadiusClientSettings, RadiusSettings
 from certgate.settings.reader import TableReader, shown
@@ -33,6 +35,7 @@ def parse_radius(rd: TableReader) -> RadiusSettings:
         max_buffered_bytes=rd.int("max_buffered_bytes", 192 * 1024 * 1024, 2 * 65536, 1 << 40),
         revocation_poll_interval=rd.float("revocation_poll_interval", 0.25, 0.05, 1.0),
         require_inventory=rd.bool("require_inventory", True),
+        dictionaries=_dictionary_paths(rd),
     )
     if radius.max_conversations_per_client > radius.max_conversations:
         rd.error("max_conversations_per_client", "must be at most max_conversations (0: no cap)")
@@ -41,6 +44,24 @@ def parse_radius(rd: TableReader) -> RadiusSettings:
                  f"({radius.conversation_timeout:g} s): it bounds the whole conversation")
     rd.finish()
     return radius
+
+
+def _dictionary_paths(rd: TableReader) -> tuple[Path, ...]:
+    """[radius] dictionaries: FreeRADIUS-format files for [groups.X.reply] names, relative to
+    the config file's directory; read (and checked) when the groups are parsed."""
+    paths: list[Path] = []
+    for i, text in enumerate(rd.str_list("dictionaries", ())):
+        if "\x00" in text or not text.strip():
+            rd.error(f"dictionaries[{i}]", "expected the path of a dictionary file")
+            continue
+        path = Path(os.path.expanduser(text))
+        if not path.is_absolute() and rd.base is not None:
+            path = rd.base / path
+        if not path.is_file():
+            rd.error(f"dictionaries[{i}]", f"{path} is not a file (a FreeRADIUS-format dictionary)")
+            continue
+        paths.append(path)
+    return tuple(paths)
 
 
 def _parse_clients(rd: TableReader) -> tuple[RadiusClientSettings, ...]:
