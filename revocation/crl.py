@@ -16,7 +16,7 @@ Performance: entries are handed to cryptography's builder in one list, avoiding
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -150,8 +150,11 @@ def build_crl(
     crl_number: int,
     this_update: _dt.datetime,
     next_update: _dt.datetime,
+    extensions: Sequence[x509.Extension] = (),
 ) -> x509.CertificateRevocationList:
-    """Sign a complete CRL for ``issuer_cert`` listing ``revoked``.
+    """Sign a CRL for ``issuer_cert`` listing ``revoked``; ``extensions`` are added after
+    cRLNumber and authorityKeyIdentifier (Freshest CRL on a complete CRL, Delta CRL
+    Indicator on a delta: revocation/crl_delta.py).
 
     TypeError for wrong argument types; ValueError for a key that does not match,
     a non-CA issuer, naive datetimes, ``next_update <= this_update``, a CRL number
@@ -184,6 +187,7 @@ def build_crl(
         extensions=[
             x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(crl_number)),
             x509.Extension(x509.AuthorityKeyIdentifier.oid, False, _authority_key_identifier(issuer_cert)),
+            *extensions,
         ],
         revoked_certificates=entries,
     )
