@@ -21,7 +21,7 @@ class ExtraAttribute:
     carries (a vendor attribute is type 26 with vendor id, vendor type and length inside)."""
 
     name: str  # the dictionary name, e.g. "Aruba-User-Role"
-    text: str  # the configured value as written, for explain and logs
+    text: str | int  # the configured value as written (an integer stays one), for explain
     type: int
     value: bytes
 

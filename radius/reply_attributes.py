@@ -331,9 +331,11 @@ def _wrap(defn: Definition, name: str, data: bytes, text: str) -> ExtraAttribute
     return ExtraAttribute(name, text, defn.code, data)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any) -> str | int:
     if isinstance(value, dt.datetime):
         return value.isoformat()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     return str(value)
 
 

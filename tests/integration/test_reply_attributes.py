@@ -11,6 +11,7 @@ numbers certgate ships agree with them.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -103,6 +104,15 @@ def test_eapol_test_receives_the_vendor_attributes(vsa_server, tmp_path: Path) -
     assert _vsas(accept) == EXPECTED_VSAS, accept
     assert vlan_of(accept) == "10"  # next to the group's VLAN
     assert re.search(r"Attribute 28 \(Idle-Timeout\) length=6\s+Value: 900\n", accept), accept
+    # explain shows what the NAS gets, by name
+    r = certgate("explain", str(certs / "laptop-vsa.chain.pem"), "--json", config=config,
+                 check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    named = [(a["name"], a["value"]) for a in json.loads(r.stdout)["reply"] if a["type"] in (26, 28)]
+    assert named == [("Aruba-User-Role", "staff-role"),
+                     ("Cisco-AVPair", "cts:security-group-tag=000a-00"),
+                     ("Cisco-AVPair", "url-redirect-acl=none"), ("Airespace-QOS-Level", "Gold"),
+                     ("Mikrotik-Rate-Limit", "50M/100M"), ("Idle-Timeout", 900)], r.stdout
 
 
 def test_check_config_names_a_bad_reply_attribute(tmp_path: Path) -> None:

@@ -220,5 +220,5 @@ def test_explain_describes_them_by_name(dictionary: Dictionary) -> None:
     assert describe(attrs, extra) == [
         {"type": 11, "name": "Filter-Id", "value": "acl"},
         {"type": 26, "name": "Aruba-User-Role", "value": "staff", "vendor": 14823},
-        {"type": 28, "name": "Idle-Timeout", "value": "900"},
+        {"type": 28, "name": "Idle-Timeout", "value": 900},
     ]
