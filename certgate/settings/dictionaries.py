@@ -127,11 +127,11 @@ class Dictionaries:
         raise KeyError(self._unknown(name))
 
     def _unknown(self, name: str) -> str:
-        names: list[str] = []
+        names: dict[str, None] = {}  # ordered and without the names both sources define
         for dictionary in (self._main, self._system_dictionary()):
             if dictionary is not None:
-                names += list(dictionary.attributes)  # type: ignore[attr-defined]
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.75)
+                names.update(dict.fromkeys(dictionary.attributes))  # type: ignore[attr-defined]
+        close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.75)
         where = "certgate's dictionaries, [radius] dictionaries"
         if self._system is not None:
             where += f" or {self._system_path.parent}"  # type: ignore[union-attr]

@@ -179,6 +179,9 @@ def test_the_system_freeradius_dictionaries_fill_in(tmp_path: Path) -> None:
     assert d.lookup("Juniper-Switching-Filter").vendor == 2636
     with pytest.raises(KeyError, match="/usr/share/freeradius"):
         d.lookup("Certainly-Not-An-Attribute")
+    with pytest.raises(KeyError) as err:
+        d.lookup("Aruba-User-Rol")  # in both certgate's and FreeRADIUS's files: named once
+    assert str(err.value.args[0]).count("Aruba-User-Role") == 1, err.value
 
 
 def test_dictionary_errors_name_the_file(tmp_path: Path) -> None:
