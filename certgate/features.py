@@ -9,6 +9,7 @@ from aiohttp import web
 
 from certgate.admin import AdminApi
 from certgate.radius_wiring import start_radius, stop_radius
+from certgate.reconcile import Reconciler
 from certgate.revocation_http import RevocationHttp
 from certgate.revocations import CrlPublisher, RevocationService
 from certgate.runtime import Runtime
@@ -33,6 +34,10 @@ async def mount(runtime: Runtime, app: web.Application) -> None:
     runtime.services.setdefault("periodic", []).extend(scep.periodic())
     runtime.services.setdefault("on_revocation_change", []).append(revocations.on_store_changes)
     runtime.services.setdefault("periodic", []).append((60.0, crls.refresh_due, "crl-refresh"))
+    if runtime.settings.mdm.reconcile_url is not None:
+        reconciler = Reconciler(runtime, revocations)
+        runtime.services["reconciler"] = reconciler
+        runtime.services["periodic"].extend(reconciler.periodic())
 
 
 async def start(runtime: Runtime) -> None:
@@ -59,3 +64,6 @@ async def stop(runtime: Runtime) -> None:
     scep = runtime.services.get("scep")
     if scep is not None:
         await scep.close()  # the SCEP crypto worker processes
+    reconciler = runtime.services.get("reconciler")
+    if reconciler is not None:
+        await reconciler.close()

@@ -34,10 +34,13 @@ from aiohttp.web_protocol import RequestPayloadError
 from certgate.admin import AdminApi
 from certgate.audit.wiring import scep_refused
 from certgate.errors import OperatorError
+from certgate.issuance_check import IssuanceChecker
+from certgate.mdm_client import MdmClient
 from certgate.runtime import Runtime
 from certgate.settings import GroupSettings, Settings, load_settings
 from enrollment.challenge_store import create_dynamic, parse_ttl
 from enrollment.challenges import StaticSecret
+from enrollment.issuance_check import parse_device_id_source
 from enrollment.metrics import SCEP_DURATION, SCEP_REQUESTS
 from enrollment.scep_crypto import CryptoRunner, CryptoUnavailable, GroupCrypto, ProcessCrypto, ThreadCrypto
 from enrollment.scep_enroll import ServiceConfig, revoke_due
@@ -112,6 +115,7 @@ def service_config(s: Settings, g: GroupSettings, pki: object) -> ServiceConfig:
         challenge_secret=getattr(pki, "challenge_secret", None),
         blob_keys=(pki.blob_key,) if getattr(pki, "blob_key", None) is not None else (),
         mdm_keys=mdm_keys,  # type: ignore[arg-type]
+        device_id_from=parse_device_id_source(g.device_id_from),
     )
 
 
@@ -164,8 +168,16 @@ class ScepHttp:
                         "`certgate init` to create it", s.pki.dir)
         revocations = runtime.services.get("revocations")
         crls = runtime.services.get("crls")
+        self.mdm = MdmClient(s.mdm.ca_file)
         self.services: dict[str, ScepService] = {}
         for g in s.groups:
+            checker = None
+            if g.issuance_check is not None:
+                checker = IssuanceChecker(g.name, g.issuance_check, configs[g.name].device_id_from,
+                                          self.mdm, audit=lambda: runtime.services.get("audit"))
+                log.info("group %s: certificates issued only when the MDM allows (%s, timeout "
+                         "%g s, fail %s)", g.name, g.issuance_check.url, g.issuance_check.timeout,
+                         "open" if g.issuance_check.fail_open else "closed")
             async def crl_source(name: str = g.name) -> bytes:
                 return (await crls.get(name)).der
 
@@ -174,6 +186,7 @@ class ScepHttp:
                 runtime.groups, runtime.store, self.executor, crypto=self.crypto,
                 crl_source=crl_source if crls is not None else None,
                 revoke=revocations.revoke if revocations is not None else None,
+                issuance_check=checker,
             )
 
     def routes(self, app: web.Application) -> None:
@@ -186,6 +199,7 @@ class ScepHttp:
     async def close(self) -> None:
         """Stop the crypto workers (at shutdown)."""
         await self.crypto.close()
+        await self.mdm.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def periodic(self) -> list[tuple[float, object, str]]:

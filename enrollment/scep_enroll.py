@@ -38,6 +38,13 @@ from enrollment.challenges import (
     verify_dynamic,
     verify_static,
 )
+from enrollment.issuance_check import (
+    CHALLENGE,
+    DeviceIdSource,
+    IssuanceDecision,
+    IssuanceQuery,
+    device_id_for,
+)
 from enrollment.metrics import CERTIFICATES_ISSUED
 from enrollment.policy import CsrFacts, EnrollmentRejected, GroupCsrPolicy, apply_policy
 from enrollment.renewal import check_renewal
@@ -88,6 +95,7 @@ class ServiceConfig:
     challenge_secret: bytes | None = None
     blob_keys: tuple[ec.EllipticCurvePrivateKey, ...] = ()
     mdm_keys: tuple[ec.EllipticCurvePublicKey, ...] = ()
+    device_id_from: DeviceIdSource = DeviceIdSource(CHALLENGE)
 
 
 def csr_policy(key_types: Sequence[str], validity_days: int) -> GroupCsrPolicy:
@@ -153,12 +161,17 @@ class EnrollRequest:
 RevokeFn = Callable[[int, str, str], Awaitable[Any]]
 # sign(csr_der, serial, now, days, *, device_id, source, transaction_id) -> Issued, off the loop
 SignFn = Callable[..., Awaitable[Issued]]
+# the group's MDM issuance check (certgate/issuance_check.py): query (device_id None when the
+# group's device_id_from found none) -> decision; counted and audited by the callee
+IssuanceCheckFn = Callable[[IssuanceQuery], Awaitable[IssuanceDecision]]
 
 
 class Enroller:
     def __init__(self, cfg: ServiceConfig, store: Store, executor: Executor,
-                 revoke: RevokeFn | None = None, *, sign: SignFn) -> None:
+                 revoke: RevokeFn | None = None, *, sign: SignFn,
+                 issuance_check: IssuanceCheckFn | None = None) -> None:
         self.cfg = cfg
+        self.issuance_check = issuance_check
         self.store = store
         self.requests = ScepStore(store)
         self.executor = executor
@@ -275,6 +288,7 @@ class Enroller:
     async def _issue_or_hold(self, req: EnrollRequest, now: dt.datetime, *,
                              challenge: ChallengeUse | None, device_id: str | None,
                              days: int | None = None) -> Outcome:
+        device_id = await self._check_issuance(req, device_id, "enrollment")
         if self.cfg.manual_approval:
             try:
                 pending = await self.requests.add_request(
@@ -296,6 +310,20 @@ class Enroller:
         except ChallengeUnavailable as exc:
             raise ChallengeRejected(ChallengeReason.REPLAY, f"{exc} consumed meanwhile") from None
         return success(issued.der)
+
+    async def _check_issuance(self, req: EnrollRequest, from_challenge: str | None,
+                              kind: str) -> str | None:
+        """The device id to record, once the MDM allowed the issuance (when the group asks
+        it). Runs before anything is written: a refusal consumes no challenge, so the same
+        challenge enrolls once the MDM allows it."""
+        device_id = device_id_for(self.cfg.device_id_from, from_challenge, req.facts)
+        if self.issuance_check is None:
+            return device_id
+        query = IssuanceQuery.of(self.cfg.group, kind, device_id, req.facts, req.txid)
+        decision = await self.issuance_check(query)
+        if not decision.allowed:
+            raise decision.rejection()
+        return device_id
 
     async def issue(self, csr_der: bytes, txid: str, now: dt.datetime, *,
                     challenge: ChallengeUse | None = None, device_id: str | None = None,
@@ -349,9 +377,10 @@ class Enroller:
         check_renewal(old, status, record.group if record else None, self.cfg.group, req.facts,
                       now, window=self.cfg.renewal_window)
         use = await self._renewal_challenge(req, old, now)
+        device_id = await self._check_issuance(req, record.device_id if record else None,
+                                               "renewal")
         issued = await self.issue(req.csr_der, req.txid, now, challenge=use,
-                                  device_id=record.device_id if record else None,
-                                  supersedes=old.serial_number)
+                                  device_id=device_id, supersedes=old.serial_number)
         await self._retire(old.serial_number, now)
         return success(issued.der)
 

@@ -41,7 +41,15 @@ from enrollment.scep_crypto import (
     ThreadCrypto,
     Undecodable,
 )
-from enrollment.scep_enroll import Enroller, Outcome, RevokeFn, ServiceConfig, record_der, success
+from enrollment.scep_enroll import (
+    Enroller,
+    IssuanceCheckFn,
+    Outcome,
+    RevokeFn,
+    ServiceConfig,
+    record_der,
+    success,
+)
 from enrollment.scep_types import FailInfo, MessageType, ScepError, UndecodableRequest
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
@@ -96,9 +104,11 @@ class ScepService:
     def __init__(self, cfg: ServiceConfig, ca: GroupCa, root: x509.Certificate, groups: GroupTable,
                  store: Store, executor: Executor, *, crypto: CryptoRunner | None = None,
                  crl_source: CrlSource | None = None, revoke: RevokeFn | None = None,
+                 issuance_check: IssuanceCheckFn | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         """`crypto` runs the group's `GroupCrypto` (default: in `executor`, a thread pool,
-        with `ca`'s keys); `executor` also runs the static-secret and blob checks."""
+        with `ca`'s keys); `executor` also runs the static-secret and blob checks;
+        `issuance_check` asks the group's MDM before a certificate is issued."""
         check_service_config(cfg, ca)
         self.cfg = cfg
         self.ca = ca
@@ -109,7 +119,8 @@ class ScepService:
         self.clock = clock
         self.crypto: CryptoRunner = crypto or ThreadCrypto(
             executor, {cfg.group: GroupCrypto(cfg, ca, groups)})
-        self.enroller = Enroller(cfg, store, executor, revoke, sign=self._sign)
+        self.enroller = Enroller(cfg, store, executor, revoke, sign=self._sign,
+                                 issuance_check=issuance_check)
         # the certificate clients encrypt to (GroupCrypto holds the key and does the crypto)
         self.signer_cert = ca.certificate if cfg.ca_is_ra else ca.ra_certificate
         self._ca_certs = self._build_ca_certs()

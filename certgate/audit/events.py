@@ -84,10 +84,11 @@ def event(
 
 
 def actor_kind(actor: str | None) -> str:
-    """Who acted, from the store's actor string: cli, admin_api, webhook, scep, system."""
+    """Who acted, from the store's actor string: cli, admin_api, webhook, scep, reconcile
+    (MDM reconciliation), system."""
     head = (actor or "").split(":", 1)[0]
-    return {"cli": "cli", "api": "admin_api", "webhook": "webhook", "scep": "scep"}.get(
-        head, "system")
+    return {"cli": "cli", "api": "admin_api", "webhook": "webhook", "scep": "scep",
+            "reconcile": "reconcile"}.get(head, "system")
 
 
 # -- live-only events (not rows of the store's audit table) ---------------------------
@@ -126,6 +127,21 @@ def challenge_refused(*, now: dt.datetime, group: str, reason: str, detail: str,
                  types=("info",), level="warning", reason=reason, provider="scep",
                  source_ip=source_ip, group=group, node=node,
                  certgate={"scep": {"transaction_id": transaction_id, "detail": detail}})
+
+
+def issuance_check_refused(*, now: dt.datetime, group: str, reason: str, result: str,
+                           detail: str, kind: str, device_id: str | None, subject: str,
+                           key_fingerprint: str, transaction_id: str,
+                           node: str | None) -> dict[str, Any]:
+    """The group's MDM issuance check refused a SCEP enrollment or renewal (a deny, or an MDM
+    error on a fail-closed group): nothing issued, the challenge not consumed."""
+    return event("issuance-check-refused", "failure", now=now, category=IAM,
+                 types=("denied",), level="warning", reason=reason, provider="scep",
+                 user=subject, group=group, node=node,
+                 certgate={"scep": {"transaction_id": transaction_id, "kind": kind,
+                                    "key_fingerprint": key_fingerprint},
+                           "mdm": {"device_id": device_id, "result": result,
+                                   "detail": detail or None}})
 
 
 def config_loaded(*, now: dt.datetime, path: str, sha256: str, groups: list[str],

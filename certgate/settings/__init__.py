@@ -19,6 +19,7 @@ from typing import Any
 from certgate.errors import ConfigError
 from certgate.settings.audit import AuditSettings, parse_audit
 from certgate.settings.groups import parse_groups
+from certgate.settings.mdm import IssuanceCheckSettings, MdmSettings, parse_mdm
 from certgate.settings.model import (
     CA_KEY_TYPES,
     KEY_TYPES,
@@ -53,7 +54,7 @@ from certgate.settings.toml_errors import explain as explain_toml
 
 __all__ = [
     "CA_KEY_TYPES", "KEY_TYPES", "TLS_VERSIONS", "AdminSettings", "AuditSettings", "ConfigError",
-    "GroupSettings",
+    "GroupSettings", "IssuanceCheckSettings", "MdmSettings",
     "HostPort", "HttpSettings", "PkiSettings", "RadiusClientSettings", "RadiusSettings",
     "RevocationSettings", "ScepSettings", "ServerSettings", "Settings", "StorageSettings",
     "load_settings", "parse_settings", "postgres_url_problem",
@@ -102,6 +103,7 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     groups = parse_groups(top.child(top.table_("groups"), "groups"), dictionaries)
     if radius.dictionaries:
         dictionaries.get()  # the operator's files are checked even while no group uses them
+    mdm = parse_mdm(section("mdm"), base, tuple(g.name for g in groups))
     top.finish()
 
     if errors:
@@ -120,4 +122,5 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         groups=groups,
         scep=scep,
         audit=audit,
+        mdm=mdm,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from certgate.settings.mdm import parse_device_id_from, parse_issuance_check
 from certgate.settings.model import CA_KEY_TYPES, GROUP_NAME, KEY_TYPES, GroupSettings
 from certgate.settings.reader import TableReader
 from certgate.settings.reply import DictionaryLoader, parse_reply
@@ -62,6 +63,8 @@ def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) ->
         manual_approval=gr.bool("manual_approval", False),
         renewal_window_days=gr.int("renewal_window_days", 30, 0, 3650),
         superseded_grace_hours=gr.int("superseded_grace_hours", 24, 0, 24 * 365),
+        device_id_from=parse_device_id_from(gr),
+        issuance_check=parse_issuance_check(gr),
     )
     gr.finish()
     return group

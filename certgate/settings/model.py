@@ -16,6 +16,7 @@ from pki.groups import ExtraAttribute
 
 if TYPE_CHECKING:
     from certgate.settings.audit import AuditSettings
+    from certgate.settings.mdm import IssuanceCheckSettings, MdmSettings
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 CA_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")
@@ -159,6 +160,9 @@ class GroupSettings:
     manual_approval: bool = False
     renewal_window_days: int = 30
     superseded_grace_hours: int = 24
+    # MDM (certgate/settings/mdm.py)
+    device_id_from: str = "challenge"  # enrollment.issuance_check.parse_device_id_source
+    issuance_check: IssuanceCheckSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,16 @@ class Settings:
     groups: tuple[GroupSettings, ...] = field(default_factory=tuple)
     scep: ScepSettings = field(default_factory=ScepSettings)
     audit: AuditSettings = field(default_factory=lambda: _audit_defaults())
+    mdm: MdmSettings = field(default_factory=lambda: _mdm_defaults())
 
     def group(self, name: str) -> GroupSettings | None:
         return next((g for g in self.groups if g.name == name), None)
+
+
+def _mdm_defaults():  # noqa: ANN202 - certgate.settings.mdm imports reader, not model
+    from certgate.settings.mdm import MdmSettings
+
+    return MdmSettings()
 
 
 def _audit_defaults():  # noqa: ANN202 - certgate.settings.audit imports reader, not model

@@ -13,7 +13,9 @@ __all__ = ["InventoryGauges", "install", "zero_series"]
 
 def install(runtime: Runtime, feed: ChangeFeed) -> InventoryGauges:
     """Called once by `serve` before its periodic tasks start."""
-    zero_series(runtime.groups.names(), [c.name for c in runtime.settings.radius.clients])
+    s = runtime.settings
+    zero_series(runtime.groups.names(), [c.name for c in s.radius.clients],
+                issuance_groups=[g.name for g in s.groups if g.issuance_check is not None])
     gauges = InventoryGauges(runtime, lambda: feed.position)
     runtime.services.setdefault("periodic", []).append(
         (gauges.TICK_SECONDS, gauges.tick, "inventory-gauges"))

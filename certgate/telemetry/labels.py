@@ -14,12 +14,15 @@ from collections.abc import Iterable
 
 from certgate import metrics as cg
 from certgate.admin import ADMIN_DENIED, WEBHOOK_REQUESTS
+from certgate.issuance_check import ISSUANCE_CHECKS
 from certgate.revocation_http import CRL_REQUESTS, OCSP_REQUESTS
 from certgate.revocations import REVOCATIONS
 from certgate.scep_http import OPERATIONS
 from certgate.sessions import COA_REQUESTS
 from enrollment import metrics as scep
 from enrollment.challenges import ChallengeReason
+from enrollment.issuance_check import RESULTS as ISSUANCE_RESULTS
+from enrollment.issuance_check import IssuanceReason
 from enrollment.policy import CsrReason
 from enrollment.renewal import RenewalReason
 from radius import metrics as rm
@@ -46,7 +49,8 @@ ADMIN_DENIALS = ("missing_token", "bad_token")
 WEBHOOK_RESULTS = ("ok",) + tuple(r.value for r in RejectReason)
 STORE_OPS = ("feed", "record_certificate", "revoke", "get", "find")
 ENROLLMENT_REASONS = tuple(dict.fromkeys(
-    r.value for enum in (ChallengeReason, CsrReason, RenewalReason) for r in enum))
+    r.value for enum in (ChallengeReason, CsrReason, RenewalReason, IssuanceReason)
+    for r in enum))
 # (operation, message_type, result) triples a SCEP endpoint answers with; not the cross
 # product, which would be mostly impossible combinations.
 SCEP_OUTCOMES = (
@@ -59,11 +63,16 @@ SCEP_OUTCOMES = (
 )
 
 
-def zero_series(groups: Iterable[str], clients: Iterable[str]) -> None:
-    """Create every known series at 0 (idempotent: `labels()` never resets a child)."""
+def zero_series(groups: Iterable[str], clients: Iterable[str], *,
+                issuance_groups: Iterable[str] = ()) -> None:
+    """Create every known series at 0 (idempotent: `labels()` never resets a child).
+    `issuance_groups`: the groups with an MDM issuance check."""
     groups, clients = list(groups), list(clients)
     _radius(groups, clients)
     _enrollment(groups)
+    for g in issuance_groups:
+        for result in ISSUANCE_RESULTS:
+            ISSUANCE_CHECKS.labels(group=g, result=result)
     _revocation(groups)
     _process()
 

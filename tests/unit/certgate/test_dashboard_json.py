@@ -21,7 +21,7 @@ from tests.support import REPO
 DASHBOARD = REPO / "config" / "grafana" / "certgate.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 ROWS = ["Authentications (EAP-TLS)", "RADIUS health", "Enrollment (SCEP)", "Certificates",
-        "PKI health", "Process and store"]
+        "PKI health", "Process and store", "MDM"]
 
 
 def load() -> dict:

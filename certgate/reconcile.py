@@ -1,0 +1,212 @@
+"""MDM reconciliation, the shell: fetch the MDM's device list, plan (revocation/reconcile.py),
+revoke through the normal revocation path, count, log, brake.
+
+`certgate serve` runs a pass every ``[mdm] reconcile_interval`` seconds (`Reconciler`), its
+revocations through `RevocationService` (store + audit, index, CRL, Disconnect), actor
+``reconcile``. `certgate reconcile` runs one pass from the CLI (`run_pass`): a dry run that
+prints the plan, or with ``--confirm`` the revocations past the brake, written to the store
+(actor ``reconcile:cli``) where the running servers pick them up from the change feed
+(Disconnect, CRL) like any CLI revocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import yarl
+from prometheus_client import Counter, Gauge
+
+from certgate.mdm_client import MdmClient, read_bounded
+from certgate.settings.mdm import MdmSettings
+from revocation.reconcile import (
+    REASON,
+    Candidate,
+    Collector,
+    FetchFailed,
+    Plan,
+    parse_page,
+    plan,
+)
+from store import Store, StoreUnavailable
+from store.records import ACTIVE, REVOKED, CertRecord
+
+log = logging.getLogger("certgate.reconcile")
+
+RUNS = Counter("certgate_mdm_reconcile_runs_total", "MDM reconciliation passes by result "
+               "(ok, braked, fetch_failed, store_error)", ["result"])
+RUN_RESULTS = ("ok", "braked", "fetch_failed", "store_error")
+BRAKE = Gauge("certgate_mdm_reconcile_brake_engaged", "1 while the last reconciliation pass "
+              "was held by the brake for this group ([mdm] max_revoke_fraction)", ["group"])
+PLANNED = Gauge("certgate_mdm_reconcile_planned_revocations", "Certificates the last "
+                "reconciliation pass found without a device in the MDM", ["group"])
+LAST_SUCCESS = Gauge("certgate_mdm_reconcile_last_success_timestamp_seconds",
+                     "When a reconciliation pass last read the complete device list")
+
+RevokeFn = Callable[[Candidate, Plan], Awaitable[bool]]  # True: revoked now (False: already)
+
+
+async def fetch_enrolled(mdm: MdmSettings, client: MdmClient) -> frozenset[str]:
+    """Every device id the MDM lists; FetchFailed if any page fails (nothing partial)."""
+    assert mdm.reconcile_url is not None and mdm.reconcile_token is not None
+    collector = Collector(max_pages=mdm.max_pages)
+    cursor: str | None = None
+    headers = {"Authorization": f"Bearer {mdm.reconcile_token}"}
+    while True:
+        url = yarl.URL(mdm.reconcile_url)
+        if cursor is not None:
+            url = url.update_query(cursor=cursor)
+        try:
+            async with asyncio.timeout(mdm.reconcile_timeout):
+                async with client.session().get(url, headers=headers,
+                                                 allow_redirects=False) as response:
+                    body, truncated = await read_bounded(response, mdm.max_page_bytes)
+                    status = response.status
+        except TimeoutError:
+            raise FetchFailed("timeout", f"page {collector.pages + 1}: no answer within "
+                              f"{mdm.reconcile_timeout:g} s") from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise FetchFailed("unavailable", f"page {collector.pages + 1}: "
+                              f"{type(exc).__name__}: {exc}"[:300]) from None
+        page = parse_page(status, body, truncated=truncated, max_bytes=mdm.max_page_bytes)
+        cursor = collector.add(page)
+        if cursor is None:
+            return collector.result()
+
+
+def candidate(record: CertRecord) -> Candidate:
+    return Candidate(serial=record.serial, group=record.group, device_id=record.device_id,
+                     subject=record.subject,
+                     held=record.status == REVOKED and record.reason == "certificateHold",
+                     not_after=record.not_after, issued_at=record.issued_at)
+
+
+async def candidates(store: Store, groups: tuple[str, ...]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for g in groups:
+        for status in (ACTIVE, REVOKED):
+            for r in await store.find(group=g, status=status):
+                if r.status == ACTIVE or r.reason == "certificateHold":
+                    out.append(candidate(r))
+    return out
+
+
+@dataclass
+class PassResult:
+    plan: Plan | None = None
+    revoked: list[Candidate] = field(default_factory=list)
+    failed: list[Candidate] = field(default_factory=list)  # store errors while revoking
+    applied: bool = False  # False: braked (or a dry run)
+    error: str | None = None  # fetch_failed / store_error detail
+
+    @property
+    def result(self) -> str:
+        if self.error is not None:
+            return self.error.split(":", 1)[0]
+        if self.plan is not None and self.plan.braked and not self.applied:
+            return "braked"
+        return "ok"
+
+
+async def run_pass(mdm: MdmSettings, store: Store, client: MdmClient, revoke: RevokeFn, *,
+                   apply: bool = True, confirmed: bool = False) -> PassResult:
+    """One pass: fetch (complete or nothing), plan, and unless `apply` is false revoke what
+    the plan allows (everything when `confirmed`, nothing while the brake holds)."""
+    out = PassResult()
+    started = dt.datetime.now(dt.UTC)
+    try:
+        enrolled = await fetch_enrolled(mdm, client)
+    except FetchFailed as exc:
+        out.error = f"fetch_failed: {exc}"
+        return out
+    try:
+        found = await candidates(store, mdm.reconcile_groups)
+    except StoreUnavailable as exc:
+        out.error = f"store_error: {exc.detail}"
+        return out
+    out.plan = plan(enrolled, found, mdm.reconcile_groups, mdm.max_revoke_fraction,
+                    now=dt.datetime.now(dt.UTC),
+                    cutoff=started - dt.timedelta(seconds=mdm.reconcile_min_age))
+    if not apply:
+        return out
+    todo = out.plan.to_apply(confirmed=confirmed)
+    out.applied = bool(todo) or not out.plan.braked
+    for c in todo:
+        try:
+            if await revoke(c, out.plan):
+                out.revoked.append(c)
+        except StoreUnavailable as exc:
+            out.failed.append(c)
+            out.error = f"store_error: {exc.detail}"
+    return out
+
+
+def revocation_details(c: Candidate, plan_: Plan, *, confirmed: bool) -> dict[str, Any]:
+    return {"device_id": c.device_id, "reconcile": "device not in the MDM's list",
+            "mdm_devices": plan_.enrolled, **({"confirmed": True} if confirmed else {})}
+
+
+class Reconciler:
+    """The periodic pass of `certgate serve`."""
+
+    def __init__(self, runtime: Any, revocations: Any) -> None:
+        self.runtime = runtime
+        self.revocations = revocations  # certgate.revocations.RevocationService
+        self.mdm: MdmSettings = runtime.settings.mdm
+        self.client = MdmClient(self.mdm.ca_file)
+        self._lock = asyncio.Lock()
+        for result in RUN_RESULTS:
+            RUNS.labels(result=result)
+        for g in self.mdm.reconcile_groups:
+            BRAKE.labels(group=g).set(0)
+            PLANNED.labels(group=g).set(0)
+
+    def periodic(self) -> list[tuple[float, Any, str]]:
+        if self.mdm.reconcile_url is None or self.mdm.reconcile_interval <= 0:
+            return []
+        return [(self.mdm.reconcile_interval, self.run_once, "mdm-reconcile")]
+
+    async def _revoke(self, c: Candidate, plan_: Plan) -> bool:
+        outcome = await self.revocations.revoke(c.serial, REASON, "reconcile",
+                                                details=revocation_details(c, plan_,
+                                                                           confirmed=False))
+        return outcome is not None and outcome.changed
+
+    async def run_once(self) -> PassResult:
+        async with self._lock:  # a slow MDM never stacks passes
+            began = time.monotonic()
+            result = await run_pass(self.mdm, self.runtime.store, self.client, self._revoke)
+            RUNS.labels(result=result.result).inc()
+            self._report(result, time.monotonic() - began)
+            return result
+
+    def _report(self, result: PassResult, seconds: float) -> None:
+        p = result.plan
+        if p is None:
+            log.warning("mdm reconcile result=%s: nothing revoked (%s)", result.result,
+                        result.error)
+            return
+        LAST_SUCCESS.set(time.time())
+        for g in p.groups:
+            BRAKE.labels(group=g.group).set(1 if g.braked else 0)
+            PLANNED.labels(group=g.group).set(len(g.revoke))
+        if p.braked and not result.applied:
+            for g in p.groups:
+                if g.braked:
+                    log.error("mdm reconcile result=braked group=%s considered=%d missing=%d "
+                              "fraction=%.3f max_revoke_fraction=%g: nothing revoked in any "
+                              "group; check the MDM's device list, then `certgate reconcile` "
+                              "(dry run) and `certgate reconcile --confirm`", g.group,
+                              g.considered, len(g.revoke), g.fraction, p.max_fraction)
+            return
+        log.info("mdm reconcile result=%s devices=%d revoked=%d failed=%d seconds=%.1f",
+                 result.result, p.enrolled, len(result.revoked), len(result.failed), seconds)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,138 @@
+"""The MDM HTTP shells against a real aiohttp server on loopback: the issuance check (signed
+POST, budgets, timeout, redirects) and the reconciliation fetch (pages, failures)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+from aiohttp import web
+
+from certgate.issuance_check import IssuanceChecker
+from certgate.mdm_client import MdmClient
+from certgate.reconcile import fetch_enrolled
+from certgate.settings.mdm import IssuanceCheckSettings, MdmSettings
+from enrollment.issuance_check import (
+    MAX_ANSWER_BYTES,
+    IssuanceQuery,
+    parse_device_id_source,
+)
+from revocation import webhook
+from revocation.reconcile import FetchFailed
+
+SECRET = "issuance-secret-0123456789"
+
+
+async def serve(handler, path: str = "/hook") -> tuple[web.AppRunner, str]:  # noqa: ANN001
+    app = web.Application()
+    app.router.add_route("*", path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+    return runner, f"http://127.0.0.1:{port}{path}"
+
+
+def query(device_id: str | None = "D1") -> IssuanceQuery:
+    return IssuanceQuery("staff", "enrollment", device_id, "CN=x", "x", (), "ec-p256",
+                         bytes(32), "tx")
+
+
+async def check_with(handler, **cfg) -> tuple:  # noqa: ANN001, ANN003
+    runner, url = await serve(handler)
+    client = MdmClient()
+    checker = IssuanceChecker("zmdm", IssuanceCheckSettings(url=url, secret=SECRET, **cfg),
+                              parse_device_id_source("challenge"), client)
+    try:
+        return await checker(query())
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_signed_request_and_allow() -> None:
+    seen: list[tuple[dict, str | None]] = []
+
+    async def mdm(request: web.Request) -> web.Response:
+        body = await request.read()
+        webhook_ok = True
+        try:  # the inbound verifier's header and MAC rules (its body rules are for events)
+            webhook.verify(SECRET, request.headers.get(webhook.HEADER), body,
+                           dt.datetime.now(dt.UTC))
+        except webhook.WebhookRejected as exc:
+            webhook_ok = exc.reason is webhook.RejectReason.MALFORMED  # MAC passed, not an event
+        assert webhook_ok
+        seen.append((json.loads(body), request.headers.get("Authorization")))
+        return web.json_response({"decision": "allow"})
+
+    d = await check_with(mdm, token="bearer-0123456789abcdef")
+    assert d.allowed and d.result == "allowed"
+    (body, auth), = seen
+    assert body["device_id"] == "D1" and auth == "Bearer bearer-0123456789abcdef"
+
+
+async def test_timeout_oversize_redirect_and_refused_connection_fail_closed() -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({"decision": "allow"})
+
+    async def huge(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"decision": "allow", "pad": "' + b"x" * MAX_ANSWER_BYTES
+                            + b'"}', content_type="application/json")
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("http://127.0.0.1:9/elsewhere")
+
+    d = await check_with(slow, timeout=0.3)
+    assert (d.allowed, d.result) == (False, "timeout")
+    d = await check_with(huge)
+    assert (d.allowed, d.result) == (False, "bad_answer")
+    d = await check_with(redirect)
+    assert (d.allowed, d.result) == (False, "bad_answer")
+    d = await check_with(slow, timeout=0.3, fail_open=True)
+    assert (d.allowed, d.result) == (True, "failed_open")
+
+    client = MdmClient()
+    refused = IssuanceChecker("zmdm", IssuanceCheckSettings(url="http://127.0.0.1:9/x",
+                                                            secret=SECRET),
+                              parse_device_id_source("challenge"), client)
+    try:
+        d = await refused(query())
+        assert (d.allowed, d.result) == (False, "unavailable")
+        d = await refused(query(None))
+        assert (d.allowed, d.result) == (False, "no_device_id")
+    finally:
+        await client.close()
+
+
+async def test_fetch_follows_pages_and_fails_whole() -> None:
+    state = {"fail": False}
+
+    async def devices(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer tok-0123456789abcdef"
+        cursor = request.query.get("cursor")
+        assert request.query.get("tenant") == "7"  # the configured query is kept
+        if cursor is None:
+            return web.json_response({"devices": ["a", "b"], "next_cursor": "2"})
+        if state["fail"]:
+            return web.Response(status=503)
+        return web.json_response({"devices": ["c"], "next_cursor": None, "total": 3})
+
+    runner, url = await serve(devices, "/devices")
+    client = MdmClient()
+    mdm = MdmSettings(reconcile_url=url + "?tenant=7", reconcile_token="tok-0123456789abcdef",
+                      reconcile_groups=("staff",), reconcile_timeout=2)
+    try:
+        assert await fetch_enrolled(mdm, client) == frozenset("abc")
+        state["fail"] = True
+        try:
+            await fetch_enrolled(mdm, client)
+        except FetchFailed as exc:
+            assert exc.reason == "http_status"
+        else:
+            raise AssertionError("a failed page must fail the fetch")
+    finally:
+        await client.close()
+        await runner.cleanup()
