@@ -77,6 +77,12 @@ def _operation(raw_query: str) -> str | None:
     return None
 
 
+def _without_query(url: str) -> str:
+    """A URL for the log: scheme, host and path (a query may carry a key)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
 def _static_secrets(g: GroupSettings) -> tuple[StaticSecret, ...]:
     if not g.static_secret or "static" not in g.challenge_modes:
         return ()
@@ -176,8 +182,9 @@ class ScepHttp:
                 checker = IssuanceChecker(g.name, g.issuance_check, configs[g.name].device_id_from,
                                           self.mdm, audit=lambda: runtime.services.get("audit"))
                 log.info("group %s: certificates issued only when the MDM allows (%s, timeout "
-                         "%g s, fail %s)", g.name, g.issuance_check.url, g.issuance_check.timeout,
-                         "open" if g.issuance_check.fail_open else "closed")
+                         "%g s, fail %s)", g.name, _without_query(g.issuance_check.url),
+                         g.issuance_check.timeout, "open" if g.issuance_check.fail_open
+                         else "closed")
             async def crl_source(name: str = g.name) -> bytes:
                 return (await crls.get(name)).der
 

@@ -104,6 +104,11 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     if radius.dictionaries:
         dictionaries.get()  # the operator's files are checked even while no group uses them
     mdm = parse_mdm(section("mdm"), base, tuple(g.name for g in groups))
+    for g in groups:  # the SCEP request must outlive its issuance check
+        if g.issuance_check is not None and g.issuance_check.timeout >= http.request_timeout:
+            errors.append(f"groups.{g.name}.issuance_webhook_timeout: must be shorter than "
+                          f"[http] request_timeout ({http.request_timeout:g} s), else the "
+                          "device gets HTTP 408 instead of a signed FAILURE")
     top.finish()
 
     if errors:

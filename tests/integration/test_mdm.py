@@ -24,7 +24,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.integration.test_scep_scepclient import ra_fingerprint
-from tests.support import ServerProcess, certgate, free_port, require_tool, run_eapol_test, write_config
+from tests.support import (
+    TOKEN,
+    ServerProcess,
+    certgate,
+    free_port,
+    require_tool,
+    run_eapol_test,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -150,14 +158,22 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     config = write_config(base / "cg", extra=config_text(mdm.port, free_port()))
     certgate("init", config=config)
     server = ServerProcess(config, base / "serve.log").start()
+    SERVER[:] = [server]
     yield config, server, mdm, base
     server.stop()
     mdm.stop()
 
 
+SERVER: list[ServerProcess] = []  # the module's server: challenges and inventory by its API
+
+
 def challenge(config: Path, group: str, cn: str, device_id: str) -> str:
-    return certgate("challenge", "create", "--group", group, "--subject", cn, "--device-id",
-                    device_id, config=config).stdout.strip()
+    status, body = SERVER[0].post(f"/api/v1/groups/{group}/challenges",
+                                  json.dumps({"subject": cn, "device_id": device_id}).encode(),
+                                  {"Authorization": f"Bearer {TOKEN}",
+                                   "Content-Type": "application/json"})
+    assert status == 201, body
+    return json.loads(body)["challenge"]
 
 
 def scepclient(server: ServerProcess, config: Path, workdir: Path, group: str, cn: str,
@@ -184,7 +200,10 @@ def metric(server: ServerProcess, line: str) -> float:
 
 
 def inventory(config: Path, group: str) -> dict[str, dict]:
-    rows = json.loads(certgate("certs", "list", "--group", group, "--json", config=config).stdout)
+    status, body = SERVER[0].get(f"/api/v1/certificates?group={group}",
+                                 {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200, body
+    rows = json.loads(body)
     return {r["subject"].split(",")[0]: r for r in rows}  # by CN (scepclient adds OU, O, C)
 
 
@@ -310,6 +329,9 @@ def test_reconciliation_revokes_missing_devices_and_brakes(env, tmp_path: Path) 
     seen = metric(server, failed)
     assert wait_for(lambda: metric(server, failed) >= seen + 2)
     assert revoked_in_fleet(config) == {"F00": "cessationOfOperation"}
+    cli = certgate("reconcile", "--confirm", config=config, check=False)
+    assert cli.returncode == 1 and "http_status: HTTP 500" in cli.stderr, cli.stderr
+    assert "nothing revoked" in cli.stderr and revoked_in_fleet(config) == {"F00": "cessationOfOperation"}
     mdm.fail_page = None
     assert wait_for(lambda: "F39" in revoked_in_fleet(config))  # 1 of 39
 

@@ -66,6 +66,9 @@ max_revoke_fraction = 0.1
      "groups.staff.issuance_webhook_secret: has no effect without issuance_webhook"),
     ("[groups.staff]\nissuance_webhook = 'https://mdm/x'\nissuance_webhook_secret = '" + SECRET
      + "'\nissuance_webhook_timeout = 600\n", "groups.staff.issuance_webhook_timeout: expected"),
+    ("[http]\nrequest_timeout = 10\n[groups.staff]\nissuance_webhook = 'https://mdm/x'\n"
+     "issuance_webhook_secret = '" + SECRET + "'\nissuance_webhook_timeout = 10\n",
+     "groups.staff.issuance_webhook_timeout: must be shorter than [http] request_timeout"),
     ("[groups.staff]\ndevice_id_from = 'serial'\n",
      'groups.staff.device_id_from: expected "challenge", "subject_cn" or "san:TYPE[:PREFIX]"'),
     ("[groups.staff]\nissuance_webhook_fail_opn = true\n",
