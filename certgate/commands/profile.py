@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 
 def add_parsers(sub: argparse._SubParsersAction, add, settings_of) -> None:  # noqa: ANN001
     profile = sub.add_parser(
-        "profile", help="print a ready EAP-TLS profile for a device (eapol_test, "
+        "profile", help="print a ready EAP-TLS profile for a device (eapol_test, Apple, "
         "wpa_supplicant, NetworkManager)").add_subparsers(
         dest="profile_command", required=True, parser_class=sub._parser_class)  # noqa: SLF001
 
@@ -180,7 +180,7 @@ def run(s, args: argparse.Namespace, kind: str) -> int:  # noqa: ANN001, C901
     if out is None:
         sys.stdout.write(text)
     else:
-        _write_private(out, text)
+        write_private(out, text)
         shown = "".join(c if c.isprintable() else "?" for c in identity)
         print(f"wrote {out} ({kind}, group {group}, identity {shown})", file=sys.stderr)
         if kind == "networkmanager":
@@ -196,13 +196,13 @@ def _radius_address(s) -> tuple[str, int]:  # noqa: ANN001
     return host, port
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str | bytes) -> None:
     """0600, replacing an older profile of the same name (it holds no secret of its own)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as fh:
             fh.write(text)
     except OSError as exc:
         raise _usage(f"--out {path}: cannot write: {exc.strerror or exc}") from None
