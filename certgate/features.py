@@ -37,7 +37,6 @@ async def mount(runtime: Runtime, app: web.Application) -> None:
     if runtime.settings.mdm.reconcile_url is not None:
         reconciler = Reconciler(runtime, revocations)
         runtime.services["reconciler"] = reconciler
-        runtime.services["periodic"].extend(reconciler.periodic())
 
 
 async def start(runtime: Runtime) -> None:
@@ -53,6 +52,9 @@ async def start(runtime: Runtime) -> None:
             log.exception("initial CRL publication failed; retried by the periodic refresh")
 
     runtime.services["initial_crls"] = asyncio.get_running_loop().create_task(publish_first_crls())
+    reconciler = runtime.services.get("reconciler")
+    if reconciler is not None:
+        reconciler.start()  # [mdm] reconcile_interval passes
 
 
 async def stop(runtime: Runtime) -> None:

@@ -12,6 +12,7 @@ prints the plan, or with ``--confirm`` the revocations past the brake, written t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -48,6 +49,9 @@ PLANNED = Gauge("certgate_mdm_reconcile_planned_revocations", "Certificates the 
                 "reconciliation pass found without a device in the MDM", ["group"])
 LAST_SUCCESS = Gauge("certgate_mdm_reconcile_last_success_timestamp_seconds",
                      "When a reconciliation pass last read the complete device list")
+
+#: Seconds from `certgate serve` start to its first pass (at most one reconcile_interval).
+FIRST_PASS_DELAY = 60.0
 
 RevokeFn = Callable[[Candidate, Plan], Awaitable[bool]]  # True: revoked now (False: already)
 
@@ -161,16 +165,30 @@ class Reconciler:
         self.mdm: MdmSettings = runtime.settings.mdm
         self.client = MdmClient(self.mdm.ca_file)
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
         for result in RUN_RESULTS:
             RUNS.labels(result=result)
         for g in self.mdm.reconcile_groups:
             BRAKE.labels(group=g).set(0)
             PLANNED.labels(group=g).set(0)
 
-    def periodic(self) -> list[tuple[float, Any, str]]:
+    def start(self) -> None:
+        """The passes of `certgate serve`: the first FIRST_PASS_DELAY seconds after start (or
+        one interval, if shorter), so a node restarted more often than reconcile_interval
+        still reconciles; then every reconcile_interval."""
         if self.mdm.reconcile_url is None or self.mdm.reconcile_interval <= 0:
-            return []
-        return [(self.mdm.reconcile_interval, self.run_once, "mdm-reconcile")]
+            return
+        self._task = asyncio.get_running_loop().create_task(self._passes(), name="mdm-reconcile")
+
+    async def _passes(self) -> None:
+        delay = min(FIRST_PASS_DELAY, self.mdm.reconcile_interval)
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.mdm.reconcile_interval
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("mdm reconcile pass failed; retried at the next interval")
 
     async def _revoke(self, c: Candidate, plan_: Plan) -> bool:
         outcome = await self.revocations.revoke(c.serial, REASON, "reconcile",
@@ -209,4 +227,9 @@ class Reconciler:
                  result.result, p.enrolled, len(result.revoked), len(result.failed), seconds)
 
     async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         await self.client.close()
