@@ -38,6 +38,7 @@ from enrollment.policy import CsrFacts, EnrollmentRejected
 
 __all__ = [
     "CHALLENGE",
+    "CHECKER_REASONS",
     "MAX_ANSWER_BYTES",
     "MAX_REASON_CHARS",
     "RESULTS",
@@ -70,6 +71,7 @@ class IssuanceReason(StrEnum):
     BAD_ANSWER = "issuance_check_bad_answer"  # not the documented answer shape
     NO_DEVICE_ID = "no_device_id"  # the group's device_id_from found none
     DEVICE_ID_MISMATCH = "device_id_mismatch"  # challenge and CSR name different devices
+    DEVICE_ID_TOO_LONG = "device_id_too_long"  # the CSR's device id over 256 characters
 
 
 #: ``certgate_scep_issuance_checks_total{result}`` values: the decision, or the MDM error
@@ -84,7 +86,14 @@ _RESULT_OF = {
     IssuanceReason.BAD_ANSWER: "bad_answer",
     IssuanceReason.NO_DEVICE_ID: "no_device_id",
     IssuanceReason.DEVICE_ID_MISMATCH: "no_device_id",
+    IssuanceReason.DEVICE_ID_TOO_LONG: "no_device_id",
 }
+
+#: Refusals certgate/issuance_check.py reports itself (metric, log, issuance-check-refused);
+#: the others are raised before the check, and audited as enrollment-refused.
+CHECKER_REASONS = frozenset({IssuanceReason.DENIED, IssuanceReason.TIMEOUT,
+                             IssuanceReason.UNAVAILABLE, IssuanceReason.BAD_ANSWER,
+                             IssuanceReason.NO_DEVICE_ID})
 
 
 class IssuanceRejected(EnrollmentRejected):
@@ -268,7 +277,7 @@ def device_id_for(source: DeviceIdSource, from_challenge: str | None,
                                    f"{source} gives {_printable(found, 64)!r}, the challenge "
                                    f"{_printable(from_challenge, 64)!r}")
         if found is not None and len(found) > MAX_DEVICE_ID_CHARS:
-            raise IssuanceRejected(IssuanceReason.NO_DEVICE_ID,
+            raise IssuanceRejected(IssuanceReason.DEVICE_ID_TOO_LONG,
                                    f"device id longer than {MAX_DEVICE_ID_CHARS} characters")
         found = found or from_challenge or None
     return found

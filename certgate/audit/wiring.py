@@ -204,9 +204,9 @@ def scep_refused(runtime: Any, group: str, reason: str | None, source_ip: str | 
     import datetime as dt
 
     from enrollment.challenges import ChallengeReason
-    from enrollment.issuance_check import IssuanceReason
+    from enrollment.issuance_check import CHECKER_REASONS
 
-    if reason in {r.value for r in IssuanceReason} - {IssuanceReason.DEVICE_ID_MISMATCH.value}:
+    if reason in CHECKER_REASONS:
         return  # certgate/issuance_check.py emitted issuance-check-refused, with the details
     challenge = reason in {r.value for r in ChallengeReason} or reason == "missing_challenge"
     ev = events.challenge_refused(now=dt.datetime.now(dt.UTC), group=group,

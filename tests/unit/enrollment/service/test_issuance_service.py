@@ -97,3 +97,32 @@ async def test_device_id_from_the_csr_and_renewal_asks_too(make_harness) -> None
     mdm.answer = IssuanceDecision(True, "allowed")
     rep, _ = await h.enroll(make_csr(key, "C02XK1", None), key, signer=old, renewal=True)
     assert rep.status is PKIStatus.SUCCESS, rep.fail_info_text
+
+
+async def test_a_refused_blob_enrolls_later(make_harness) -> None:
+    """The blob's ledger row is written before the check, but consumed only with the
+    certificate: a refused blob enrolls once the MDM allows."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from enrollment.blob import BlobClaims, mint_blob
+
+    from .conftest import NOW
+
+    cg, mdm_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    h = await make_harness(blob_keys=(cg,), mdm_keys=(mdm_key.public_key(),))
+    mdm = Mdm()
+    h.service.enroller.issuance_check = mdm
+    claims = BlobClaims(group="staff", sub="blob-01", exp=NOW + dt.timedelta(hours=1),
+                        nbf=NOW - dt.timedelta(minutes=1), key=("rsa-2048",), device_id="BLOB-1")
+    blob = mint_blob(claims, mdm_key, cg.public_key(), NOW)
+    key = client_key(43)
+    csr = make_csr(key, "blob-01", blob)
+    mdm.answer = IssuanceDecision(False, "denied", IssuanceReason.DENIED, "")
+    rep, _ = await h.enroll(csr, key)
+    assert rep.status is PKIStatus.FAILURE and rep.fail_info_text == "issuance_denied", \
+        rep.fail_info_text
+    assert mdm.queries[-1].device_id == "BLOB-1"
+    mdm.answer = IssuanceDecision(True, "allowed")
+    rep, _ = await h.enroll(csr, key)
+    assert rep.status is PKIStatus.SUCCESS, rep.fail_info_text
+    assert (await h.store.get(rep.certificates[0].serial_number)).device_id == "BLOB-1"
