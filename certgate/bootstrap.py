@@ -56,19 +56,19 @@ async def import_intermediate(s: Settings, group: str, cert: Path, key: Path) ->
 async def issue_device_certificate(
     store: Store, group: GroupCa | Issuer, public_key, subject: x509.Name,  # noqa: ANN001
     sans: list[x509.GeneralName], *, public_url: str, days: int, now: dt.datetime, actor: str,
-    source: str, device_id: str | None = None,
+    source: str, device_id: str | None = None, profile: str = "device",
 ) -> x509.Certificate:
     """Sign (off the event loop), then record; a new serial on a clash. The certificate is
-    only returned once the store committed it."""
+    only returned once the store committed it. ``profile``: "device" or "nas" (RadSec)."""
     loop = asyncio.get_running_loop()
     signed: dict[int, x509.Certificate] = {}
 
     async def sign(serial: int) -> Issued:
         cert = await loop.run_in_executor(None, sign_device, public_key, subject, sans, group,
-                                          public_url, serial, now, days)
+                                          public_url, serial, now, days, profile)
         signed[serial] = cert
-        record = CertRecord.from_certificate(cert, group.name, device_id=device_id,
-                                             source=source, issued_at=now)
+        record = CertRecord.from_certificate(cert, group.name, profile=profile,
+                                             device_id=device_id, source=source, issued_at=now)
         return Issued(cert.public_bytes(Encoding.DER), record)
 
     issued = await store.record_signed(sign, new_serial, actor=actor, now=now)

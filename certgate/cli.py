@@ -68,6 +68,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         from pki.state import check_state
 
         problems = check_state(s.pki, s.groups, utc_now())
+        if s.radsec is not None:
+            from certgate.settings.radsec import client_ca_problem
+
+            problem = client_ca_problem(s.radsec.client_ca)
+            if problem:
+                problems.append(f"[radsec] client_ca: {problem}")
         if problems:
             print(f"certgate: {len(problems)} problem(s) with the PKI files of {s.path} "
                   "(--no-state skips these checks):", file=sys.stderr)

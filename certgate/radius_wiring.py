@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from certgate.audit.wiring import radius_observer
 from certgate.errors import OperatorError
+from certgate.radsec_wiring import start_radsec
 from certgate.runtime import Runtime
 from certgate.sessions import SessionTracker
 from radius.accounting import AccountingServer
@@ -42,7 +43,7 @@ def eap_options(runtime: Runtime) -> EapOptions:
 def radius_clients(runtime: Runtime) -> list[RadiusClient]:
     return [
         RadiusClient(c.name, c.address, c.secret.encode(), c.require_message_authenticator,
-                     c.coa_port)
+                     c.coa_port, c.transports, c.radsec_name)
         for c in runtime.settings.radius.clients
     ]
 
@@ -78,7 +79,8 @@ async def start_radius(runtime: Runtime) -> None:
 
     clients = radius_clients(runtime)
     audit = runtime.services.get("audit")
-    server = RadiusServer(clients, options, context, decide,
+    udp_clients = [c for c in clients if "udp" in c.transports]
+    server = RadiusServer(udp_clients, options, context, decide,
                           on_result=radius_observer(audit) if audit is not None else None)
     try:
         await server.start(settings.listen.host, settings.listen.port)
@@ -103,6 +105,11 @@ async def start_radius(runtime: Runtime) -> None:
             raise OperatorError(f"cannot bind RADIUS accounting on {settings.acct_listen} "
                                 f"([radius] acct_listen): {exc.strerror}") from None
         runtime.services["accounting"] = acct
+    try:
+        await start_radsec(runtime, server, clients, tracker.record)
+    except BaseException:
+        await stop_radius(runtime)
+        raise
 
 
 #: How often the buffer budget's high-water mark is looked at, and how much of it must
@@ -144,7 +151,7 @@ async def stop_radius(runtime: Runtime) -> None:
     task = runtime.services.pop("memory_trim", None)
     if task is not None:
         task.cancel()
-    for name in ("accounting", "radius"):
+    for name in ("radsec", "accounting", "radius"):
         service = runtime.services.pop(name, None)
         if service is not None:
             await service.stop()

@@ -19,9 +19,10 @@ from pki.hierarchy import GroupCa, Issuer
 
 def sign_device(public_key, subject: x509.Name, sans: Sequence[x509.GeneralName],  # noqa: ANN001
                 group: GroupCa | Issuer, public_url: str, serial: int, now: dt.datetime,
-                days: int) -> x509.Certificate:
+                days: int, profile: str = "device") -> x509.Certificate:
     cert = profiles.device_certificate(public_key, subject, sans, group.name, public_url,
-                                       group.certificate, group.key, serial, now, days)
+                                       group.certificate, group.key, serial, now, days,
+                                       profile)
     try:
         cert.verify_directly_issued_by(group.certificate)
     except (InvalidSignature, ValueError, TypeError):

@@ -157,6 +157,9 @@ def ra_certificate(
     return builder.sign(issuer_key, _hash_for(issuer_key))
 
 
+END_ENTITY_PROFILES = ("device", "nas")
+
+
 def device_certificate(
     public_key,
     subject: x509.Name,
@@ -168,15 +171,30 @@ def device_certificate(
     serial: int,
     now: dt.datetime,
     days: int,
+    profile: str = "device",
 ) -> x509.Certificate:
-    """Client certificate for 802.1X: clientAuth, CDP and OCSP under the public URL."""
+    """Client certificate for 802.1X: clientAuth, CDP and OCSP under the public URL.
+
+    ``profile="nas"``: the certificate a NAS or RADIUS proxy presents on a RadSec (RFC
+    6614) connection: clientAuth and serverAuth (a RadSec peer is a TLS client towards
+    certgate and a server for CoA), and the CN as a DNS SAN when no SAN is given, so a
+    ``radsec_name`` pin and peers' host-name checks find it. The inventory records it with
+    profile ``nas``, which keeps it out of the EAP-TLS device allow-list."""
+    if profile not in END_ENTITY_PROFILES:
+        raise ValueError(f"profile must be one of {END_ENTITY_PROFILES}")
+    ekus = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if profile == "nas":
+        ekus.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        if not sans:
+            cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            sans = [x509.DNSName(str(cns[0].value))] if cns else []
     ku = _end_entity_key_usage(public_key)
     builder = (
         _base(subject, issuer_cert.subject, public_key, serial, now, days,
               issuer_cert.not_valid_after_utc)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(ku, critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         .add_extension(_aki(issuer_cert), critical=False)
         .add_extension(
             x509.CRLDistributionPoints([

@@ -37,7 +37,7 @@ STOP_GRACE_SECONDS = 5.0
 
 ACCOUNTING_REQUESTS = Counter(
     "certgate_radius_accounting_requests_total", "Accounting-Requests answered",
-    ["client", "status_type"],
+    ["client", "status_type", "transport"],
 )
 ACCOUNTING_DROPPED = Counter(
     "certgate_radius_accounting_dropped_total", "Accounting-Requests dropped", ["client", "reason"]
@@ -137,6 +137,35 @@ def encode_response(record: AccountingRecord, secret: bytes) -> bytes:
 SessionSink = Callable[[str, AccountingRecord], Awaitable[None]]
 
 
+def decode_or_drop(client: RadiusClient, data: bytes) -> AccountingRecord | None:
+    """Decode an Accounting-Request from ``client`` (its secret: "radsec" over RadSec);
+    None when it is dropped (counted and logged)."""
+    try:
+        return decode_accounting(data, client.secret)
+    except MalformedPacket as exc:
+        ACCOUNTING_DROPPED.labels(client=client.name, reason=exc.reason.value).inc()
+        log.warning("accounting from %s dropped: %s", client.name, exc)
+        return None
+
+
+async def store_and_answer(sink: SessionSink, client: RadiusClient, record: AccountingRecord,
+                           transport: str) -> bytes | None:
+    """Persist ``record`` (the sink), then the Accounting-Response; None when it could not be
+    stored: no answer, so the NAS (or the RadSec proxy) sends it again."""
+    try:
+        await sink(client.name, record)
+    except Exception:
+        ACCOUNTING_DROPPED.labels(client=client.name, reason="internal_error").inc()
+        log.exception("accounting record from %s not stored", client.name)
+        return None
+    try:
+        label = StatusType(record.status_type).name.lower()
+    except ValueError:
+        label = "other"
+    ACCOUNTING_REQUESTS.labels(client=client.name, status_type=label, transport=transport).inc()
+    return encode_response(record, client.secret)
+
+
 class AccountingServer(asyncio.DatagramProtocol):
     """UDP shell: client by source address, decode, persist (sink), then answer."""
 
@@ -168,11 +197,8 @@ class AccountingServer(asyncio.DatagramProtocol):
         if client is None:
             ACCOUNTING_DROPPED.labels(client="unknown", reason="unknown_client").inc()
             return
-        try:
-            record = decode_accounting(data, client.secret)
-        except MalformedPacket as exc:
-            ACCOUNTING_DROPPED.labels(client=client.name, reason=exc.reason.value).inc()
-            log.warning("accounting from %s dropped: %s", client.name, exc)
+        record = decode_or_drop(client, data)
+        if record is None:
             return
         if len(self._tasks) >= MAX_IN_FLIGHT:  # the store is behind: the NAS will retransmit
             ACCOUNTING_DROPPED.labels(client=client.name, reason="queue_full").inc()
@@ -182,17 +208,6 @@ class AccountingServer(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, client: RadiusClient, record: AccountingRecord, addr: tuple) -> None:
-        try:
-            await self._sink(client.name, record)
-        except Exception:
-            # Not persisted: do not answer, the NAS retransmits.
-            ACCOUNTING_DROPPED.labels(client=client.name, reason="internal_error").inc()
-            log.exception("accounting record from %s not stored", client.name)
-            return
-        try:
-            label = StatusType(record.status_type).name.lower()
-        except ValueError:
-            label = "other"
-        ACCOUNTING_REQUESTS.labels(client=client.name, status_type=label).inc()
-        if self._transport is not None:
-            self._transport.sendto(encode_response(record, client.secret), addr)
+        reply = await store_and_answer(self._sink, client, record, "udp")
+        if reply is not None and self._transport is not None:
+            self._transport.sendto(reply, addr)

@@ -63,7 +63,7 @@ def authorize(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if resumed or verified_chain is None:
-        group = _group_by_signature(leaf, groups)
+        group = group_by_signature(leaf, groups)
         if group is None:
             return Deny(Reason.UNKNOWN_GROUP, "cached leaf not issued by a group CA")
     else:
@@ -109,7 +109,8 @@ def authorize(
     )
 
 
-def _group_by_signature(leaf: x509.Certificate, groups: GroupTable) -> Group | None:
+def group_by_signature(leaf: x509.Certificate, groups: GroupTable) -> Group | None:
+    """The group whose intermediate signed ``leaf`` (name and signature checked), or None."""
     for group in groups:
         if group.intermediate.subject != leaf.issuer:
             continue

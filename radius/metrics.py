@@ -3,7 +3,8 @@
 Declared here, incremented only by the shell (radius/server.py). Label values are closed
 sets: ``client`` = configured NAS name or ``unknown``; ``code`` = RADIUS code name;
 ``reason`` = radius.reasons.Reason / radius.packet.DropReason; ``group`` = configured
-group or ``none``; ``tls_version`` = 1.2 / 1.3 / none. Never MACs, user names, serials.
+group or ``none``; ``tls_version`` = 1.2 / 1.3 / none;
+``transport`` = udp / radsec. Never MACs, user names, serials.
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ class LabelCache(Generic[M]):
         return child
 
 
+TRANSPORTS = ("udp", "radsec")  # the ``transport`` label: RADIUS/UDP or RADIUS/TLS (RFC 6614)
 REQUESTS = Counter(
-    "certgate_radius_requests_total", "RADIUS requests accepted for processing", ["client", "code"]
+    "certgate_radius_requests_total", "RADIUS requests accepted for processing",
+    ["client", "code", "transport"],
 )
-RESPONSES = Counter("certgate_radius_responses_total", "RADIUS replies sent", ["client", "code"])
+RESPONSES = Counter("certgate_radius_responses_total", "RADIUS replies sent",
+                    ["client", "code", "transport"])
 CONVERSATIONS_SHED = Counter(
     "certgate_radius_conversations_shed_total",
     "EAP conversations ended early to keep the table fair (station_limit, client_share) or at "

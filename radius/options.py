@@ -13,6 +13,7 @@ from dataclasses import dataclass
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TLS_VERSIONS = ("1.2", "1.3")
+TRANSPORTS = ("udp", "radsec")
 
 # Largest EAP-TLS fragment we send. A fragment plus the EAP/EAP-TLS headers (10 bytes)
 # is split into 253-byte EAP-Message attributes (2 bytes overhead each); together with
@@ -36,6 +37,10 @@ class RadiusClient:
     # is dropped. Turning this off is only for a broken legacy NAS and is logged loudly.
     require_message_authenticator: bool = True
     coa_port: int | None = None
+    # RadSec (RFC 6614): over which transports this client is served ("udp", "radsec" or
+    # both), and the name its TLS certificate must carry (a DNS SAN or the CN), if pinned.
+    transports: tuple[str, ...] = ("udp", "radsec")
+    radsec_name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -46,6 +51,8 @@ class RadiusClient:
             raise TypeError("secret must be bytes")
         if not self.secret:
             raise ValueError(f"RADIUS client {self.name!r}: empty secret")
+        if not self.transports or any(t not in TRANSPORTS for t in self.transports):
+            raise ValueError(f"RADIUS client {self.name!r}: transports must be among {TRANSPORTS}")
         if self.coa_port is not None and not 0 < self.coa_port < 65536:
             raise ValueError(f"RADIUS client {self.name!r}: bad coa_port {self.coa_port}")
 

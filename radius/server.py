@@ -95,6 +95,9 @@ class ClientTable:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._clients)
 
+    def __len__(self) -> int:
+        return len(self._clients)
+
     def match(self, host: str) -> RadiusClient | None:
         if host in self._cache:
             return self._cache[host]
@@ -267,6 +270,16 @@ class RadiusServer:
             metrics.dropped("unknown", DropReason.UNKNOWN_CLIENT.value).inc()
             log.debug("drop datagram from unknown client %s", addr[0])
             return None
+        return self.handle_packet(data, client, addr, "udp")
+
+    def handle_packet(self, data: bytes, client: RadiusClient, addr: tuple[Any, ...],
+                      transport: str) -> bytes | None:
+        """One Access-Request or Status-Server from ``client`` (already matched by its
+        transport: the UDP source address here, the TLS connection for RadSec, whose
+        ``client.secret`` is then "radsec"); the reply bytes or None. Never raises.
+
+        ``addr`` keys the duplicate cache: a RadSec connection's peer address and port are
+        the connection's own, so duplicates are detected per connection (RFC 6614 §2.5)."""
         key = None
         try:
             try:
@@ -275,17 +288,17 @@ class RadiusServer:
                 metrics.dropped(client.name, e.reason.value).inc()
                 skipped = self._log_budget.allow((client.name, e.reason.value), self._mono())
                 if skipped is not None:
-                    log.info("drop from client=%s address=%s reason=%s: %s%s", client.name, addr[0],
-                             e.reason.value, e,
+                    log.info("drop from client=%s address=%s transport=%s reason=%s: %s%s",
+                             client.name, addr[0], transport, e.reason.value, e,
                              suppressed_note(skipped))
                 return None
             code = _code_label(request.code)
-            metrics.requests(client.name, code).inc()
+            metrics.requests(client.name, code, transport).inc()
             if request.code is Code.STATUS_SERVER:  # RFC 5997, outside the duplicate cache
                 return self._respond(
                     client,
                     rp.encode_reply(Code.ACCESS_ACCEPT, request, client.secret, []),
-                    Code.ACCESS_ACCEPT,
+                    Code.ACCESS_ACCEPT, transport,
                 )
             now = self._mono()
             key = (addr[0], addr[1], request.identifier, request.authenticator)
@@ -296,14 +309,14 @@ class RadiusServer:
                 if cached is None:
                     metrics.dropped(client.name, DropReason.DUPLICATE_IN_PROGRESS.value).inc()
                     return None
-                metrics.responses(client.name, _code_label(cached[0])).inc()
+                metrics.responses(client.name, _code_label(cached[0]), transport).inc()
                 return cached
             reply = self._access_request(client, request, now)
             if reply is None:
                 self.duplicates.abandon(key)
                 return None
             self.duplicates.finish(key, reply, now)
-            return self._respond(client, reply, reply[0])
+            return self._respond(client, reply, reply[0], transport)
         except rp.PacketTooLarge as exc:  # e.g. an abusive Proxy-State pushes past 4096 bytes
             log.warning("RADIUS reply dropped client=%s address=%s reason=%s: %s", client.name, addr[0],
                         DropReason.REPLY_TOO_LARGE.value, exc)
@@ -318,8 +331,8 @@ class RadiusServer:
                 self.duplicates.abandon(key)
             return None
 
-    def _respond(self, client: RadiusClient, reply: bytes, code: int) -> bytes:
-        metrics.responses(client.name, _code_label(code)).inc()
+    def _respond(self, client: RadiusClient, reply: bytes, code: int, transport: str) -> bytes:
+        metrics.responses(client.name, _code_label(code), transport).inc()
         return reply
 
     # --- EAP ------------------------------------------------------------------------

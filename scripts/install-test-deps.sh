@@ -4,7 +4,8 @@
 # (scepclient/scepserver), promtool (prometheus), hostapd (wired NAS harness), openssl,
 # postgresql (a real server the store tests start as the postgres user), freeradius
 # (a reference EAP-TLS server for `certgate test-auth`; started by the test on a free port),
-# rsyslog + rsyslog-openssl (a real syslog receiver for the [audit] syslog transport, udp/tcp/tls).
+# rsyslog + rsyslog-openssl (a real syslog receiver for the [audit] syslog transport, udp/tcp/tls),
+# radsecproxy (a real RadSec client: UDP in, RADIUS over TLS out to certgate's [radsec]).
 # Only acts when something is missing; needs root (or sudo) to install.
 set -euo pipefail
 need=()
@@ -20,6 +21,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v freeradius >/dev/null || need+=(freeradius)
 { command -v rsyslogd || [ -x /usr/sbin/rsyslogd ]; } >/dev/null || need+=(rsyslog)
 compgen -G '/usr/lib/*/rsyslog/lmnsd_ossl.so' >/dev/null || need+=(rsyslog-openssl)
+{ command -v radsecproxy || [ -x /usr/sbin/radsecproxy ]; } >/dev/null || need+=(radsecproxy)
 # PostgreSQL server binaries (initdb, pg_ctl) for the multi-node store tests
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -35,7 +37,8 @@ $SUDO apt-get update -qq >/dev/null
 # policy-rc.d may deny service start; packages install fine without starting daemons
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Packaged daemons the tests start themselves on free ports (freeradius would take 1812 from
-# the tests and a local certgate; rsyslogd runs as the test's child): stop and disable them.
+# the tests and a local certgate, radsecproxy 1812 and 2083; rsyslogd runs as the test's
+# child): stop and disable them.
 no_service() {
   printf '%s\n' "${need[@]}" | grep -qx "$1" || return 0
   if [ -d /run/systemd/system ]; then
@@ -47,3 +50,4 @@ no_service() {
 }
 no_service freeradius
 no_service rsyslog
+no_service radsecproxy

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from certgate.cli_types import bounded_int
@@ -42,10 +43,20 @@ def add_parsers(sub: argparse._SubParsersAction, add, settings_of) -> None:  # n
     sp.add_argument("--device-id", help="with a single --cn")
     sp.add_argument("--key-type", default="ec-p256", choices=KEY_TYPES,
                     help="device key (default ec-p256; RSA generation costs the CPU here)")
+    sp.add_argument("--profile", default="device", choices=("device", "nas"),
+                    help="device (EAP-TLS, the default) or nas: the certificate a NAS or "
+                    "RADIUS proxy presents to [radsec] (clientAuth + serverAuth, CN as DNS "
+                    "SAN; never admitted as a device)")
 
 
 def run(s, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:  # noqa: ANN001
-    from certgate.issuing.requests import CsvFormatError, FieldError, make_request, read_devices
+    from certgate.issuing.requests import (
+        CsvFormatError,
+        DeviceRequest,
+        FieldError,
+        make_request,
+        read_devices,
+    )
 
     if bool(args.cn) == bool(args.from_file):
         parser.error("give --cn NAME (repeatable) or --from devices.csv (one of them)")
@@ -69,7 +80,7 @@ def run(s, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:  #
                 parser.error(f"--{exc.column.replace('_', '-')}: {exc.message}")
             if any(r.cn == request.cn for r in rows):
                 parser.error(f"--cn {request.cn!r} given twice")
-            rows.append(request)
+            rows.append(replace(request, profile=args.profile))
         if len(rows) == 1:
             return _issue_one(s, args, rows[0])
     else:
@@ -93,6 +104,9 @@ def run(s, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:  #
             parser.error(f"--from {path}: {exc}")
         if not rows:
             parser.error(f"--from {path}: no devices after the header")
+        if args.profile != "device":  # rows are requests, or RowErrors reported in order
+            rows = [replace(r, profile=args.profile) if isinstance(r, DeviceRequest) else r
+                    for r in rows]
     return _issue_many(s, args, rows)
 
 

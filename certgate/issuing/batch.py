@@ -116,6 +116,7 @@ class BatchIssuer:
                 public_url=self.settings.http.public_url,
                 days=request.days or group_settings.validity_days, now=self.now(),
                 actor=self.actor, source="cli", device_id=request.device_id,
+                profile=request.profile,
             )
         except StoreUnavailable as exc:
             raise OperatorError(f"{exc}: nothing issued for {request.where}") from None

@@ -46,6 +46,7 @@ class DeviceRequest:
     days: int | None = None  # None: the group's validity_days
     key_type: str = "ec-p256"
     where: str = ""  # "line 4" or "--cn laptop-01": how messages name the request
+    profile: str = "device"  # or "nas": a RadSec NAS/proxy certificate (pki.profiles)
 
 
 @dataclass(frozen=True)

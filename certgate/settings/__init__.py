@@ -38,6 +38,7 @@ from certgate.settings.model import (
     StorageSettings,
 )
 from certgate.settings.radius import parse_radius
+from certgate.settings.radsec import RadsecSettings, parse_radsec
 from certgate.settings.reader import TableReader, one_line
 from certgate.settings.reply import DictionaryLoader
 from certgate.settings.sections import (
@@ -55,7 +56,7 @@ from certgate.settings.toml_errors import explain as explain_toml
 __all__ = [
     "CA_KEY_TYPES", "KEY_TYPES", "TLS_VERSIONS", "AdminSettings", "AuditSettings", "ConfigError",
     "GroupSettings", "IssuanceCheckSettings", "MdmSettings",
-    "HostPort", "HttpSettings", "PkiSettings", "RadiusClientSettings", "RadiusSettings",
+    "HostPort", "RadsecSettings", "HttpSettings", "PkiSettings", "RadiusClientSettings", "RadiusSettings",
     "RevocationSettings", "ScepSettings", "ServerSettings", "Settings", "StorageSettings",
     "load_settings", "parse_settings", "postgres_url_problem",
 ]
@@ -109,7 +110,14 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
             errors.append(f"groups.{g.name}.issuance_webhook_timeout: must be shorter than "
                           f"[http] request_timeout ({http.request_timeout:g} s), else the "
                           "device gets HTTP 408 instead of a signed FAILURE")
+    radsec = parse_radsec(section("radsec"), base)
     top.finish()
+    if radsec is None:
+        for i, c in enumerate(radius.clients):
+            if "udp" not in c.transports:
+                errors.append(f"radius.clients[{i}].transports: client {c.name!r} is RadSec "
+                              "only, but there is no [radsec] listen; add a [radsec] table or "
+                              'put "udp" in transports')
 
     if errors:
         raise ConfigError(f"{path}: {len(errors)} problem(s)", [one_line(e) for e in errors])
@@ -128,4 +136,5 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         scep=scep,
         audit=audit,
         mdm=mdm,
+        radsec=radsec,
     )

@@ -17,6 +17,7 @@ from pki.groups import ExtraAttribute
 if TYPE_CHECKING:
     from certgate.settings.audit import AuditSettings
     from certgate.settings.mdm import IssuanceCheckSettings, MdmSettings
+    from certgate.settings.radsec import RadsecSettings
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 CA_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")
@@ -82,6 +83,8 @@ class RadiusClientSettings:
     secret: str
     require_message_authenticator: bool = True
     coa_port: int | None = None
+    transports: tuple[str, ...] = ("udp", "radsec")  # which listeners serve this client
+    radsec_name: str | None = None  # the name its RadSec certificate must carry
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,7 @@ class Settings:
     scep: ScepSettings = field(default_factory=ScepSettings)
     audit: AuditSettings = field(default_factory=lambda: _audit_defaults())
     mdm: MdmSettings = field(default_factory=lambda: _mdm_defaults())
+    radsec: RadsecSettings | None = None  # [radsec]: RADIUS over TLS, off when absent
 
     def group(self, name: str) -> GroupSettings | None:
         return next((g for g in self.groups if g.name == name), None)

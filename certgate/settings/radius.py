@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from certgate.settings.model import TLS_VERSIONS, HostPort, RadiusClientSettings, RadiusSettings
 from certgate.settings.reader import TableReader, shown
+
+TRANSPORTS = ("udp", "radsec")
+_CERT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,252}$")
 
 
 def parse_radius(rd: TableReader) -> RadiusSettings:
     listen = rd.host_port("listen", "127.0.0.1:1812")
     acct = rd.host_port("acct_listen", None)
     clients = _parse_clients(rd)
-    tls_min = rd.choice("tls_min_version", TLS_VERSIONS, "1.2")
-    tls_max = rd.choice("tls_max_version", TLS_VERSIONS, "1.3")
-    if tls_min and tls_max and tls_min > tls_max:
-        rd.error("tls_min_version", f"{tls_min} is above tls_max_version {tls_max}")
+    tls_min, tls_max = rd.tls_versions(TLS_VERSIONS)
     radius = RadiusSettings(
         listen=listen or HostPort("127.0.0.1", 1812),
         acct_listen=acct,
@@ -75,7 +76,15 @@ def _parse_clients(rd: TableReader) -> tuple[RadiusClientSettings, ...]:
         cr = rd.child(entry, prefix)
         name = cr.str("name", required=True)
         addr_text = cr.str("address", required=True)
-        secret = cr.secret("secret", required=True)
+        transports = cr.str_list("transports", ("udp", "radsec"), TRANSPORTS)
+        if not transports:
+            cr.error("transports", 'must name at least one of "udp", "radsec"')
+            transports = ("udp", "radsec")
+        radsec_only = "udp" not in transports
+        # A RadSec-only client has no shared secret: RFC 6614 fixes it to "radsec".
+        secret = cr.secret("secret", required=not radsec_only)
+        if secret is None and radsec_only:
+            secret = "radsec"
         network = None
         if addr_text:
             try:
@@ -83,13 +92,19 @@ def _parse_clients(rd: TableReader) -> tuple[RadiusClientSettings, ...]:
             except ValueError:
                 cr.error("address",
                          f"expected an IP address or CIDR like 10.0.0.0/24, got {shown(addr_text)}")
-        if secret is not None and len(secret) < 8:
+        if secret is not None and len(secret) < 8 and not radsec_only:
             cr.error("secret", "must be at least 8 characters (use a long random string)")
         require_ma = cr.bool("require_message_authenticator", True)
         coa_port = cr.int("coa_port", None, 1, 65535)
+        radsec_name = cr.str("radsec_name")
+        if radsec_name is not None and not _CERT_NAME.match(radsec_name):
+            cr.error("radsec_name", f"expected a DNS name or certificate CN like "
+                     f'"wlc-1.example.net", got {shown(radsec_name)}')
+            radsec_name = None
         cr.finish()
         if name and network is not None and secret:
-            clients.append(RadiusClientSettings(name, network, secret, require_ma, coa_port))
+            clients.append(RadiusClientSettings(name, network, secret, require_ma, coa_port,
+                                                tuple(dict.fromkeys(transports)), radsec_name))
     names = [c.name for c in clients]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         errors.append(f"radius.clients: name {shown(dup)} is used twice; names must be unique")

@@ -134,6 +134,14 @@ class TableReader:
             return default
         return tuple(value)
 
+    def tls_versions(self, versions: tuple[str, ...]) -> tuple[str, str]:
+        """tls_min_version / tls_max_version (default 1.2..1.3), min not above max."""
+        tls_min = self.choice("tls_min_version", versions, "1.2")
+        tls_max = self.choice("tls_max_version", versions, "1.3")
+        if tls_min and tls_max and tls_min > tls_max:
+            self.error("tls_min_version", f"{tls_min} is above tls_max_version {tls_max}")
+        return tls_min, tls_max
+
     def table_(self, name: str) -> dict[str, Any]:
         return self.take(name, (dict,), "a table", {})
 

@@ -28,6 +28,7 @@ from enrollment.renewal import RenewalReason
 from radius import metrics as rm
 from radius.accounting import ACCOUNTING_DROPPED, ACCOUNTING_REQUESTS, StatusType
 from radius.packet import DropReason
+from radius.radsec import zero_series as radsec_zero_series
 from radius.reasons import Reason
 from revocation.ocsp import Outcome
 from revocation.reasons import REVOCATION_REASONS, canonical_name
@@ -92,19 +93,22 @@ def _radius(groups: list[str], clients: list[str]) -> None:
     for why in UNKNOWN_CLIENT_DROPS:
         rm.dropped("unknown", why.value)
     ACCOUNTING_DROPPED.labels(client="unknown", reason="unknown_client")
+    radsec_zero_series()  # handshake results and close reasons, RadSec on or off
     for c in clients:
-        for code in REQUEST_CODES:
-            rm.requests(c, code)
-        for code in RESPONSE_CODES:
-            rm.responses(c, code)
+        for transport in rm.TRANSPORTS:
+            for code in REQUEST_CODES:
+                rm.requests(c, code, transport)
+            for code in RESPONSE_CODES:
+                rm.responses(c, code, transport)
+            for status in StatusType:
+                ACCOUNTING_REQUESTS.labels(client=c, status_type=status.name.lower(),
+                                           transport=transport)
         for why in DropReason:
             if why is not DropReason.UNKNOWN_CLIENT:
                 rm.dropped(c, why.value)
         rm.duplicates(c)
         for why in rm.SHED_REASONS:
             rm.shed(c, why)
-        for status in StatusType:
-            ACCOUNTING_REQUESTS.labels(client=c, status_type=status.name.lower())
         for why in ACCOUNTING_DROPS:
             ACCOUNTING_DROPPED.labels(client=c, reason=why)
         for result in COA_RESULTS:

@@ -31,12 +31,13 @@ def test_radius_series_per_configured_client_start_at_zero() -> None:
     for client in CLIENTS:
         key = f'{{client="{client}",reason="missing_message_authenticator"}}'
         assert dropped[key] == 0.0
-        assert series(text, "certgate_radius_requests_total")[
-            f'{{client="{client}",code="access_request"}}'] == 0.0
+        for transport in ("udp", "radsec"):
+            assert series(text, "certgate_radius_requests_total")[
+                f'{{client="{client}",code="access_request",transport="{transport}"}}'] == 0.0
+            assert series(text, "certgate_radius_accounting_requests_total")[
+                f'{{client="{client}",status_type="stop",transport="{transport}"}}'] == 0.0
         assert series(text, "certgate_radius_duplicate_requests_total")[
             f'{{client="{client}"}}'] == 0.0
-        assert series(text, "certgate_radius_accounting_requests_total")[
-            f'{{client="{client}",status_type="interim_update"}}'] == 0.0
         assert series(text, "certgate_coa_requests_total")[
             f'{{client="{client}",kind="disconnect",result="timeout"}}'] == 0.0
         assert series(text, "certgate_radius_conversations_shed_total")[
