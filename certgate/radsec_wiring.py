@@ -110,3 +110,6 @@ async def start_radsec(runtime: Runtime, server: RadiusServer, clients: list[Rad
         raise OperatorError(f"cannot listen for RadSec on {settings.listen} ([radsec] listen): "
                             f"{exc.strerror}") from None
     runtime.services["radsec"] = radsec
+    # A revocation (or hold) of a NAS certificate ends its open connections too.
+    runtime.services.setdefault("on_revocation_change", []).append(
+        lambda _changes: radsec.close_revoked(runtime.revoked.is_revoked))

@@ -52,8 +52,8 @@ STOP_GRACE_SECONDS = 5.0
 
 HANDSHAKE_RESULTS = ("ok", "unknown_client", "over_limit", "tls_error", "timeout",
                      *(r.value for r in PeerRefusal))
-CLOSE_REASONS = ("peer_closed", "idle_timeout", "write_timeout", "bad_length", "shutdown",
-                 "error")
+CLOSE_REASONS = ("peer_closed", "idle_timeout", "write_timeout", "bad_length", "revoked",
+                 "shutdown", "error")
 
 CONNECTIONS = Gauge("certgate_radsec_connections", "RadSec connections open (after the checks)")
 HANDSHAKES = Counter(
@@ -128,6 +128,10 @@ class RadsecServer:
         self._transports: set[asyncio.BaseTransport] = set()
         self._per_address: dict[str, int] = {}
         self._accounting_tasks: set[asyncio.Task[None]] = set()
+        # open connections whose NAS certificate one of our group CAs issued:
+        # TLS transport -> (group, serial), for close_revoked
+        self._issued_by_us: dict[asyncio.BaseTransport, tuple[str, int]] = {}
+        self._revoked_closed: set[asyncio.BaseTransport] = set()
         self._stopping = False
         zero_series()
 
@@ -166,6 +170,20 @@ class RadsecServer:
                 await asyncio.wait_for(self._server.wait_closed(), STOP_GRACE_SECONDS)
         self._server = None
         CONNECTIONS.set(0)
+
+    def close_revoked(self, is_revoked: Callable[[str, int], bool]) -> int:
+        """Close every open connection whose NAS certificate is now revoked or on hold (the
+        revocation hook: ``certgate revoke`` ends a live RadSec session, not only the next
+        handshake). Returns how many were closed."""
+        ended = 0
+        for transport, (group, serial) in list(self._issued_by_us.items()):
+            if is_revoked(group, serial) and transport not in self._revoked_closed:
+                self._revoked_closed.add(transport)
+                log.warning("RadSec connection closed: its NAS certificate serial %x of group %s "
+                            "was revoked or put on hold", serial, group)
+                transport.close()
+                ended += 1
+        return ended
 
     # --- one connection ---------------------------------------------------------------
 
@@ -209,7 +227,9 @@ class RadsecServer:
                 reason = await self._serve(reader, writer, client, peer)
             finally:
                 CONNECTIONS.dec()
-            if self._stopping:
+            if writer.transport in self._revoked_closed:
+                reason = "revoked"
+            elif self._stopping:
                 reason = "shutdown"
             closed(reason).inc()
             log.info("RadSec connection client=%s address=%s closed: %s", client.name,
@@ -228,6 +248,8 @@ class RadsecServer:
             transport.close()
             if writer is not None:
                 self._transports.discard(writer.transport)
+                self._issued_by_us.pop(writer.transport, None)
+                self._revoked_closed.discard(writer.transport)
                 writer.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
@@ -272,6 +294,8 @@ class RadsecServer:
             tls.close()
             return None
         handshakes("ok").inc()
+        if verdict.group is not None and verdict.serial is not None:
+            self._issued_by_us[tls] = (verdict.group, verdict.serial)
         log.info("RadSec connection client=%s address=%s tls=%s cipher=%s subject=%r",
                  client.name, _peer_text(peer), ssl_object.version(),
                  (ssl_object.cipher() or ("-",))[0], verdict.subject)

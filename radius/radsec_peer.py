@@ -45,6 +45,7 @@ class PeerVerdict:
     detail: str
     subject: str  # the leaf's subject (RFC 4514), for the log
     group: str | None  # the group intermediate that issued it, when one of ours did
+    serial: int | None = None  # with group: what a later revocation is matched against
 
 
 def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
@@ -90,4 +91,5 @@ def check_peer(
                                f"certificate names {', '.join(names) or 'nothing'}, client "
                                f"{client.name} pins {client.radsec_name}", subject,
                                group.name if group else None)
-    return PeerVerdict(None, "", subject, group.name if group else None)
+    return PeerVerdict(None, "", subject, group.name if group else None,
+                       serial if group else None)

@@ -298,18 +298,32 @@ def test_a_nas_certificate_from_another_ca_is_refused(lab) -> None:  # type: ign
 
 
 def test_a_revoked_nas_certificate_is_refused(lab) -> None:  # type: ignore[no-untyped-def]
+    """nas-2 authenticates through radsecproxy; revoking its certificate (certgate revoke, a
+    separate process: the server follows the change feed) ends the open RadSec connection, and
+    a new connection with it is refused: eapol_test gets no answer."""
     server, out = lab["server"], lab["out"]
     serial = lab["serials"]["nas-2.example.test"]
-    certgate("revoke", "--serial", serial, "--reason", "keyCompromise", "--yes",
-             config=lab["config"])
-    time.sleep(1.0)  # the running server follows the change feed
-    before = _metric(server, "certgate_radsec_handshakes_total", result="revoked")
     work = lab["tmp"] / "rsp-revoked"
+    closed = _metric(server, "certgate_radsec_connections_closed_total", reason="revoked")
+    refused = _metric(server, "certgate_radsec_handshakes_total", result="revoked")
+    with RadsecProxy(work, lab["port"], out / "nas-2.example.test.chain.pem",
+                     out / "nas-2.example.test.key", lab["root"]) as proxy:
+        code, text = _eapol(lab, proxy.port, work)
+        assert code == 0 and "MPPE keys OK: 1  mismatch: 0" in text, text[-2000:]
+        certgate("revoke", "--serial", serial, "--reason", "keyCompromise", "--yes",
+                 config=lab["config"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _metric(
+                server, "certgate_radsec_connections_closed_total", reason="revoked") == closed:
+            time.sleep(0.2)
+        assert _metric(server, "certgate_radsec_connections_closed_total",
+                       reason="revoked") == closed + 1, server.log()[-3000:]
+    work = lab["tmp"] / "rsp-revoked-2"  # a fresh radsecproxy: its handshake is refused
     with RadsecProxy(work, lab["port"], out / "nas-2.example.test.chain.pem",
                      out / "nas-2.example.test.key", lab["root"]) as proxy:
         code, text = _eapol(lab, proxy.port, work, timeout=4)
         assert code != 0 and "SUCCESS" not in text
-    assert _metric(server, "certgate_radsec_handshakes_total", result="revoked") >= before + 1
+    assert _metric(server, "certgate_radsec_handshakes_total", result="revoked") >= refused + 1
     assert re.search(r"RadSec connection client=loopback .* refused reason=revoked", server.log())
 
 

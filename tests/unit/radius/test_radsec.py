@@ -26,6 +26,7 @@ from radius.packet import Attr, Code
 from radius.radsec import RadsecOptions, RadsecServer
 from radius.radsec_peer import check_peer
 from radius.server import RadiusServer
+from revocation.snapshot import RevocationIndex
 
 RADSEC = b"radsec"
 PEM = serialization.Encoding.PEM
@@ -69,9 +70,10 @@ class Harness:
         self.radius = RadiusServer(clients, EapOptions(), context_factory(EapOptions()),
                                    authorize_fn)
         context = _server_context(pki, tmp)
+        self.revoked = RevocationIndex([("staff", pki.clients["staff-revoked"].cert.serial_number)])
         self.server = RadsecServer(
             clients, self.radius, lambda: context,
-            lambda der, c: check_peer(der, c, pki.groups, pki.revoked, lambda g, s: False),
+            lambda der, c: check_peer(der, c, pki.groups, self.revoked, lambda g, s: False),
             self.sink, RadsecOptions(**opts))
 
     async def sink(self, client: str, record: AccountingRecord) -> None:
@@ -252,3 +254,20 @@ async def test_connection_limit_per_address(harness) -> None:  # type: ignore[no
         assert await asyncio.wait_for(reader.read(10), 5) == b""
         w1.close()
     assert _metric("certgate_radsec_handshakes_total", result="over_limit") == before + 1
+
+
+async def test_revoking_the_nas_certificate_ends_its_open_connection(harness, pki) -> None:  # type: ignore[no-untyped-def]
+    before = _metric("certgate_radsec_connections_closed_total", reason="revoked")
+    async with harness() as h:
+        reader, writer = await h.connect("staff-cnonly")
+        _, other = await h.connect("other-ok")  # not issued by a group CA: not affected
+        raw, auth = status_server(1)
+        writer.write(raw)
+        await read_packet(reader)
+        assert h.server.close_revoked(h.revoked.is_revoked) == 0
+        h.revoked.add("staff", pki.clients["staff-cnonly"].cert.serial_number)
+        assert h.server.close_revoked(h.revoked.is_revoked) == 1
+        assert await asyncio.wait_for(reader.read(10), 5) == b""
+        assert not other.is_closing()
+        other.close()
+    assert _metric("certgate_radsec_connections_closed_total", reason="revoked") == before + 1
