@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from radius import packet as rp
 from tests.support import (
     IN_CI,
     TOKEN,
@@ -74,16 +75,17 @@ class RadsecProxy:
     """radsecproxy -f (foreground) as our child: UDP in, TLS out to certgate; stopped by PID."""
 
     def __init__(self, work: Path, radsec_port: int, chain: Path, key: Path, ca: Path,
-                 tls: str | None = None) -> None:
+                 tls: str | None = None, source: str | None = None) -> None:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.port = free_port(socket.SOCK_DGRAM)
         self.log = work / "radsecproxy.log"
         version = f"\n    TlsVersion TLS1_{tls[-1]}" if tls else ""
         self.conf = work / "radsecproxy.conf"
+        source_line = f"SourceTLS {source}:0\n" if source else ""
         self.conf.write_text(f"""\
 ListenUDP 127.0.0.1:{self.port}
-LogLevel 5
+{source_line}LogLevel 5
 tls default {{
     CACertificateFile {ca}
     CertificateFile {chain}
@@ -150,12 +152,18 @@ def lab(tmp_path_factory):  # type: ignore[no-untyped-def]
 listen = "127.0.0.1:{radsec_port}"
 client_ca = "var/pki/root.crt"
 idle_timeout = 60
+
+[[radius.clients]]
+name = "cloud"
+address = "127.0.0.2/32"
+transports = ["radsec"]
+radsec_name = "nas-1.example.test"
 """)
     certgate("init", config=config)
     out = tmp / "certs"
     serials = {"laptop-01": certgate("certs", "issue", "--group", "staff", "--cn", "laptop-01",
                                      "--out", str(out), config=config).stdout.strip()}
-    for cn in ("nas-1.example.test", "nas-2.example.test"):
+    for cn in ("nas-1.example.test", "nas-2.example.test", "nas-3.example.test"):
         r = certgate("certs", "issue", "--profile", "nas", "--group", "staff", "--cn", cn,
                      "--out", str(out), config=config)
         serials[cn] = r.stdout.strip()
@@ -325,6 +333,48 @@ def test_a_revoked_nas_certificate_is_refused(lab) -> None:  # type: ignore[no-u
         assert code != 0 and "SUCCESS" not in text
     assert _metric(server, "certgate_radsec_handshakes_total", result="revoked") >= refused + 1
     assert re.search(r"RadSec connection client=loopback .* refused reason=revoked", server.log())
+
+
+def test_a_radsec_only_client_pinned_to_its_certificate_name(lab) -> None:  # type: ignore[no-untyped-def]
+    """Client "cloud" (127.0.0.2/32, transports = ["radsec"], radsec_name nas-1.example.test):
+    radsecproxy connecting from 127.0.0.2 with nas-1's certificate is served as "cloud";
+    with nas-3's (another name, same CA) it is refused; over UDP "cloud" is not served."""
+    server, out = lab["server"], lab["out"]
+    labels = {"client": "cloud", "code": "access_request"}
+    before = _metric(server, "certgate_radius_requests_total", transport="radsec", **labels)
+    work = lab["tmp"] / "rsp-pinned"
+    with RadsecProxy(work, lab["port"], out / "nas-1.example.test.chain.pem",
+                     out / "nas-1.example.test.key", lab["root"], source="127.0.0.2") as proxy:
+        code, text = _eapol(lab, proxy.port, work)
+        assert code == 0 and "MPPE keys OK: 1  mismatch: 0" in text, (
+            text[-2000:] + proxy.text()[-2000:] + server.log()[-2000:])
+    assert _metric(server, "certgate_radius_requests_total", transport="radsec",
+                   **labels) >= before + 3
+    assert re.search(r"RadSec connection client=cloud address=127\.0\.0\.2:\d+ tls=",
+                     server.log())
+
+    mismatch = _metric(server, "certgate_radsec_handshakes_total", result="name_mismatch")
+    work = lab["tmp"] / "rsp-pinned-other"
+    with RadsecProxy(work, lab["port"], out / "nas-3.example.test.chain.pem",
+                     out / "nas-3.example.test.key", lab["root"], source="127.0.0.2") as proxy:
+        code, text = _eapol(lab, proxy.port, work, timeout=4)
+        assert code != 0 and "SUCCESS" not in text
+    assert _metric(server, "certgate_radsec_handshakes_total",
+                   result="name_mismatch") >= mismatch + 1
+    assert "pins nas-1.example.test" in server.log()
+
+    # UDP from 127.0.0.2 with the "radsec" secret: not "cloud" (the loopback client's
+    # secret applies), so it is not answered and "cloud" has no UDP request
+    auth = os.urandom(16)
+    probe = rp.encode_access_request(9, auth, b"radsec", [], code=rp.Code.STATUS_SERVER)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(1.5)
+        s.sendto(probe, server.radius)
+        with pytest.raises(TimeoutError):
+            s.recv(4096)
+    assert _metric(server, "certgate_radius_requests_total", transport="udp",
+                   client="cloud", code="status_server") == 0
 
 
 # --- FreeRADIUS as the RadSec client ----------------------------------------------------
