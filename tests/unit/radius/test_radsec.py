@@ -271,3 +271,24 @@ async def test_revoking_the_nas_certificate_ends_its_open_connection(harness, pk
         assert not other.is_closing()
         other.close()
     assert _metric("certgate_radsec_connections_closed_total", reason="revoked") == before + 1
+
+
+async def test_a_packet_that_does_not_authenticate_is_dropped_and_the_connection_stays(harness) -> None:  # type: ignore[no-untyped-def]
+    """Over RadSec the secret is "radsec": a request signed with the UDP secret is dropped
+    (bad_authenticator, counted), unknown codes too, and the next good request is answered."""
+    bad = _metric("certgate_radius_dropped_total", client="wlc", reason="bad_authenticator")
+    code = _metric("certgate_radius_dropped_total", client="wlc", reason="unknown_code")
+    async with harness() as h:
+        reader, writer = await h.connect()
+        auth = os.urandom(16)
+        writer.write(rp.encode_access_request(1, auth, b"udp-secret-123", [],
+                                              code=Code.STATUS_SERVER))
+        writer.write(struct.pack("!BBH", 40, 2, 20) + bytes(16))  # Disconnect-Request to us
+        raw, auth = status_server(3)
+        writer.write(raw)
+        reply = rp.decode_reply(await read_packet(reader), RADSEC, auth)
+        assert reply.identifier == 3 and reply.code == Code.ACCESS_ACCEPT
+        writer.close()
+    assert _metric("certgate_radius_dropped_total", client="wlc",
+                   reason="bad_authenticator") == bad + 1
+    assert _metric("certgate_radius_dropped_total", client="wlc", reason="unknown_code") == code + 1
