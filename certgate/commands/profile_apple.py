@@ -46,6 +46,8 @@ def add_parsers(sub: argparse._SubParsersAction, add, settings_of) -> None:  # n
     challenge.add_argument("--challenge-placeholder", metavar="TEXT",
                            help=f"written as the Challenge for the MDM to replace (default "
                            f"{CHALLENGE_PLACEHOLDER!r}; see docs/mdm/)")
+    sp.add_argument("--device-id", help="with --challenge: the MDM's device id the challenge (and "
+                    "so the certificate, for the device-removed webhook) is bound to")
     sp.add_argument("--challenge-ttl", default="1h",
                     help="lifetime of the --challenge one (e.g. 30m, 1h, 2d; max 7d)")
     sp.add_argument("--keysize", type=int, choices=(2048, 4096), default=2048,
@@ -110,7 +112,8 @@ def _fingerprint(s, group) -> tuple[bytes | None, str | None]:  # noqa: ANN001
                   f"[groups.{group.name}] include_root = true to pin it")
 
 
-def _create_challenge(s, group: str, cn: str, sans: list[str], keysize: int, ttl: str) -> str:  # noqa: ANN001
+def _create_challenge(s, group: str, cn: str, sans: list[str], keysize: int, ttl: str,  # noqa: ANN001
+                      device_id: str | None) -> str:
     import asyncio
     import re
 
@@ -134,7 +137,7 @@ def _create_challenge(s, group: str, cn: str, sans: list[str], keysize: int, ttl
         try:
             created = await create_dynamic(
                 store, secret, group, now=utc_now(), actor="cli:profile-apple", ttl=lifetime,
-                subject_cn=cn, sans=sans, key_types=[f"rsa-{keysize}"])
+                subject_cn=cn, sans=sans, device_id=device_id, key_types=[f"rsa-{keysize}"])
         except (ValueError, re.error) as exc:
             raise _usage(str(exc)) from None
         finally:
@@ -164,6 +167,8 @@ def run(s, args: argparse.Namespace) -> int:  # noqa: ANN001, C901
                      "Apple's SCEP payload generates RSA keys only")
     if args.challenge and not args.cn:
         raise _usage("--challenge binds the challenge to the certificate's CN: give --cn NAME")
+    if args.device_id and not args.challenge:
+        raise _usage("--device-id binds the challenge --challenge creates: give --challenge")
     try:
         profile_uuid = str(uuidlib.UUID(args.uuid)) if args.uuid else str(uuidlib.uuid4())
     except ValueError:
@@ -202,7 +207,8 @@ def run(s, args: argparse.Namespace) -> int:  # noqa: ANN001, C901
     except ValueError as exc:
         raise _usage(_option_of(str(exc))) from None
     if args.challenge:
-        challenge = _create_challenge(s, group.name, cn, sans, args.keysize, args.challenge_ttl)
+        challenge = _create_challenge(s, group.name, cn, sans, args.keysize, args.challenge_ttl,
+                                      args.device_id)
     else:
         challenge = args.challenge_placeholder or CHALLENGE_PLACEHOLDER
     data = apple.render(profile(challenge))

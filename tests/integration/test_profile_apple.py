@@ -17,6 +17,7 @@ own client cannot run here:
 from __future__ import annotations
 
 import hashlib
+import json
 import plistlib
 import re
 import stat
@@ -70,7 +71,8 @@ def test_profile_enrolls_and_authenticates(env, tmp_path: Path) -> None:
     config, server = env
     out = tmp_path / "mac-01.mobileconfig"
     r = certgate("profile", "apple", "--group", "macs", "--ssid", "CorpWiFi", "--wired",
-                 "--cn", "mac-01", "--challenge", "--out", str(out), config=config)
+                 "--cn", "mac-01", "--challenge", "--device-id", "C02XK1ABJG5H", "--out", str(out),
+                 config=config)
     assert "challenge jti" in r.stderr and "CAFingerprint" not in r.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     profile = plistlib.loads(out.read_bytes())
@@ -125,6 +127,8 @@ def test_profile_enrolls_and_authenticates(env, tmp_path: Path) -> None:
     assert e.returncode == 0, e.stdout + e.stderr + server.log()
     leaf = x509.load_pem_x509_certificate((dev / "dev.pem").read_bytes())
     assert leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "mac-01"
+    rows = json.loads(certgate("certs", "list", "--group", "macs", "--json", config=config).stdout)
+    assert [r["device_id"] for r in rows] == ["C02XK1ABJG5H"], "--device-id bound the challenge"
     again = enroll(tmp_path / "other")  # another key: the challenge was one-time
     assert again.returncode != 0 and "failInfo: badRequest" in again.stdout + again.stderr
 
@@ -169,6 +173,7 @@ def test_without_the_root_in_getcacert_the_fingerprint_is_left_out(env, tmp_path
     (["--group", "macs", "--wired", "--cn", "m", "--challenge", "--challenge-ttl", "9y"],
      "--challenge-ttl"),
     (["--group", "macs", "--wired", "--keysize", "1024"], "--keysize"),
+    (["--group", "macs", "--wired", "--device-id", "d"], "--device-id binds the challenge"),
 ])
 def test_bad_arguments_exit_2_naming_the_option(env, args: list[str], message: str) -> None:
     config, _ = env
