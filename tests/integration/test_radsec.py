@@ -386,10 +386,22 @@ server radsec_proxy {
 		ipaddr = 127.0.0.1
 		port = @PORT@
 	}
+	listen {
+		type = acct
+		ipaddr = 127.0.0.1
+		port = @ACCT_PORT@
+	}
 	authorize {
 		update control {
 			&Proxy-To-Realm := "certgate"
 		}
+	}
+	preacct {
+		update control {
+			&Proxy-To-Realm := "certgate"
+		}
+	}
+	accounting {
 	}
 	pre-proxy {
 	}
@@ -405,7 +417,7 @@ proxy server {
 home_server certgate {
 	ipaddr = 127.0.0.1
 	port = @RADSEC_PORT@
-	type = auth
+	type = auth+acct
 	secret = radsec
 	proto = tcp
 	status_check = none
@@ -426,13 +438,15 @@ home_server_pool certgate {
 }
 realm certgate {
 	auth_pool = certgate
+	acct_pool = certgate
 	nostrip
 }
 """
 
 
 def test_freeradius_home_server_over_tls(lab) -> None:  # type: ignore[no-untyped-def]
-    """FreeRADIUS 3.2 proxies eapol_test's request to certgate over RadSec."""
+    """FreeRADIUS 3.2 proxies eapol_test's request, and an Accounting-Request, to certgate over
+    RadSec (one home_server, type auth+acct, proto tcp with tls {})."""
     require_tool("freeradius")
     if not Path("/etc/freeradius/3.0").is_dir():
         why = "/etc/freeradius/3.0 missing (scripts/install-test-deps.sh installs freeradius)"
@@ -455,7 +469,9 @@ def test_freeradius_home_server_over_tls(lab) -> None:  # type: ignore[no-untype
     for module in ("always", "attr_filter", "expr"):
         (raddb / "mods-enabled" / module).symlink_to(f"../mods-available/{module}")
     port = free_port(socket.SOCK_DGRAM)
-    (raddb / "sites-enabled" / "radsec_proxy").write_text(FR_SITE.replace("@PORT@", str(port)))
+    acct_port = free_port(socket.SOCK_DGRAM)
+    (raddb / "sites-enabled" / "radsec_proxy").write_text(
+        FR_SITE.replace("@PORT@", str(port)).replace("@ACCT_PORT@", str(acct_port)))
     (raddb / "proxy.conf").write_text(
         FR_PROXY.replace("@RADSEC_PORT@", str(lab["port"]))
         .replace("@KEY@", str(out / "nas-1.example.test.key"))
@@ -479,6 +495,16 @@ def test_freeradius_home_server_over_tls(lab) -> None:  # type: ignore[no-untype
             text[-2000:] + console.read_text(errors="replace")[-4000:] + server.log()[-2000:])
         assert _metric(server, "certgate_radius_requests_total", client="loopback",
                        code="access_request", transport="radsec") >= before + 3
+        klass = f"certgate:staff:{int(lab['serials']['laptop-01'], 16):x}".encode()
+        request = _accounting_request(11, "fr-acct-1", PROXY_SECRET, klass)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(request, ("127.0.0.1", acct_port))
+            reply = s.recv(4096)
+        assert reply[0] == 5 and reply[1] == 11
+        _, body = server.get("/api/v1/sessions", {"Authorization": f"Bearer {TOKEN}"})
+        assert [x for x in json.loads(body) if x["acct_session_id"] == "fr-acct-1"], (
+            body + console.read_text(errors="replace")[-3000:].encode())
     finally:
         proc.terminate()
         try:
