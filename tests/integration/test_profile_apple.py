@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from certgate.profiles import linux
+from certgate.profiles import apple, linux
 from tests.support import SECRET, ServerProcess, certgate, require_tool, write_config
 from tests.unit.certgate.test_profile_apple import check_profile
 
@@ -90,6 +90,13 @@ def test_profile_enrolls_and_authenticates(env, tmp_path: Path) -> None:
     certs = pkcs7.load_der_pkcs7_certificates(body)
     roots = [c for c in certs if c.issuer == c.subject]
     assert len(roots) == 1, "include_root: GetCACert carries the root"
+    # what Apple's SecSCEPValidateCACertMessage picks: the chain top as the CA, and an RA leaf
+    # allowed to sign and encrypt (digitalSignature + keyEncipherment)
+    assert apple.chain_top(certs) == roots[0]
+    ras = [c for c in certs if not c.extensions.get_extension_for_class(
+        x509.BasicConstraints).value.ca]
+    ku = ras[0].extensions.get_extension_for_class(x509.KeyUsage).value
+    assert len(ras) == 1 and ku.digital_signature and ku.key_encipherment
     root_der = roots[0].public_bytes(serialization.Encoding.DER)
     assert scep["CAFingerprint"] == hashlib.sha1(root_der).digest()  # noqa: S324
     root_payload = payloads["com.apple.security.root"]["PayloadContent"]
