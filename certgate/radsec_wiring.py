@@ -26,8 +26,9 @@ from certgate.settings.reader import read_referenced_file
 from radius.accounting import SessionSink
 from radius.options import RadiusClient
 from radius.radsec import RadsecOptions, RadsecServer
-from radius.radsec_peer import check_peer
+from radius.radsec_peer import PeerVerdict, check_peer, nas_verdict
 from radius.server import RadiusServer
+from store import StoreUnavailable
 
 log = logging.getLogger("certgate.radius")
 
@@ -88,9 +89,22 @@ async def start_radsec(runtime: Runtime, server: RadiusServer, clients: list[Rad
     except ssl.SSLError as exc:
         raise OperatorError(f"[radsec] TLS settings: {exc.reason or exc}", exit_code=2) from None
     feed = runtime.services["feed"]
+    require_inventory = runtime.settings.radius.require_inventory
 
-    def peer_check(der: bytes | None, client: RadiusClient):  # noqa: ANN202
-        return check_peer(der, client, runtime.groups, runtime.revoked, feed.is_issued)
+    async def peer_check(der: bytes | None, client: RadiusClient) -> PeerVerdict:
+        verdict = check_peer(der, client, runtime.groups, runtime.revoked, feed.is_issued)
+        if verdict.refusal is not None or verdict.group is None or not require_inventory:
+            return verdict
+        assert verdict.serial is not None
+        try:  # once per connection, not per packet: the store is asked
+            record = await runtime.store.get(verdict.serial)
+        except StoreUnavailable as exc:  # an outage must not cut every NAS off: the
+            # revocation index (in memory) has already been consulted
+            log.warning("RadSec: cannot look up NAS certificate serial %x (%s); admitted on "
+                        "the in-memory revocation index", verdict.serial, exc.detail)
+            return verdict
+        return nas_verdict(verdict, record.profile if record else None,
+                           record.group if record else None)
 
     options = RadsecOptions(
         handshake_timeout=settings.handshake_timeout,

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,7 +61,7 @@ HANDSHAKES = Counter(
     "certgate_radsec_handshakes_total",
     "RadSec connection attempts by outcome: ok, unknown_client (no client serves RadSec from "
     "that address), over_limit, tls_error (e.g. a certificate from another CA), timeout, "
-    "revoked, device_certificate, name_mismatch, no_certificate",
+    "revoked, device_certificate, not_issued, name_mismatch, no_certificate",
     ["result"],
 )
 CLOSED = Counter(
@@ -70,7 +71,7 @@ CLOSED = Counter(
 handshakes = metrics.LabelCache(HANDSHAKES)
 closed = metrics.LabelCache(CLOSED)
 
-PeerCheck = Callable[[bytes | None, Any], PeerVerdict]
+PeerCheck = Callable[[bytes | None, Any], PeerVerdict | Awaitable[PeerVerdict]]
 ContextSource = Callable[[], ssl.SSLContext]
 
 
@@ -285,6 +286,8 @@ class RadsecServer:
         ssl_object = tls.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         verdict = self._check_peer(der, client)
+        if inspect.isawaitable(verdict):  # the composition root may look up the inventory
+            verdict = await verdict
         if verdict.refusal is not None:
             handshakes(verdict.refusal.value).inc()
             log.warning("RadSec connection client=%s address=%s refused reason=%s subject=%r: %s",

@@ -9,6 +9,9 @@ certgate's own state, checked here on the leaf:
   EAP-TLS uses, so ``certgate revoke`` takes effect on the next connection;
 * a *device* certificate (one the inventory lists as a device) is not a NAS credential:
   a laptop's EAP-TLS certificate must not open a RadSec session (``device_certificate``);
+* under a group intermediate but not in the inventory as a ``nas`` certificate (minted with
+  a stolen CA key, or never issued): ``not_issued``, decided by the shell's store lookup
+  (``nas_verdict``) when ``[radius] require_inventory`` is on;
 * the client entry may pin the certificate's name (``radsec_name``): a DNS SAN or, when the
   certificate has no DNS SAN, the subject CN must equal it, case-insensitively
   (``name_mismatch``). That is what a cloud controller (whose source addresses are a whole
@@ -37,6 +40,7 @@ class PeerRefusal(StrEnum):
     DEVICE_CERTIFICATE = "device_certificate"
     NAME_MISMATCH = "name_mismatch"
     NO_CERTIFICATE = "no_certificate"
+    NOT_ISSUED = "not_issued"  # under a group CA, but not a NAS certificate of the inventory
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +97,23 @@ def check_peer(
                                group.name if group else None)
     return PeerVerdict(None, "", subject, group.name if group else None,
                        serial if group else None)
+
+
+def nas_verdict(verdict: PeerVerdict, profile: str | None, group: str | None) -> PeerVerdict:
+    """``verdict`` after the inventory lookup of a certificate one of our group CAs issued:
+    ``profile``/``group`` of its row (None: no row). Anything but a ``nas`` row of the same
+    group is ``not_issued``."""
+    if verdict.refusal is not None or verdict.group is None:
+        return verdict
+    if profile == "nas" and group == verdict.group:
+        return verdict
+    if profile is None:
+        what = "not in the inventory"
+    elif profile != "nas":
+        what = f"recorded as {profile}, not nas"
+    else:
+        what = f"recorded for group {group}"
+    return PeerVerdict(PeerRefusal.NOT_ISSUED,
+                       f"serial {verdict.serial:x} of group {verdict.group} is {what} "
+                       "(issue NAS certificates with certs issue --profile nas)",
+                       verdict.subject, verdict.group, verdict.serial)

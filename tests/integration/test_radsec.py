@@ -305,6 +305,39 @@ def test_a_nas_certificate_from_another_ca_is_refused(lab) -> None:  # type: ign
     assert "certificate verify failed" in server.log(), server.log()[-3000:]
 
 
+def test_a_nas_certificate_not_in_the_inventory_is_refused(lab) -> None:  # type: ignore[no-untyped-def]
+    """Signed with the staff intermediate's own key (as with a stolen key), but never issued
+    by certgate: chains to client_ca, refused as not_issued ([radius] require_inventory)."""
+    server = lab["server"]
+    pki = lab["config"].parent / "var" / "pki"
+    ca = x509.load_pem_x509_certificate((pki / "groups" / "staff" / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "groups" / "staff" / "ca.key").read_bytes(),
+                                                None)
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minted-nas")]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    work = lab["tmp"] / "rsp-minted"
+    work.mkdir()
+    pem = serialization.Encoding.PEM
+    (work / "minted.chain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    (work / "minted.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    before = _metric(server, "certgate_radsec_handshakes_total", result="not_issued")
+    with RadsecProxy(work, lab["port"], work / "minted.chain.pem", work / "minted.key",
+                     lab["root"]) as proxy:
+        code, text = _eapol(lab, proxy.port, work, timeout=4)
+        assert code != 0 and "SUCCESS" not in text
+    assert _metric(server, "certgate_radsec_handshakes_total",
+                   result="not_issued") >= before + 1, server.log()[-3000:]
+    assert "not in the inventory" in server.log()
+
+
 def test_a_revoked_nas_certificate_is_refused(lab) -> None:  # type: ignore[no-untyped-def]
     """nas-2 authenticates through radsecproxy; revoking its certificate (certgate revoke, a
     separate process: the server follows the change feed) ends the open RadSec connection, and

@@ -69,3 +69,21 @@ def test_a_certificate_of_another_client_ca_is_judged_by_the_pin_only(pki) -> No
 def test_no_certificate(pki) -> None:  # type: ignore[no-untyped-def]
     assert check_peer(None, _client(), pki.groups, pki.revoked,
                       never).refusal is PeerRefusal.NO_CERTIFICATE
+
+
+def test_inventory_lookup_admits_only_a_nas_row_of_the_same_group(pki) -> None:  # type: ignore[no-untyped-def]
+    from radius.radsec_peer import nas_verdict
+
+    ok = check_peer(_der(pki, "staff-cnonly"), _client(), pki.groups, pki.revoked, never)
+    assert ok.serial == pki.clients["staff-cnonly"].cert.serial_number
+    assert nas_verdict(ok, "nas", "staff") is ok
+    for profile, group, words in ((None, None, "not in the inventory"),
+                                  ("device", "staff", "recorded as device"),
+                                  ("nas", "guests", "recorded for group guests")):
+        v = nas_verdict(ok, profile, group)
+        assert v.refusal is PeerRefusal.NOT_ISSUED, (profile, group)
+        assert words in v.detail, v.detail
+    foreign = check_peer(_der(pki, "other-ok"), _client(), pki.groups, pki.revoked, never)
+    assert nas_verdict(foreign, None, None) is foreign  # not ours: client_ca vouched for it
+    refused = check_peer(_der(pki, "staff-revoked"), _client(), pki.groups, pki.revoked, never)
+    assert nas_verdict(refused, "nas", "staff") is refused
