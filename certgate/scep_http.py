@@ -111,7 +111,8 @@ def service_config(s: Settings, g: GroupSettings, pki: object) -> ServiceConfig:
         key_types=g.key_types,
         challenge_modes=g.challenge_modes,
         static_secrets=_static_secrets(g),
-        legacy_algorithms=g.legacy_algorithms,
+        ciphers=g.scep_ciphers,
+        digests=g.scep_digests,
         ca_is_ra=g.ca_is_ra,
         include_root=g.include_root,
         manual_approval=g.manual_approval,
@@ -138,8 +139,8 @@ def load_group_crypto(config_path: str) -> dict[str, GroupCrypto]:
 def crypto_config(s: Settings, g: GroupSettings) -> ServiceConfig:
     """What GroupCrypto reads of a group's ServiceConfig (no secrets, nothing to log)."""
     return ServiceConfig(
-        group=g.name, public_url=s.http.public_url, legacy_algorithms=g.legacy_algorithms,
-        ca_is_ra=g.ca_is_ra,
+        group=g.name, public_url=s.http.public_url, ciphers=g.scep_ciphers,
+        digests=g.scep_digests, ca_is_ra=g.ca_is_ra,
         signing_time_skew=dt.timedelta(seconds=s.scep.signing_time_skew_seconds))
 
 

@@ -3,7 +3,8 @@
 Label values are closed sets: operation is a SCEP operation name or "unknown";
 message_type a MessageType name, "unknown" (a PKIOperation that did not decode) or
 "none" (operations without a message); result one of RESULTS; reason a
-ChallengeReason / RenewalReason / CsrReason value or a failInfo name.
+ChallengeReason / RenewalReason / CsrReason value or a failInfo name; algorithm one of
+enrollment.algorithms.ALGORITHM_LABELS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ SCEP_DURATION = Histogram(
 )
 CERTIFICATES_ISSUED = Counter(
     "certgate_certificates_issued_total", "Certificates issued through SCEP", ["group"]
+)
+ALGORITHM_REFUSALS = Counter(
+    "certgate_scep_algorithm_refusals_total",
+    "SCEP requests refused with badAlg, by the algorithm refused (a config name of "
+    "[groups.<name>.scep] ciphers/digests, md5, or other: one certgate does not implement)",
+    ["group", "algorithm"],
 )
 CHALLENGE_FAILURES = Counter(
     "certgate_scep_challenge_failures_total",

@@ -24,9 +24,10 @@ from enum import StrEnum
 
 from asn1crypto import core as asn1
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 MAX_CSR_BYTES = 64 * 1024
@@ -252,6 +253,34 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise CsrRejected(CsrReason.BAD_FORMAT, "unparsable CSR") from exc
 
 
+def csr_signature_valid(csr: x509.CertificateSigningRequest) -> bool:
+    """The CSR's self-signature verifies.
+
+    cryptography's ``is_signature_valid`` answers False for every SHA-1 signature (since
+    cryptography 45 its X.509 layer refuses SHA-1, whatever the signature), though it is
+    valid (``openssl req -verify`` agrees): a SHA-1 CSR is verified here with the key's own
+    primitive instead. Whether SHA-1 is acceptable at all is the group's policy, checked
+    before (`parse_csr`).
+    """
+    hash_alg = csr.signature_hash_algorithm
+    if not isinstance(hash_alg, hashes.SHA1):
+        return csr.is_signature_valid
+    key = csr.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            params = csr.signature_algorithm_parameters
+            if not isinstance(params, asym_padding.PKCS1v15 | asym_padding.PSS):
+                return False
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, params, hash_alg)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(hash_alg))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
 def extract_csr_facts(csr: x509.CertificateSigningRequest | bytes) -> CsrFacts:
     """Everything certgate needs from a CSR; raises CsrRejected(bad_format) only."""
     if isinstance(csr, bytes | bytearray):
@@ -263,7 +292,7 @@ def extract_csr_facts(csr: x509.CertificateSigningRequest | bytes) -> CsrFacts:
         subject = csr.subject
         cns = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         extensions = csr.extensions
-        signature_valid = csr.is_signature_valid
+        signature_valid = csr_signature_valid(csr)
     except (
         ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
         TypeError,  # a name value type cryptography refuses (a BIT STRING under a CN OID)
@@ -445,6 +474,7 @@ __all__ = [
     "GroupCsrPolicy",
     "apply_policy",
     "challenge_password_from_der",
+    "csr_signature_valid",
     "check_csr",
     "extract_csr_facts",
     "key_matches_spec",

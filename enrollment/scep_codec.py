@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from enrollment import cms_envelope, cms_fast, cms_signed, der
+from enrollment.algorithms import LEGACY_CIPHERS, LEGACY_DIGESTS, AlgorithmPolicy
 from enrollment.scep_inner import (
     IssuerAndSerial,
     IssuerAndSubject,
@@ -307,17 +308,21 @@ def check_signing_time(msg: PkiMessage, now: datetime.datetime, skew: datetime.t
 
 
 def check_algorithms(
-    msg: PkiMessage, algorithms: EnvelopeAlgorithms | None = None, *, legacy: bool = False
+    msg: PkiMessage,
+    algorithms: EnvelopeAlgorithms | None = None,
+    *,
+    legacy: bool = False,
+    policy: AlgorithmPolicy | None = None,
 ) -> None:
-    """badAlg for MD5 always; SHA-1, 3DES and DES unless ``legacy``."""
-    weak_digests = {DigestAlgorithm.MD5} | (set() if legacy else {DigestAlgorithm.SHA1})
-    for d in (msg.digest_algorithm, msg.signature_digest):
-        if d in weak_digests:
-            raise ScepError(FailInfo.badAlg, f"digest {d.value} refused", request=msg)
+    """AlgorithmRefused (badAlg) for a SignedData digest, signature digest or content cipher
+    ``policy`` does not allow (default: AES + SHA-2; ``legacy``: also 3DES, DES, SHA-1).
+    MD5 never."""
+    if policy is None:
+        policy = AlgorithmPolicy(LEGACY_CIPHERS, LEGACY_DIGESTS) if legacy else AlgorithmPolicy()
+    policy.check_digest(msg.digest_algorithm, "SignedData", msg)
+    policy.check_digest(msg.signature_digest, "SignerInfo signature", msg)
     algorithms = algorithms or msg.envelope_algorithms
-    cipher = algorithms.cipher if algorithms is not None else None
-    if cipher is not None and not legacy and not cipher.is_aes:
-        raise ScepError(FailInfo.badAlg, f"cipher {cipher.value} refused", request=msg)
+    policy.check_cipher(algorithms.cipher if algorithms is not None else None, msg)
 
 
 def decrypt_inner(msg: PkiMessage, ra_cert: x509.Certificate, ra_key: rsa.RSAPrivateKey) -> Decrypted:

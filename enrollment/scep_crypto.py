@@ -47,7 +47,14 @@ from enrollment import scep_codec as codec
 from enrollment.policy import CsrReason, CsrRejected, EnrollmentRejected, extract_csr_facts
 from enrollment.renewal import Renewal, RenewalReason, RenewalRejected, classify
 from enrollment.scep_enroll import EnrollRequest, Outcome, RenewalSigner, ServiceConfig, success
-from enrollment.scep_types import REQUEST_TYPES, FailInfo, MessageType, ScepError, UndecodableRequest
+from enrollment.scep_types import (
+    REQUEST_TYPES,
+    AlgorithmRefused,
+    FailInfo,
+    MessageType,
+    ScepError,
+    UndecodableRequest,
+)
 from pki.groups import GroupTable
 from pki.hierarchy import GroupCa
 from pki.issuance import sign_device
@@ -131,6 +138,7 @@ class Opened:
     algorithms: codec.EnvelopeAlgorithms | None = None
     failure: tuple[str, str] | None = None  # (FailInfo name, reason)
     failure_body: bytes | None = None
+    refused_algorithm: str | None = None  # badAlg: the algorithm's config name or "other"
     enroll: EnrollRequest | None = None
     refusal: Refusal | None = None  # CSR format, renewal signer
     issuer_error: str | None = None  # CertPoll / GetCert / GetCRL for another CA
@@ -177,8 +185,12 @@ class GroupCrypto:
             reply_to = ReplyTo.of(exc.request)
             failure = Outcome("failure", fail_info=exc.fail_info.name,
                               reason=exc.fail_info.name, detail=exc.reason)
+            algorithm = None
+            if exc.fail_info is FailInfo.badAlg:
+                algorithm = exc.algorithm if isinstance(exc, AlgorithmRefused) else "other"
             return Opened(reply_to, failure=(exc.fail_info.name, exc.reason),
-                          failure_body=self.build(reply_to, None, failure, now).body)
+                          failure_body=self.build(reply_to, None, failure, now).body,
+                          refused_algorithm=algorithm)
 
     def _open(self, body: bytes, now: dt.datetime) -> Opened:
         msg = codec.parse_pki_message(body)
@@ -189,10 +201,11 @@ class GroupCrypto:
             # The reply is enveloped to the signer certificate: RSA key transport only.
             raise ScepError(FailInfo.badAlg, "signer certificate key is not RSA", request=msg)
         codec.check_signing_time(msg, now, self.cfg.signing_time_skew)
-        codec.check_algorithms(msg, legacy=self.cfg.legacy_algorithms)
+        policy = self.cfg.algorithms
+        codec.check_algorithms(msg, policy=policy)
         decrypted = codec.decrypt_inner(msg, self.signer_cert, self.signer_key)  # type: ignore[arg-type]
-        codec.check_algorithms(msg, decrypted.algorithms, legacy=self.cfg.legacy_algorithms)
-        inner = codec.parse_inner(msg.message_type, decrypted.content, msg)
+        codec.check_algorithms(msg, decrypted.algorithms, policy=policy)
+        inner = codec.parse_inner(msg.message_type, decrypted.content, msg, policy=policy)
         opened = Opened(ReplyTo.of(msg), decrypted.algorithms)
         mtype = msg.message_type
         if mtype in (MessageType.CertPoll, MessageType.GetCert, MessageType.GetCRL):

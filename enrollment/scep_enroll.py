@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hmac
 import logging
 import ssl
@@ -26,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enrollment import blob as blob_mod
+from enrollment.algorithms import DEFAULT_CIPHERS, DEFAULT_DIGESTS, AlgorithmPolicy
 from enrollment.challenge_store import BLOB, DYNAMIC, record_from_row
 from enrollment.challenges import (
     ChallengeReason,
@@ -85,9 +87,10 @@ class ServiceConfig:
     key_types: tuple[str, ...] = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
     challenge_modes: tuple[str, ...] = ("dynamic", "blob")
     static_secrets: tuple[StaticSecret, ...] = ()
-    legacy_algorithms: bool = False
+    ciphers: tuple[str, ...] = DEFAULT_CIPHERS  # enrollment.algorithms names
+    digests: tuple[str, ...] = DEFAULT_DIGESTS
     ca_is_ra: bool = False
-    include_root: bool = False
+    include_root: bool | None = None  # None: the root is in GetCACert unless ca_is_ra
     manual_approval: bool = False
     renewal_window: dt.timedelta = dt.timedelta(days=30)
     superseded_grace: dt.timedelta = dt.timedelta(hours=24)
@@ -96,6 +99,18 @@ class ServiceConfig:
     blob_keys: tuple[ec.EllipticCurvePrivateKey, ...] = ()
     mdm_keys: tuple[ec.EllipticCurvePublicKey, ...] = ()
     device_id_from: DeviceIdSource = DeviceIdSource(CHALLENGE)
+
+    @functools.cached_property
+    def algorithms(self) -> AlgorithmPolicy:
+        """What requests may use and GetCACaps advertises."""
+        return AlgorithmPolicy.of(self.ciphers, self.digests, f"groups.{self.group}.scep")
+
+    @property
+    def root_in_ca_certs(self) -> bool:
+        """GetCACert carries the root: by default yes with an RA (strongSwan `pki --scepca`
+        needs it; NDES and OpenXPKI send it), no when the CA is the RA (a chain there is an
+        `x509-ca-ra-cert` without an RA, which iOS/macOS refuse)."""
+        return (not self.ca_is_ra) if self.include_root is None else self.include_root
 
 
 def csr_policy(key_types: Sequence[str], validity_days: int) -> GroupCsrPolicy:

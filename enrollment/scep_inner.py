@@ -1,7 +1,8 @@
 """Contents of the pkcsPKIEnvelope (RFC 8894 §3.3): CSR, IssuerAndSubject,
 IssuerAndSerialNumber; and the CSR's challengePassword in any string type.
 
-Errors are ``ScepError(badRequest)``: the request was already authenticated.
+Errors are ``ScepError(badRequest)``: the request was already authenticated; a CSR signed
+with a digest the group does not allow is ``AlgorithmRefused`` (badAlg).
 """
 
 from __future__ import annotations
@@ -11,16 +12,27 @@ from dataclasses import dataclass
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.name import _ASN1Type
 
+from enrollment.algorithms import AlgorithmPolicy
 from enrollment.cms_ber import BerError, normalize, read_tlv, string_value
-from enrollment.scep_types import FailInfo, MessageType, ScepError
+from enrollment.policy import csr_signature_valid
+from enrollment.scep_types import (
+    AlgorithmRefused,
+    DigestAlgorithm,
+    FailInfo,
+    MessageType,
+    ScepError,
+    UnsupportedAlgorithm,
+)
 
 __all__ = [
     "IssuerAndSerial",
     "IssuerAndSubject",
     "challenge_password",
+    "csr_signature_digest",
     "name_from_der",
     "parse_csr",
     "parse_inner",
@@ -104,8 +116,25 @@ def _bad(reason: str, request: object) -> ScepError:
     return ScepError(FailInfo.badRequest, reason, request=request)
 
 
-def parse_csr(content: bytes, request: object = None) -> x509.CertificateRequest:
-    """PKCS#10 from a PKCSReq/RenewalReq; its self-signature must verify."""
+def csr_signature_digest(csr: x509.CertificateRequest) -> DigestAlgorithm | None:
+    """The digest of the CSR's self-signature; None for a signature without one (Ed25519);
+    UnsupportedAlgorithm for one we have no name for (SHA-3, an unknown OID)."""
+    try:
+        hash_alg = csr.signature_hash_algorithm
+    except CryptographyUnsupported as exc:
+        raise UnsupportedAlgorithm(f"CSR signature algorithm {exc}") from exc
+    if hash_alg is None:
+        return None
+    try:
+        return DigestAlgorithm(hash_alg.name)
+    except ValueError:
+        raise UnsupportedAlgorithm(f"CSR signature digest {hash_alg.name}") from None
+
+
+def parse_csr(content: bytes, request: object = None, *,
+              policy: AlgorithmPolicy | None = None) -> x509.CertificateRequest:
+    """PKCS#10 from a PKCSReq/RenewalReq; its self-signature must verify, with a digest
+    ``policy`` allows (AlgorithmRefused otherwise, checked before the signature)."""
     try:
         csr = x509.load_der_x509_csr(normalize(content))
     except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
@@ -114,8 +143,14 @@ def parse_csr(content: bytes, request: object = None) -> x509.CertificateRequest
         csr.subject  # noqa: B018 - decoded lazily: TypeError for a value type it refuses,
     except (TypeError, ValueError) as exc:  # ValueError for a string that is not its charset
         raise _bad(f"CSR subject cannot be decoded: {exc}", request) from exc
+    if policy is not None:
+        try:
+            digest = csr_signature_digest(csr)
+        except UnsupportedAlgorithm as exc:
+            raise AlgorithmRefused("other", str(exc), request=request) from exc
+        policy.check_digest(digest, "CSR signature", request)
     try:
-        valid = csr.is_signature_valid
+        valid = csr_signature_valid(csr)
     except Exception as exc:  # unsupported key/signature type  # noqa: BLE001
         raise ScepError(FailInfo.badAlg, f"CSR signature: {exc}", request=request) from exc
     if not valid:
@@ -152,11 +187,13 @@ def parse_issuer_and_serial(content: bytes, request: object = None) -> IssuerAnd
 
 
 def parse_inner(
-    message_type: MessageType, content: bytes, request: object = None
+    message_type: MessageType, content: bytes, request: object = None, *,
+    policy: AlgorithmPolicy | None = None,
 ) -> x509.CertificateRequest | IssuerAndSubject | IssuerAndSerial:
-    """Dispatch on messageType: CSR, IssuerAndSubject or IssuerAndSerialNumber."""
+    """Dispatch on messageType: CSR (its digest checked against ``policy``),
+    IssuerAndSubject or IssuerAndSerialNumber."""
     if message_type in (MessageType.PKCSReq, MessageType.RenewalReq):
-        return parse_csr(content, request)
+        return parse_csr(content, request, policy=policy)
     if message_type is MessageType.CertPoll:
         return parse_issuer_and_subject(content, request)
     if message_type in (MessageType.GetCert, MessageType.GetCRL):

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from enrollment import scep_codec as codec
-from enrollment.metrics import CHALLENGE_FAILURES
+from enrollment.metrics import ALGORITHM_REFUSALS, CHALLENGE_FAILURES
 from enrollment.policy import EnrollmentRejected
 from enrollment.renewal import RenewalReason, RenewalRejected
 from enrollment.scep_crypto import (
@@ -142,20 +142,19 @@ class ScepService:
     # -- GetCACaps / GetCACert -------------------------------------------------------------
 
     def caps(self) -> str:
-        words = ["POSTPKIOperation", "Renewal", "SHA-256", "SHA-512", "AES", "SCEPStandard"]
-        if self.cfg.legacy_algorithms:
-            words += ["DES3", "SHA-1"]
-        return "\n".join(words) + "\n"
+        """GetCACaps: exactly what this group's algorithm policy accepts."""
+        return "\n".join(self.cfg.algorithms.caps()) + "\n"
 
     def _build_ca_certs(self) -> tuple[bytes, str]:
         from cryptography.hazmat.primitives.serialization import Encoding
 
+        with_root = self.cfg.root_in_ca_certs
         if self.cfg.ca_is_ra:
-            if not self.cfg.include_root:
+            if not with_root:
                 return self.ca.certificate.public_bytes(Encoding.DER), CA_CERT
             return codec.degenerate_certificates([self.ca.certificate, self.root]), CA_RA_CERT
         chain = [self.ca.ra_certificate, self.ca.certificate]
-        if self.cfg.include_root:
+        if with_root:
             chain.append(self.root)
         return codec.degenerate_certificates(chain), CA_RA_CERT
 
@@ -176,7 +175,10 @@ class ScepService:
         if opened.failure is not None:  # refused while opening: the FAILURE is already built
             fail_info, detail = opened.failure
             outcome = self._failure(FailInfo[fail_info], fail_info, detail)
-            self._log_refusal(reply_to, outcome)
+            if opened.refused_algorithm is not None:
+                ALGORITHM_REFUSALS.labels(group=self.cfg.group,
+                                          algorithm=opened.refused_algorithm).inc()
+            self._log_refusal(reply_to, outcome, opened.refused_algorithm)
             assert opened.failure_body is not None
             return ScepReply(opened.failure_body, reply_to.message_type.name, outcome.status,
                              outcome.reason)
@@ -264,7 +266,14 @@ class ScepService:
             info = FailInfo.badCertId
         return Outcome("failure", fail_info=info.name, reason=reason, detail=exc.detail)
 
-    def _log_refusal(self, reply_to: ReplyTo, outcome: Outcome) -> None:
+    def _log_refusal(self, reply_to: ReplyTo, outcome: Outcome,
+                     algorithm: str | None = None) -> None:
+        if algorithm is not None:  # badAlg: which algorithm, and (detail) the setting
+            log.warning("scep result=%s group=%s message_type=%s transaction=%s fail_info=%s "
+                        "algorithm=%s detail=%s signer=%s", "refused", self.cfg.group,
+                        reply_to.message_type.name, reply_to.transaction_id, outcome.fail_info,
+                        algorithm, outcome.detail, reply_to.signer_subject)
+            return
         log.warning("scep result=%s group=%s message_type=%s transaction=%s fail_info=%s "
                     "reason=%s detail=%s signer=%s", "refused", self.cfg.group,
                     reply_to.message_type.name, reply_to.transaction_id, outcome.fail_info,

@@ -12,6 +12,7 @@ import enum
 from asn1crypto import cms, core
 
 __all__ = [
+    "AlgorithmRefused",
     "ContentCipher",
     "DigestAlgorithm",
     "FailInfo",
@@ -157,6 +158,18 @@ class ScepError(Exception):
         self.fail_info = fail_info
         self.reason = reason
         self.request = request
+
+
+class AlgorithmRefused(ScepError):
+    """badAlg for an algorithm we implement but the group's policy does not allow.
+
+    ``algorithm`` is its config name (``des3``, ``sha1``, ``md5``...): log field and metric
+    label; ``reason`` says which setting would allow it.
+    """
+
+    def __init__(self, algorithm: str, reason: str, *, request: object = None) -> None:
+        super().__init__(FailInfo.badAlg, reason, request=request)
+        self.algorithm = algorithm
 
 
 class UndecodableRequest(Exception):

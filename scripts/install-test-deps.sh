@@ -5,7 +5,10 @@
 # postgresql (a real server the store tests start as the postgres user), freeradius
 # (a reference EAP-TLS server for `certgate test-auth`; started by the test on a free port),
 # rsyslog + rsyslog-openssl (a real syslog receiver for the [audit] syslog transport, udp/tcp/tls),
-# radsecproxy (a real RadSec client: UDP in, RADIUS over TLS out to certgate's [radsec]).
+# radsecproxy (a real RadSec client: UDP in, RADIUS over TLS out to certgate's [radsec]),
+# strongswan-pki + libstrongswan-extra-plugins + libstrongswan-standard-plugins (`pki --scep` /
+# `--scepca`, a third SCEP client: its HTTP fetcher is the curl plugin of the extra plugins,
+# ECDSA (certgate's default EC root and intermediates) the openssl plugin of the standard ones).
 # Only acts when something is missing; needs root (or sudo) to install.
 set -euo pipefail
 need=()
@@ -22,6 +25,9 @@ command -v freeradius >/dev/null || need+=(freeradius)
 { command -v rsyslogd || [ -x /usr/sbin/rsyslogd ]; } >/dev/null || need+=(rsyslog)
 compgen -G '/usr/lib/*/rsyslog/lmnsd_ossl.so' >/dev/null || need+=(rsyslog-openssl)
 { command -v radsecproxy || [ -x /usr/sbin/radsecproxy ]; } >/dev/null || need+=(radsecproxy)
+{ pki --help 2>&1 | grep -q strongSwan; } || need+=(strongswan-pki)
+compgen -G '/usr/lib/ipsec/plugins/libstrongswan-curl.so' >/dev/null || need+=(libstrongswan-extra-plugins)
+compgen -G '/usr/lib/ipsec/plugins/libstrongswan-openssl.so' >/dev/null || need+=(libstrongswan-standard-plugins)
 # PostgreSQL server binaries (initdb, pg_ctl) for the multi-node store tests
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0

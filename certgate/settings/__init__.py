@@ -85,8 +85,9 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
 def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     errors: list[str] = []
+    warnings: list[str] = []
     base = path.parent
-    top = TableReader(data, "", errors, base)
+    top = TableReader(data, "", errors, base, warnings)
 
     def section(name: str) -> TableReader:
         return top.child(top.table_(name), name)
@@ -137,4 +138,5 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
         audit=audit,
         mdm=mdm,
         radsec=radsec,
+        warnings=tuple(one_line(w) for w in warnings),
     )

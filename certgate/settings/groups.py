@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from certgate.settings.mdm import parse_device_id_from, parse_issuance_check
 from certgate.settings.model import CA_KEY_TYPES, GROUP_NAME, KEY_TYPES, GroupSettings
-from certgate.settings.reader import TableReader
+from certgate.settings.reader import TableReader, shown
 from certgate.settings.reply import DictionaryLoader, parse_reply
+from enrollment.algorithms import (
+    CIPHERS,
+    DEFAULT_CIPHERS,
+    DEFAULT_DIGESTS,
+    DIGESTS,
+    LEGACY_CIPHERS,
+    LEGACY_DIGESTS,
+)
 
 
 def parse_groups(reader: TableReader, dictionaries: DictionaryLoader) -> tuple[GroupSettings, ...]:
@@ -42,6 +50,8 @@ def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) ->
         gr.error("static_secret", 'required when challenge_modes includes "static"')
     if static_secret and "static" not in modes:
         gr.error("challenge_modes", 'add "static" to use static_secret (legacy, off by default)')
+    ciphers, digests = _algorithms(gname, gr)
+    ca_is_ra = gr.bool("ca_is_ra", False)
     group = GroupSettings(
         name=gname,
         vlan=str(vlan) if vlan is not None else None,
@@ -57,9 +67,11 @@ def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) ->
         ca_key_type=gr.choice("ca_key_type", CA_KEY_TYPES, None),
         challenge_modes=modes,
         static_secret=static_secret,
-        legacy_algorithms=gr.bool("legacy_algorithms", False),
-        ca_is_ra=gr.bool("ca_is_ra", False),
-        include_root=gr.bool("include_root", False),
+        scep_ciphers=ciphers,
+        scep_digests=digests,
+        ca_is_ra=ca_is_ra,
+        # the root in GetCACert: by default, except when the CA is the RA (README "SCEP")
+        include_root=gr.bool("include_root", not ca_is_ra),
         manual_approval=gr.bool("manual_approval", False),
         renewal_window_days=gr.int("renewal_window_days", 30, 0, 3650),
         superseded_grace_hours=gr.int("superseded_grace_hours", 24, 0, 24 * 365),
@@ -68,3 +80,43 @@ def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) ->
     )
     gr.finish()
     return group
+
+
+def _algorithm_list(scep: TableReader, name: str, known: tuple[str, ...]) -> tuple[str, ...] | None:
+    value = scep.take(name, (list,), "a list of strings", None)
+    if value is None:
+        return None
+    if not value or not all(isinstance(v, str) for v in value):
+        scep.error(name, f"expected a non-empty list of {', '.join(known)}, got {shown(value)}")
+        return None
+    if "md5" in value:
+        scep.error(name, "md5 is never accepted (collisions are practical); remove it")
+        return None
+    bad = [v for v in value if v not in known]
+    if bad:
+        scep.error(name, f"unknown {name[:-1]} {shown(bad)}; expected any of {', '.join(known)}")
+        return None
+    return tuple(dict.fromkeys(value))
+
+
+def _algorithms(gname: str, gr: TableReader) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """[groups.<name>.scep] ciphers / digests, and the deprecated legacy_algorithms alias."""
+    scep = gr.child(gr.table_("scep"), gr.key("scep"))
+    ciphers = _algorithm_list(scep, "ciphers", tuple(CIPHERS))
+    digests = _algorithm_list(scep, "digests", tuple(DIGESTS))
+    scep.finish()
+    legacy = gr.bool("legacy_algorithms", None)  # type: ignore[arg-type]
+    lists = ciphers is not None or digests is not None
+    if legacy and lists:
+        gr.error("legacy_algorithms", f"give either legacy_algorithms or [groups.{gname}.scep] "
+                 "ciphers/digests, not both: remove legacy_algorithms")
+    elif legacy is not None:
+        gr.warn("legacy_algorithms", (
+            "deprecated; it allows des3, des and sha1 on top of the default" if legacy else
+            "deprecated; false is the default") + (
+            f": write [groups.{gname}.scep] ciphers = [...] and digests = [...] with what your "
+            "clients need (e.g. \"des3\" alone: never single DES or SHA-1 unless a client "
+            "cannot do better) and remove legacy_algorithms"))
+    if legacy and ciphers is None and digests is None:
+        return LEGACY_CIPHERS, LEGACY_DIGESTS
+    return ciphers or DEFAULT_CIPHERS, digests or DEFAULT_DIGESTS

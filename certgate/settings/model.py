@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from enrollment.algorithms import DEFAULT_CIPHERS, DEFAULT_DIGESTS
 from pki.groups import ExtraAttribute
 
 if TYPE_CHECKING:
@@ -157,9 +158,12 @@ class GroupSettings:
     # SCEP
     challenge_modes: tuple[str, ...] = ("dynamic", "blob")
     static_secret: str | None = None
-    legacy_algorithms: bool = False
+    # [groups.<name>.scep]: enrollment.algorithms names (legacy_algorithms = true, deprecated,
+    # is read into these)
+    scep_ciphers: tuple[str, ...] = DEFAULT_CIPHERS
+    scep_digests: tuple[str, ...] = DEFAULT_DIGESTS
     ca_is_ra: bool = False
-    include_root: bool = False
+    include_root: bool = True  # root in GetCACert (the parser's default: not ca_is_ra)
     manual_approval: bool = False
     renewal_window_days: int = 30
     superseded_grace_hours: int = 24
@@ -183,6 +187,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=lambda: _audit_defaults())
     mdm: MdmSettings = field(default_factory=lambda: _mdm_defaults())
     radsec: RadsecSettings | None = None  # [radsec]: RADIUS over TLS, off when absent
+    warnings: tuple[str, ...] = ()  # deprecated settings that still work, one line each
 
     def group(self, name: str) -> GroupSettings | None:
         return next((g for g in self.groups if g.name == name), None)

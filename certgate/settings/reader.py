@@ -62,20 +62,25 @@ class TableReader:
     """Pops typed values out of a TOML table, recording errors under dotted key names."""
 
     def __init__(self, table: dict[str, Any], prefix: str, errors: list[str],
-                 base: Path | None = None) -> None:
+                 base: Path | None = None, warnings: list[str] | None = None) -> None:
         self.table = dict(table)
         self.prefix = prefix
         self.errors = errors
         self.base = base  # relative `*_file` paths resolve against it (the config's directory)
+        # not errors: deprecated keys that still work (check-config prints them, serve logs them)
+        self.warnings = warnings if warnings is not None else []
 
     def child(self, table: dict[str, Any], prefix: str) -> TableReader:
-        return TableReader(table, prefix, self.errors, self.base)
+        return TableReader(table, prefix, self.errors, self.base, self.warnings)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def error(self, name: str, message: str) -> None:
         self.errors.append(f"{self.key(name)}: {message}")
+
+    def warn(self, name: str, message: str) -> None:
+        self.warnings.append(f"{self.key(name)}: {message}")
 
     def take(self, name: str, kinds: tuple[type, ...], expected: str, default: Any) -> Any:
         if name not in self.table:

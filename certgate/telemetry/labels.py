@@ -20,6 +20,7 @@ from certgate.revocations import REVOCATIONS
 from certgate.scep_http import OPERATIONS
 from certgate.sessions import COA_REQUESTS
 from enrollment import metrics as scep
+from enrollment.algorithms import ALGORITHM_LABELS
 from enrollment.challenges import ChallengeReason
 from enrollment.issuance_check import RESULTS as ISSUANCE_RESULTS
 from enrollment.issuance_check import IssuanceReason
@@ -126,6 +127,8 @@ def _enrollment(groups: list[str]) -> None:
         scep.CERTIFICATES_ISSUED.labels(group=g)
         for reason in ENROLLMENT_REASONS:
             scep.CHALLENGE_FAILURES.labels(group=g, reason=reason)
+        for algorithm in ALGORITHM_LABELS:
+            scep.ALGORITHM_REFUSALS.labels(group=g, algorithm=algorithm)
         cg.SCEP_PENDING.labels(group=g)
 
 

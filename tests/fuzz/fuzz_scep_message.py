@@ -38,6 +38,7 @@ from cryptography.x509.oid import AttributeOID, NameOID
 
 from certgate.scep_http import decode_get_message
 from enrollment import cms_envelope, scep_client, scep_codec
+from enrollment.algorithms import LEGACY_CIPHERS, LEGACY_DIGESTS
 from enrollment.cms_ber import BerError, normalize, to_indefinite_ber
 from enrollment.policy import CsrRejected, extract_csr_facts
 from enrollment.scep_client import RequestOptions
@@ -79,8 +80,8 @@ assert isinstance(RA_KEY, rsa.RSAPrivateKey) and isinstance(CLIENT_KEY, rsa.RSAP
 # SHA-1/DES vectors reach decryption and the inner parse.
 CA = GroupCa("staff", CA_CERT, RA_KEY, RA_CERT, RA_KEY)
 GROUPS = GroupTable([Group("staff", CA_CERT)])
-CFG = ServiceConfig(group="staff", public_url="http://pki.test", legacy_algorithms=True,
-                    signing_time_skew=dt.timedelta(days=3650))
+CFG = ServiceConfig(group="staff", public_url="http://pki.test", ciphers=LEGACY_CIPHERS,
+                    digests=LEGACY_DIGESTS, signing_time_skew=dt.timedelta(days=3650))
 CRYPTO = GroupCrypto(CFG, CA, GROUPS)
 ENVELOPE_ERRORS = (cms_envelope.MalformedEnvelope, cms_envelope.DecryptionFailed,
                    UnsupportedAlgorithm)

@@ -45,6 +45,9 @@ validity_days = 30
 key_types = ["ec-p256", "rsa-2048"]
 include_root = true
 legacy_algorithms = true
+
+[groups.noroot]
+include_root = false
 """
 
 
@@ -155,7 +158,7 @@ def test_profile_enrolls_and_authenticates(env, tmp_path: Path) -> None:
 
 def test_without_the_root_in_getcacert_the_fingerprint_is_left_out(env, tmp_path: Path) -> None:
     config, _ = env
-    r = certgate("profile", "apple", "--group", "staff", "--ssid", "CorpWiFi", "--uuid",
+    r = certgate("profile", "apple", "--group", "noroot", "--ssid", "CorpWiFi", "--uuid",
                  "5f1e3a52-0c47-4f8a-9d43-6b1c2a7e9b10", config=config)
     assert "CAFingerprint left out" in r.stderr and "include_root = true" in r.stderr
     assert "'$CHALLENGE'" in r.stderr
@@ -163,7 +166,7 @@ def test_without_the_root_in_getcacert_the_fingerprint_is_left_out(env, tmp_path
     check_profile(profile)
     scep = _payloads(profile)["com.apple.security.scep"]["PayloadContent"]
     assert "CAFingerprint" not in scep and scep["Challenge"] == "$CHALLENGE"
-    again = certgate("profile", "apple", "--group", "staff", "--ssid", "CorpWiFi", "--uuid",
+    again = certgate("profile", "apple", "--group", "noroot", "--ssid", "CorpWiFi", "--uuid",
                      "5f1e3a52-0c47-4f8a-9d43-6b1c2a7e9b10", config=config)
     assert again.stdout == r.stdout, "the same --uuid writes the same profile"
 

@@ -100,8 +100,8 @@ def test_scep_submit_caps_and_ca_certs(server: ServerProcess, initialized: Path)
     url = f"{server.http}/scep/staff"
     caps = subprocess.run([SCEP_SUBMIT, "-u", url, "-c"], capture_output=True, text=True, timeout=30)
     assert caps.returncode == 0, caps.stderr
-    assert caps.stdout.split() == ["POSTPKIOperation", "Renewal", "SHA-256", "SHA-512", "AES",
-                                   "SCEPStandard"]
+    assert caps.stdout.split() == ["POSTPKIOperation", "Renewal", "SHA-512", "SHA-384", "SHA-256",
+                                   "SHA-224", "AES", "SCEPStandard"]
     certs = subprocess.run([SCEP_SUBMIT, "-u", url + "/pkiclient.exe", "-C"], capture_output=True,
                            text=True, timeout=30)
     assert certs.returncode == 0, certs.stderr
@@ -109,9 +109,9 @@ def test_scep_submit_caps_and_ca_certs(server: ServerProcess, initialized: Path)
     base = pki(initialized) / "groups/staff"
     ra = x509.load_pem_x509_certificate((base / "ra.crt").read_bytes())
     ca = x509.load_pem_x509_certificate((base / "ca.crt").read_bytes())
-    assert got[0] == ra and ca in got  # RA first, then the group CA; root not included
+    assert got[0] == ra and ca in got  # RA first, then the group CA and (default) the root
     root = x509.load_pem_x509_certificate((pki(initialized) / "root.crt").read_bytes())
-    assert root not in got
+    assert root in got and len(got) == 3
     status, body = server.get("/scep/staff?operation=GetCACert")
     assert status == 200
     status, _ = server.get("/scep/guests/cgi-bin/pkiclient.exe?operation=GetCACert&message=x")

@@ -1,7 +1,8 @@
 """SCEP against the running `certgate serve` with micromdm scepclient 2.1.0 (Debian `scep`).
 
 scepclient signs with SHA-1 and encrypts with single DES whatever GetCACaps says, so its
-group sets legacy_algorithms (the default group refuses it with badAlg, checked below).
+group allows des and sha1 in [groups.lab.scep] (the default group refuses it with badAlg,
+checked below).
 It encrypts to every certificate of GetCACert unless -ca-fingerprint picks one: we give
 the RA's fingerprint.
 """
@@ -27,9 +28,12 @@ LAB = """
 [groups.lab]
 vlan = 30
 validity_days = 30
-legacy_algorithms = true
 renewal_window_days = 30
 superseded_grace_hours = 0
+
+[groups.lab.scep]
+ciphers = ["aes256", "aes128", "des"]
+digests = ["sha512", "sha384", "sha256", "sha1"]
 
 [groups.approval]
 vlan = 40
@@ -162,6 +166,8 @@ def test_refusals(env, tmp_path: Path) -> None:
     # the default group refuses scepclient's SHA-1/DES with badAlg
     ok = challenge(config, "staff")
     refused(scepclient(server, config, tmp_path / "weak", "staff", "dev-w", ok), "badAlg")
+    assert metric(server, 'certgate_scep_algorithm_refusals_total{algorithm="sha1",group="staff"}'
+                  ) >= 1
 
     for reason in ("expired", "wrong_group", "subject_mismatch", "unknown_challenge"):
         assert metric(server, f'certgate_scep_challenge_failures_total{{group="lab",reason="{reason}"}}'
@@ -219,9 +225,11 @@ def test_http_edges(env) -> None:
     config, server, _ = env
     assert server.get("/scep/nope?operation=GetCACaps")[0] == 404
     status, caps = server.get("/scep/lab?operation=GetCACaps")
-    assert status == 200 and b"DES3" in caps and b"SHA-1" in caps  # legacy group
+    # lab allows single DES (no caps word) and SHA-1, not 3DES
+    assert status == 200 and b"DES3" not in caps and b"SHA-1" in caps
     caps = server.get("/scep/staff/cgi-bin/pkiclient.exe?operation=GetCACaps")[1].decode().split()
-    assert caps == ["POSTPKIOperation", "Renewal", "SHA-256", "SHA-512", "AES", "SCEPStandard"]
+    assert caps == ["POSTPKIOperation", "Renewal", "SHA-512", "SHA-384", "SHA-256", "SHA-224",
+                    "AES", "SCEPStandard"]
     assert server.post("/scep/staff?operation=PKIOperation", b"garbage")[0] == 400
     assert server.get("/scep/staff?operation=PKIOperation&message=%%%")[0] == 400
     assert server.get("/scep/staff?operation=Nope")[0] == 400

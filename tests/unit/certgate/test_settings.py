@@ -63,6 +63,17 @@ def test_defaults_resolve_under_data_dir(tmp_path: Path) -> None:
          "radius.tls_min_version: 1.3 is above"),
         ("[groups.'Bad Name']\n", "groups.Bad Name: group names are"),
         ("[server]\nlog_format = 'xml'\n", "server.log_format: expected one of text, json"),
+        ("[groups.staff.scep]\nciphers = ['aes256', 'rc2']\n",
+         "groups.staff.scep.ciphers: unknown cipher ['rc2']; expected any of aes256, aes192, "
+         "aes128, des3, des"),
+        ("[groups.staff.scep]\ndigests = ['sha3']\n",
+         "groups.staff.scep.digests: unknown digest ['sha3']; expected any of sha512"),
+        ("[groups.staff.scep]\ndigests = ['sha256', 'md5']\n",
+         "groups.staff.scep.digests: md5 is never accepted"),
+        ("[groups.staff.scep]\nciphers = []\n", "groups.staff.scep.ciphers: expected a non-empty"),
+        ("[groups.staff.scep]\ncipher = ['aes128']\n", "groups.staff.scep.cipher: unknown key"),
+        ("[groups.staff]\nlegacy_algorithms = true\n[groups.staff.scep]\ndigests = ['sha1']\n",
+         "groups.staff.legacy_algorithms: give either legacy_algorithms or [groups.staff.scep]"),
     ],
 )
 def test_errors_name_the_key_and_the_fix(tmp_path: Path, snippet: str, expected: str) -> None:
@@ -261,3 +272,39 @@ def test_node_name_is_validated(tmp_path: Path) -> None:
     assert parse("[server]\nnode_name = 'radius-a'\n" + MINIMAL, tmp_path).server.node_name == "radius-a"
     with pytest.raises(ConfigError, match="server.node_name"):
         parse("[server]\nnode_name = 'a b\\n'\n" + MINIMAL, tmp_path)
+
+
+def test_scep_algorithms_defaults_lists_and_legacy_alias(tmp_path: Path) -> None:
+    from enrollment.algorithms import DEFAULT_CIPHERS, DEFAULT_DIGESTS, LEGACY_CIPHERS, LEGACY_DIGESTS
+
+    s = parse(MINIMAL, tmp_path)
+    g = s.group("staff")
+    assert (g.scep_ciphers, g.scep_digests) == (DEFAULT_CIPHERS, DEFAULT_DIGESTS)
+    assert g.include_root is True and s.warnings == ()
+    assert parse(MINIMAL + "ca_is_ra = true\n", tmp_path).group("staff").include_root is False
+    s = parse(MINIMAL + "[groups.staff.scep]\nciphers = ['aes128', 'des3', 'aes128']\n"
+              "digests = ['sha256']\n", tmp_path)
+    assert s.group("staff").scep_ciphers == ("aes128", "des3")  # duplicates dropped
+    assert s.group("staff").scep_digests == ("sha256",) and s.warnings == ()
+    s = parse(MINIMAL + "legacy_algorithms = true\n", tmp_path)
+    g = s.group("staff")
+    assert (g.scep_ciphers, g.scep_digests) == (LEGACY_CIPHERS, LEGACY_DIGESTS)
+    (warning,) = s.warnings
+    assert warning.startswith("groups.staff.legacy_algorithms: deprecated; it allows des3, des "
+                              "and sha1") and "[groups.staff.scep] ciphers" in warning
+    s = parse(MINIMAL + "legacy_algorithms = false\n", tmp_path)
+    assert s.group("staff").scep_ciphers == DEFAULT_CIPHERS and len(s.warnings) == 1
+    s = parse(MINIMAL + "legacy_algorithms = false\ninclude_root = false\n"
+              "[groups.staff.scep]\nciphers = ['aes128']\n", tmp_path)  # harmless: a warning
+    assert s.group("staff").scep_ciphers == ("aes128",) and len(s.warnings) == 1
+    assert s.group("staff").include_root is False
+
+
+def test_check_config_prints_the_deprecation_warning(tmp_path: Path, capsys) -> None:
+    from certgate.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(MINIMAL + "legacy_algorithms = true\n")
+    assert main(["--config", str(config), "check-config", "--no-state"]) == 0
+    err = capsys.readouterr().err
+    assert "certgate: warning: groups.staff.legacy_algorithms: deprecated" in err

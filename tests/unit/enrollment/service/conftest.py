@@ -54,7 +54,8 @@ def client_key(i: int = 0) -> rsa.RSAPrivateKey:
 
 
 def make_csr(key: rsa.RSAPrivateKey, cn: str, challenge: str | None, *, ca: bool = False,
-             sans: tuple[str, ...] = ()) -> x509.CertificateSigningRequest:
+             sans: tuple[str, ...] = (), hash_alg: hashes.HashAlgorithm | None = None
+             ) -> x509.CertificateSigningRequest:
     b = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
     if challenge is not None:
@@ -63,7 +64,29 @@ def make_csr(key: rsa.RSAPrivateKey, cn: str, challenge: str | None, *, ca: bool
         b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), False)
-    return b.sign(key, hashes.SHA256())
+    if isinstance(hash_alg, hashes.SHA1):
+        return sha1_resigned(b.sign(key, hashes.SHA256()), key)
+    return b.sign(key, hash_alg or hashes.SHA256())
+
+
+def sha1_resigned(csr: x509.CertificateSigningRequest, key: rsa.RSAPrivateKey
+                  ) -> x509.CertificateSigningRequest:
+    """The same CSR signed sha1WithRSAEncryption (cryptography >= 45 refuses to sign with
+    SHA-1; RSA's own primitive still does): what strongSwan pki --digest sha1 or micromdm
+    scepclient send."""
+    from asn1crypto import core
+    from asn1crypto import csr as asn1_csr
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    req = asn1_csr.CertificationRequest.load(csr.public_bytes(Encoding.DER))
+    info = req["certification_request_info"]
+    signature = key.sign(info.dump(), padding.PKCS1v15(), hashes.SHA1())
+    resigned = asn1_csr.CertificationRequest({
+        "certification_request_info": info,
+        "signature_algorithm": {"algorithm": "sha1_rsa", "parameters": core.Null()},
+        "signature": signature})
+    return x509.load_der_x509_csr(resigned.dump())
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ import pytest
 from cryptography import x509
 
 from enrollment import scep_client
+from enrollment.algorithms import LEGACY_CIPHERS, LEGACY_DIGESTS
 from enrollment.challenges import StaticSecret
 from enrollment.scep_client import RequestOptions
 from enrollment.scep_enroll import revoke_due
@@ -35,21 +36,23 @@ def certs_of(der: bytes) -> list[x509.Certificate]:
 
 async def test_caps_and_ca_certs(make_harness) -> None:
     h = await make_harness()
-    assert h.service.caps().split() == ["POSTPKIOperation", "Renewal", "SHA-256", "SHA-512", "AES",
-                                        "SCEPStandard"]
+    assert h.service.caps().split() == ["POSTPKIOperation", "Renewal", "SHA-512", "SHA-384",
+                                        "SHA-256", "SHA-224", "AES", "SCEPStandard"]
     body, ctype = h.service.ca_certs()
     # DER SET OF order (asn1crypto sorts), not insertion order: clients pick the RA by key usage
-    assert ctype == CA_RA_CERT and set(certs_of(body)) == {h.ca.ra_certificate, h.ca.certificate}
-    legacy = await make_harness(legacy_algorithms=True, include_root=True)
-    assert legacy.service.caps().split()[-2:] == ["DES3", "SHA-1"]
-    assert len(certs_of(legacy.service.ca_certs()[0])) == 3
+    # the root is in by default (strongSwan pki --scepca needs it)
+    assert ctype == CA_RA_CERT and set(certs_of(body)) == {h.ca.ra_certificate, h.ca.certificate,
+                                                           h.service.root}
+    legacy = await make_harness(ciphers=LEGACY_CIPHERS, digests=LEGACY_DIGESTS, include_root=False)
+    assert legacy.service.caps().split()[-4:] == ["SHA-1", "AES", "DES3", "SCEPStandard"]
+    assert set(certs_of(legacy.service.ca_certs()[0])) == {h.ca.ra_certificate, h.ca.certificate}
 
 
 async def test_ca_is_ra_needs_an_rsa_ca(make_harness) -> None:
     with pytest.raises(ScepConfigError, match="ca_is_ra needs an RSA group CA"):
         await make_harness(ca_is_ra=True)
     h = await make_harness("rsaca", ca_key_type="rsa", ca_is_ra=True)
-    body, ctype = h.service.ca_certs()
+    body, ctype = h.service.ca_certs()  # no root by default: one cert, x509-ca-cert (iOS)
     assert ctype == CA_CERT and x509.load_der_x509_certificate(body) == h.ca.certificate
     key = client_key(1)
     token = await h.challenge(subject_cn="dev-rsa")
@@ -130,7 +133,7 @@ async def test_refusals_are_signed_failures(make_harness, case, fail_info, text)
 
 
 async def test_legacy_group_accepts_des_sha1_and_replies_aes_sha256(make_harness) -> None:
-    h = await make_harness(legacy_algorithms=True)
+    h = await make_harness(ciphers=LEGACY_CIPHERS, digests=LEGACY_DIGESTS)
     key = client_key(5)
     token = await h.challenge()
     opts = RequestOptions(cipher=ContentCipher.DES_CBC, digest=DigestAlgorithm.SHA1, signing_time=NOW)
