@@ -26,6 +26,7 @@ class AuthResult:
     duration_ms: float
     detail: str
     at: float  # wall clock, seconds since the epoch
+    transport: str = "udp"  # "udp" or "radsec" (RADIUS over TLS, RFC 6614)
 
 
 OnResult = Callable[[AuthResult], None]

@@ -66,6 +66,7 @@ class Conversation:
     calling_station_id: str | None
     outer_identity: str | None = None
     buffers: BufferAccount | None = None
+    transport: str = "udp"  # or "radsec": where it started (the audit event says)
 
 
 _SHED_RESULT = {"lifetime": Reason.TIMEOUT, "buffer_share": Reason.BUFFERS_FULL}
@@ -311,7 +312,7 @@ class RadiusServer:
                     return None
                 metrics.responses(client.name, _code_label(cached[0]), transport).inc()
                 return cached
-            reply = self._access_request(client, request, now)
+            reply = self._access_request(client, request, now, transport)
             if reply is None:
                 self.duplicates.abandon(key)
                 return None
@@ -340,7 +341,8 @@ class RadiusServer:
     def _context_for_session(self) -> SSL.Context:
         return self._context if isinstance(self._context, SSL.Context) else self._context()
 
-    def _access_request(self, client: RadiusClient, request: rp.Request, now: float) -> bytes | None:
+    def _access_request(self, client: RadiusClient, request: rp.Request, now: float,
+                        transport: str = "udp") -> bytes | None:
         eap_message = request.eap_message
         secret = client.secret
         if eap_message is None:
@@ -357,12 +359,13 @@ class RadiusServer:
         if state is not None:
             conv = self.conversations.get(state, now)
             if conv is None or conv.client != client.name:
-                return self._reject_without_session(client, request, Reason.UNKNOWN_STATE)
+                return self._reject_without_session(client, request, Reason.UNKNOWN_STATE,
+                                                    transport)
         else:
             refusal = self.conversations.refusal(client.name)  # largest, or at its cap
             if refusal is not None:
                 metrics.shed(client.name, refusal).inc()
-                return self._reject_without_session(client, request, Reason.OVERLOADED)
+                return self._reject_without_session(client, request, Reason.OVERLOADED, transport)
             account = self.buffers.account(client.name)
             session = EapTlsSession(
                 self._context_for_session(),
@@ -374,7 +377,7 @@ class RadiusServer:
                 buffers=account,
             )
             conv = Conversation(session, client.name, now, request.text(Attr.CALLING_STATION_ID),
-                                buffers=account)
+                                buffers=account, transport=transport)
         try:
             result = conv.session.handle(eap_message, self._wall())
         except Exception:
@@ -392,7 +395,8 @@ class RadiusServer:
                                                          conv.calling_station_id)
                 except Overloaded:
                     metrics.shed(client.name, "refused").inc()
-                    return self._reject_without_session(client, request, Reason.OVERLOADED)
+                    return self._reject_without_session(client, request, Reason.OVERLOADED,
+                                                        transport)
                 self._end_shed(shed, now)
                 if conv.buffers is not None:
                     conv.buffers.key = state
@@ -474,7 +478,8 @@ class RadiusServer:
         attrs = rp.eap_message_attributes(result.eap)
         return rp.encode_reply(Code.ACCESS_REJECT, request, client.secret, attrs)
 
-    def _reject_without_session(self, client: RadiusClient, request: rp.Request, reason: Reason) -> bytes:
+    def _reject_without_session(self, client: RadiusClient, request: rp.Request, reason: Reason,
+                                transport: str = "udp") -> bytes:
         ident = 0
         eap_message = request.eap_message or b""
         if len(eap_message) >= 2:
@@ -484,7 +489,7 @@ class RadiusServer:
             self._observe(AuthResult(
                 False, reason.value, client.name, None, None,
                 request.text(Attr.CALLING_STATION_ID), request.text(Attr.USER_NAME), None, None,
-                False, 0, 0.0, "", self._wall()))
+                False, 0, 0.0, "", self._wall(), transport))
         log.info(
             "eap result=reject reason=%s client=%s calling_station=%s user=%r",
             reason.value,
@@ -552,7 +557,7 @@ class RadiusServer:
                 conv.calling_station_id, conv.outer_identity,
                 allow.identity if allow is not None else None,
                 allow.serial if allow is not None else None, resumed,
-                conv.session.round_trips, duration * 1000, detail, self._wall()))
+                conv.session.round_trips, duration * 1000, detail, self._wall(), conv.transport))
         if allow is not None:
             log.info(
                 _ACCEPT_LINE,

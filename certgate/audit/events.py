@@ -98,9 +98,10 @@ def authentication(
     *, now: dt.datetime, accepted: bool, reason: str, client: str, group: str | None,
     tls_version: str | None, calling_station: str | None, identity: str | None,
     serial: int | None, resumed: bool, round_trips: int, duration_ms: float,
-    detail: str, node: str | None,
+    detail: str, node: str | None, transport: str = "udp",
 ) -> dict[str, Any]:
-    """One RADIUS EAP-TLS authentication result (Access-Accept or Access-Reject)."""
+    """One RADIUS EAP-TLS authentication result (Access-Accept or Access-Reject);
+    ``transport``: "udp" or "radsec", the listener the NAS reached."""
     return event(
         "radius-authentication", "success" if accepted else "failure", now=now,
         category=AUTHENTICATION, types=("start",),
@@ -108,7 +109,7 @@ def authentication(
         user=identity, serial=f"{serial:X}" if serial is not None else None, group=group,
         node=node, tls_version=tls_version,
         certgate={"radius": {"client": client, "calling_station_id": calling_station,
-                             "resumed": resumed, "round_trips": round_trips,
+                             "transport": transport, "resumed": resumed, "round_trips": round_trips,
                              "duration_ms": round(duration_ms, 1), "detail": detail or None}},
     )
 

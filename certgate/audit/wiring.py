@@ -156,7 +156,7 @@ def radius_observer(audit: Audit):  # noqa: ANN201 - radius.results.OnResult | N
             client=r.client, group=r.group, tls_version=r.tls_version,
             calling_station=r.calling_station, identity=r.identity or r.outer_identity,
             serial=r.serial, resumed=r.resumed, round_trips=r.round_trips,
-            duration_ms=r.duration_ms, detail=r.detail, node=node))
+            duration_ms=r.duration_ms, detail=r.detail, node=node, transport=r.transport))
 
     return observe
 

@@ -30,7 +30,8 @@ def test_envelope_ecs_fields_timestamp_and_version() -> None:
     assert ev["certgate"]["audit"] == {"version": events.SCHEMA_VERSION}
     assert ev["certgate"]["group"] == "staff"
     assert ev["certgate"]["radius"] == {"client": "wlc-1", "calling_station_id": "02-00-00-00-00-01",
-                                        "resumed": False, "round_trips": 6, "duration_ms": 12.3}
+                                        "transport": "udp", "resumed": False, "round_trips": 6,
+                                        "duration_ms": 12.3}
     json.dumps(ev)  # serialisable as it is
 
 

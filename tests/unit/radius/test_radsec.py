@@ -292,3 +292,25 @@ async def test_a_packet_that_does_not_authenticate_is_dropped_and_the_connection
     assert _metric("certgate_radius_dropped_total", client="wlc",
                    reason="bad_authenticator") == bad + 1
     assert _metric("certgate_radius_dropped_total", client="wlc", reason="unknown_code") == code + 1
+
+
+async def test_the_audit_observer_is_told_the_transport(pki, tmp_path, context_factory,  # type: ignore[no-untyped-def]
+                                                        authorize_fn, peer_factory) -> None:
+    seen = []
+    h = Harness(pki, tmp_path, context_factory, authorize_fn)
+    h.radius._on_result = seen.append  # noqa: SLF001 - the observer RadiusServer is given
+    async with h:
+        reader, writer = await h.connect()
+        auth = os.urandom(16)
+        peer = peer_factory("staff-revoked")
+        attrs = [(Attr.USER_NAME, b"anonymous"), *rp.eap_message_attributes(peer.first())]
+        writer.write(rp.encode_access_request(1, auth, RADSEC, attrs))
+        reply = rp.decode_reply(await read_packet(reader), RADSEC, auth)
+        assert reply.code == Code.ACCESS_CHALLENGE
+        state = reply.get(Attr.STATE)
+        writer.write(rp.encode_access_request(2, auth, RADSEC, [
+            (Attr.USER_NAME, b"anonymous"), *rp.eap_message_attributes(peer.first()),
+            (Attr.STATE, b"x" * 16)]))  # an unknown State: rejected without a session
+        await read_packet(reader)
+        writer.close()
+    assert state and seen and all(r.transport == "radsec" for r in seen)
