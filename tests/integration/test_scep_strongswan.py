@@ -7,8 +7,9 @@ defaults (AES-128, SHA-256, POST) gets through because the default GetCACaps lis
 the line 5.9.8's mis-masked capability test reads as AES, SHA-256 and Renewal (README,
 "strongSwan"). Then: renewal signed by the old certificate, EAP-TLS with eapol_test (the
 issued certificate accepted with MPPE keys, the superseded and the revoked one rejected),
-badAlg for 3DES and SHA-1 on the default group with the algorithm in the metric, and a
-SHA-1-signed CSR enrolling on a group that lists sha1.
+badAlg for 3DES and SHA-1 on the default group with the algorithm in the metric, a
+SHA-1-signed CSR enrolling on a group that lists sha1, and --cipher des3 on a group with the
+deprecated legacy_algorithms (which serve and check-config warn about).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ include_root = false
 
 [groups.oldsha.scep]
 digests = ["sha512", "sha384", "sha256", "sha1"]
+
+[groups.old3des]
+legacy_algorithms = true
 """
 
 
@@ -227,3 +231,20 @@ def test_sha1_signed_csr_where_sha1_is_allowed(env, tmp_path: Path) -> None:
 
 def load_pem_text(text: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(text.encode())
+
+
+def test_deprecated_legacy_alias_still_works_and_warns(env, tmp_path: Path) -> None:
+    """legacy_algorithms = true: 3DES (and DES, SHA-1) accepted and advertised, and a
+    deprecation warning from serve and check-config."""
+    pki, config, server = env
+    caps = server.get("/scep/old3des?operation=GetCACaps")[1].decode().split()
+    assert "DES3" in caps and "SHA-1" in caps
+    url, cas, key = device(pki, server, "old3des", tmp_path)
+    r = scep(pki, url, cas, key, "CN=old-3des", "--password",
+             challenge(config, "old3des", "old-3des"), "--cipher", "des3")
+    assert r.returncode == 0, r.stdout + r.stderr + server.log()[-3000:]
+    assert load_pem_text(r.stdout).subject.rfc4514_string() == "CN=old-3des"
+    assert "WARNING certgate" in server.log() and \
+        "groups.old3des.legacy_algorithms: deprecated" in server.log()
+    checked = certgate("check-config", "--no-state", config=config)
+    assert "certgate: warning: groups.old3des.legacy_algorithms: deprecated" in checked.stderr

@@ -118,3 +118,22 @@ async def test_restricted_group_advertises_and_accepts_exactly_its_lists(make_ha
     token = await h.challenge()
     rep, _ = await h.enroll(make_csr(key, "n", token), key, options=ok)  # CSR signed SHA-256
     assert rep.fail_info is FailInfo.badAlg
+
+
+async def test_an_algorithm_certgate_does_not_implement_is_counted_as_other(make_harness) -> None:
+    """An EC signer certificate: the reply could not be enveloped to it (RSA key transport
+    only), so badAlg, labelled algorithm="other"."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from enrollment import scep_client
+
+    h = await make_harness("algother")
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = make_csr(key, "ec-dev", None)
+    signer = scep_client.self_signed_signer(key, csr.subject, NOW)
+    req = scep_client.build_pkcs_req(csr, signer, key, h.service.signer_cert,
+                                     options=RequestOptions(signing_time=NOW))
+    before = refusals("algother", "other")
+    reply = await h.service.pki_operation(req.der)
+    assert reply.result == "failure" and reply.reason == "badAlg"
+    assert refusals("algother", "other") == before + 1
