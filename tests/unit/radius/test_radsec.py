@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import ipaddress
 import os
+import socket
 import ssl
 import struct
 from pathlib import Path
@@ -314,3 +315,32 @@ async def test_the_audit_observer_is_told_the_transport(pki, tmp_path, context_f
         await read_packet(reader)
         writer.close()
     assert state and seen and all(r.transport == "radsec" for r in seen)
+
+
+async def test_a_nas_that_leaves_its_replies_unread_is_closed_at_write_timeout(harness) -> None:  # type: ignore[no-untyped-def]
+    """The replies queued for a NAS are bounded (max_write_buffer): past it certgate waits
+    write_timeout for the NAS to read, then closes the connection."""
+    before = _metric("certgate_radsec_connections_closed_total", reason="write_timeout")
+    async with harness(max_write_buffer=4096, write_timeout=0.5) as h:
+        host, port = h.server.address
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a NAS that reads nothing
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=_client_context(h.pki, h.tmp, "staff-cnonly"),
+            server_hostname="radius.test")
+        batch = b"".join(status_server(i % 256)[0] for i in range(500))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while loop.time() < deadline and _metric(
+                "certgate_radsec_connections_closed_total", reason="write_timeout") == before:
+            if writer.is_closing():
+                break
+            writer.write(batch)
+            try:
+                await asyncio.wait_for(writer.drain(), 0.2)
+            except (TimeoutError, ConnectionError, ssl.SSLError):
+                await asyncio.sleep(0.1)
+        writer.transport.abort()
+    assert _metric("certgate_radsec_connections_closed_total", reason="write_timeout") == before + 1

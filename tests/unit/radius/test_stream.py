@@ -5,8 +5,10 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from radius.stream import MAX_LENGTH, Framer, FramingError, InFlight, StreamError
+from radius.stream import MAX_LENGTH, MIN_LENGTH, Framer, FramingError, InFlight, StreamError
 
 
 def packet(ident: int, length: int = 20, code: int = 1) -> bytes:
@@ -76,3 +78,30 @@ def test_in_flight_budget() -> None:
         budget.end()
     with pytest.raises(ValueError):
         InFlight(0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(MIN_LENGTH, MAX_LENGTH), min_size=1, max_size=12),
+       cuts=st.lists(st.integers(0, 12 * MAX_LENGTH), max_size=20))
+def test_any_split_of_the_stream_frames_the_same_packets(lengths: list[int], cuts: list[int]) -> None:
+    packets = [packet(i % 256, n, code=(1, 4, 12)[i % 3]) for i, n in enumerate(lengths)]
+    stream = b"".join(packets)
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    f = Framer()
+    out: list[bytes] = []
+    for a, b in zip(points, points[1:], strict=False):
+        out += f.feed(stream[a:b])
+        assert f.buffered < MAX_LENGTH
+    assert out == packets and f.buffered == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=3 * MAX_LENGTH))
+def test_arbitrary_bytes_never_raise_anything_but_a_framing_error(data: bytes) -> None:
+    f = Framer()
+    try:
+        for p in f.feed(data):
+            assert MIN_LENGTH <= len(p) <= MAX_LENGTH
+            assert int.from_bytes(p[2:4], "big") == len(p)
+    except FramingError as exc:
+        assert exc.reason is StreamError.BAD_LENGTH
