@@ -59,10 +59,11 @@ CLOSE_REASONS = ("peer_closed", "idle_timeout", "write_timeout", "bad_length", "
 CONNECTIONS = Gauge("certgate_radsec_connections", "RadSec connections open (after the checks)")
 HANDSHAKES = Counter(
     "certgate_radsec_handshakes_total",
-    "RadSec connection attempts by outcome: ok, unknown_client (no client serves RadSec from "
-    "that address), over_limit, tls_error (e.g. a certificate from another CA), timeout, "
-    "revoked, device_certificate, not_issued, name_mismatch, no_certificate",
-    ["result"],
+    "RadSec connection attempts by client and outcome: ok, unknown_client (no client serves "
+    "RadSec from that address; client=unknown), over_limit, tls_error (e.g. a certificate "
+    "from another CA), timeout, revoked, device_certificate, not_issued, name_mismatch, "
+    "no_certificate",
+    ["client", "result"],
 )
 CLOSED = Counter(
     "certgate_radsec_connections_closed_total",
@@ -96,9 +97,13 @@ class RadsecOptions:
             raise ValueError("max_in_flight must be 1..256")
 
 
-def zero_series() -> None:
-    for result in HANDSHAKE_RESULTS:
-        handshakes(result)
+def zero_series(clients: Sequence[str] = ()) -> None:
+    """Every known series at 0: the closed sets of results and reasons, per client."""
+    handshakes("unknown", "unknown_client")
+    for client in clients:
+        for result in HANDSHAKE_RESULTS:
+            if result != "unknown_client":
+                handshakes(client, result)
     for reason in CLOSE_REASONS:
         closed(reason)
 
@@ -134,7 +139,7 @@ class RadsecServer:
         self._issued_by_us: dict[asyncio.BaseTransport, tuple[str, int]] = {}
         self._revoked_closed: set[asyncio.BaseTransport] = set()
         self._stopping = False
-        zero_series()
+        zero_series([c.name for c in served])
 
     @property
     def address(self) -> tuple[str, int]:
@@ -205,13 +210,13 @@ class RadsecServer:
         try:
             client = self.clients.match(host)
             if client is None:
-                handshakes("unknown_client").inc()
+                handshakes("unknown", "unknown_client").inc()
                 log.info("RadSec connection from %s refused: no [[radius.clients]] entry serves "
                          "RadSec from that address", _peer_text(peer))
                 return
             if (len(self._connections) > self.options.max_connections
                     or self._per_address.get(host, 0) >= self.options.max_connections_per_address):
-                handshakes("over_limit").inc()
+                handshakes(client.name, "over_limit").inc()
                 log.warning("RadSec connection from %s client=%s refused: connection limit "
                             "(max_connections %d, max_connections_per_address %d)",
                             _peer_text(peer), client.name, self.options.max_connections,
@@ -268,17 +273,17 @@ class RadsecServer:
                 transport, protocol, self._context(), server_side=True,
                 ssl_handshake_timeout=timeout + 5.0), timeout)
         except TimeoutError:
-            handshakes("timeout").inc()
+            handshakes(client.name, "timeout").inc()
             log.info("RadSec handshake client=%s address=%s: no TLS handshake within %g s",
                      client.name, _peer_text(peer), timeout)
             return None
         except (ssl.SSLError, OSError, EOFError) as exc:
-            handshakes("tls_error").inc()
+            handshakes(client.name, "tls_error").inc()
             log.info("RadSec handshake client=%s address=%s failed: %s", client.name,
                      _peer_text(peer), _ssl_reason(exc))
             return None
         if tls is None:  # the peer went away during the handshake
-            handshakes("tls_error").inc()
+            handshakes(client.name, "tls_error").inc()
             return None
         self._transports.add(tls)
         protocol.connection_made(tls)  # start_tls does not call it
@@ -289,14 +294,14 @@ class RadsecServer:
         if inspect.isawaitable(verdict):  # the composition root may look up the inventory
             verdict = await verdict
         if verdict.refusal is not None:
-            handshakes(verdict.refusal.value).inc()
+            handshakes(client.name, verdict.refusal.value).inc()
             log.warning("RadSec connection client=%s address=%s refused reason=%s subject=%r: %s",
                         client.name, _peer_text(peer), verdict.refusal.value, verdict.subject,
                         verdict.detail)
             self._transports.discard(tls)
             tls.close()
             return None
-        handshakes("ok").inc()
+        handshakes(client.name, "ok").inc()
         if verdict.group is not None and verdict.serial is not None:
             self._issued_by_us[tls] = (verdict.group, verdict.serial)
         log.info("RadSec connection client=%s address=%s tls=%s cipher=%s subject=%r",

@@ -94,7 +94,7 @@ def _radius(groups: list[str], clients: list[str]) -> None:
     for why in UNKNOWN_CLIENT_DROPS:
         rm.dropped("unknown", why.value)
     ACCOUNTING_DROPPED.labels(client="unknown", reason="unknown_client")
-    radsec_zero_series()  # handshake results and close reasons, RadSec on or off
+    radsec_zero_series(clients)  # handshake results and close reasons, RadSec on or off
     for c in clients:
         for transport in rm.TRANSPORTS:
             for code in REQUEST_CODES:

@@ -213,7 +213,7 @@ def test_radsecproxy_forwards_eapol_test_over_tls(lab, hop: str) -> None:  # typ
     after = _metric(server, "certgate_radius_requests_total", client="loopback",
                     code="access_request", transport="radsec")
     assert after >= before + 3  # the whole EAP-TLS conversation came over RadSec
-    assert _metric(server, "certgate_radsec_handshakes_total", result="ok") >= 1
+    assert _metric(server, "certgate_radsec_handshakes_total", client="loopback", result="ok") >= 1
 
 
 def _accounting_request(ident: int, session: str, secret: str, serial_class: bytes) -> bytes:
@@ -295,13 +295,14 @@ def _foreign_nas(directory: Path) -> tuple[Path, Path]:
 
 def test_a_nas_certificate_from_another_ca_is_refused(lab) -> None:  # type: ignore[no-untyped-def]
     server = lab["server"]
-    before = _metric(server, "certgate_radsec_handshakes_total", result="tls_error")
+    before = _metric(server, "certgate_radsec_handshakes_total", client="loopback", result="tls_error")
     work = lab["tmp"] / "rsp-foreign"
     chain, key = _foreign_nas(work)
     with RadsecProxy(work, lab["port"], chain, key, lab["root"]) as proxy:
         code, text = _eapol(lab, proxy.port, work, timeout=4)
         assert code != 0 and "SUCCESS" not in text
-    assert _metric(server, "certgate_radsec_handshakes_total", result="tls_error") >= before + 1
+    assert _metric(server, "certgate_radsec_handshakes_total", client="loopback",
+                   result="tls_error") >= before + 1
     assert "certificate verify failed" in server.log(), server.log()[-3000:]
 
 
@@ -328,12 +329,12 @@ def test_a_nas_certificate_not_in_the_inventory_is_refused(lab) -> None:  # type
     (work / "minted.chain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
     (work / "minted.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                         serialization.NoEncryption()))
-    before = _metric(server, "certgate_radsec_handshakes_total", result="not_issued")
+    before = _metric(server, "certgate_radsec_handshakes_total", client="loopback", result="not_issued")
     with RadsecProxy(work, lab["port"], work / "minted.chain.pem", work / "minted.key",
                      lab["root"]) as proxy:
         code, text = _eapol(lab, proxy.port, work, timeout=4)
         assert code != 0 and "SUCCESS" not in text
-    assert _metric(server, "certgate_radsec_handshakes_total",
+    assert _metric(server, "certgate_radsec_handshakes_total", client="loopback",
                    result="not_issued") >= before + 1, server.log()[-3000:]
     assert "not in the inventory" in server.log()
 
@@ -346,7 +347,7 @@ def test_a_revoked_nas_certificate_is_refused(lab) -> None:  # type: ignore[no-u
     serial = lab["serials"]["nas-2.example.test"]
     work = lab["tmp"] / "rsp-revoked"
     closed = _metric(server, "certgate_radsec_connections_closed_total", reason="revoked")
-    refused = _metric(server, "certgate_radsec_handshakes_total", result="revoked")
+    refused = _metric(server, "certgate_radsec_handshakes_total", client="loopback", result="revoked")
     with RadsecProxy(work, lab["port"], out / "nas-2.example.test.chain.pem",
                      out / "nas-2.example.test.key", lab["root"]) as proxy:
         code, text = _eapol(lab, proxy.port, work)
@@ -364,7 +365,8 @@ def test_a_revoked_nas_certificate_is_refused(lab) -> None:  # type: ignore[no-u
                      out / "nas-2.example.test.key", lab["root"]) as proxy:
         code, text = _eapol(lab, proxy.port, work, timeout=4)
         assert code != 0 and "SUCCESS" not in text
-    assert _metric(server, "certgate_radsec_handshakes_total", result="revoked") >= refused + 1
+    assert _metric(server, "certgate_radsec_handshakes_total", client="loopback",
+                   result="revoked") >= refused + 1
     assert re.search(r"RadSec connection client=loopback .* refused reason=revoked", server.log())
 
 
@@ -386,13 +388,14 @@ def test_a_radsec_only_client_pinned_to_its_certificate_name(lab) -> None:  # ty
     assert re.search(r"RadSec connection client=cloud address=127\.0\.0\.2:\d+ tls=",
                      server.log())
 
-    mismatch = _metric(server, "certgate_radsec_handshakes_total", result="name_mismatch")
+    mismatch = _metric(server, "certgate_radsec_handshakes_total", client="cloud",
+                       result="name_mismatch")
     work = lab["tmp"] / "rsp-pinned-other"
     with RadsecProxy(work, lab["port"], out / "nas-3.example.test.chain.pem",
                      out / "nas-3.example.test.key", lab["root"], source="127.0.0.2") as proxy:
         code, text = _eapol(lab, proxy.port, work, timeout=4)
         assert code != 0 and "SUCCESS" not in text
-    assert _metric(server, "certgate_radsec_handshakes_total",
+    assert _metric(server, "certgate_radsec_handshakes_total", client="cloud",
                    result="name_mismatch") >= mismatch + 1
     assert "pins nas-1.example.test" in server.log()
 

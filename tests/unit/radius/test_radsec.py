@@ -186,39 +186,40 @@ async def test_accounting_in_flight_is_bounded_and_every_request_answered(harnes
 
 
 async def test_a_certificate_from_another_ca_is_refused(harness) -> None:  # type: ignore[no-untyped-def]
-    before = _metric("certgate_radsec_handshakes_total", result="tls_error")
+    before = _metric("certgate_radsec_handshakes_total", client="wlc", result="tls_error")
     async with harness() as h:
         with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
             reader, writer = await h.connect("rogue-ok")  # chains to another root
             raw, _ = status_server(1)
             writer.write(raw)
             await read_packet(reader)
-    assert _metric("certgate_radsec_handshakes_total", result="tls_error") == before + 1
+    assert _metric("certgate_radsec_handshakes_total", client="wlc", result="tls_error") == before + 1
 
 
 async def test_a_revoked_nas_certificate_is_refused(harness) -> None:  # type: ignore[no-untyped-def]
-    before = _metric("certgate_radsec_handshakes_total", result="revoked")
+    before = _metric("certgate_radsec_handshakes_total", client="wlc", result="revoked")
     async with harness() as h:
         reader, writer = await h.connect("staff-revoked")
         raw, _ = status_server(1)
         writer.write(raw)
         with pytest.raises((asyncio.IncompleteReadError, ConnectionError, ssl.SSLError)):
             await read_packet(reader)
-    assert _metric("certgate_radsec_handshakes_total", result="revoked") == before + 1
+    assert _metric("certgate_radsec_handshakes_total", client="wlc", result="revoked") == before + 1
 
 
 async def test_an_address_no_client_serves_is_closed_before_tls(harness) -> None:  # type: ignore[no-untyped-def]
-    before = _metric("certgate_radsec_handshakes_total", result="unknown_client")
+    before = _metric("certgate_radsec_handshakes_total", client="unknown", result="unknown_client")
     async with harness(network="10.0.0.0/8") as h:
         host, port = h.server.address
         reader, writer = await asyncio.open_connection(host, port)
         assert await asyncio.wait_for(reader.read(10), 5) == b""  # closed, no ServerHello
         writer.close()
-    assert _metric("certgate_radsec_handshakes_total", result="unknown_client") == before + 1
+    assert _metric("certgate_radsec_handshakes_total", client="unknown",
+                   result="unknown_client") == before + 1
 
 
 async def test_handshake_and_idle_timeouts(harness) -> None:  # type: ignore[no-untyped-def]
-    hs = _metric("certgate_radsec_handshakes_total", result="timeout")
+    hs = _metric("certgate_radsec_handshakes_total", client="wlc", result="timeout")
     idle = _metric("certgate_radsec_connections_closed_total", reason="idle_timeout")
     async with harness(handshake_timeout=0.5, idle_timeout=0.6) as h:
         host, port = h.server.address
@@ -233,7 +234,7 @@ async def test_handshake_and_idle_timeouts(harness) -> None:  # type: ignore[no-
         t0 = loop.time()
         assert await asyncio.wait_for(reader.read(10), 5) == b""
         assert 0.3 < loop.time() - t0 < 3
-    assert _metric("certgate_radsec_handshakes_total", result="timeout") == hs + 1
+    assert _metric("certgate_radsec_handshakes_total", client="wlc", result="timeout") == hs + 1
     assert _metric("certgate_radsec_connections_closed_total", reason="idle_timeout") == idle + 1
 
 
@@ -247,14 +248,14 @@ async def test_a_length_that_cannot_be_framed_closes_the_connection(harness) -> 
 
 
 async def test_connection_limit_per_address(harness) -> None:  # type: ignore[no-untyped-def]
-    before = _metric("certgate_radsec_handshakes_total", result="over_limit")
+    before = _metric("certgate_radsec_handshakes_total", client="wlc", result="over_limit")
     async with harness(max_connections_per_address=1) as h:
         _, w1 = await h.connect()
         host, port = h.server.address
         reader, writer = await asyncio.open_connection(host, port)
         assert await asyncio.wait_for(reader.read(10), 5) == b""
         w1.close()
-    assert _metric("certgate_radsec_handshakes_total", result="over_limit") == before + 1
+    assert _metric("certgate_radsec_handshakes_total", client="wlc", result="over_limit") == before + 1
 
 
 async def test_revoking_the_nas_certificate_ends_its_open_connection(harness, pki) -> None:  # type: ignore[no-untyped-def]
