@@ -15,7 +15,7 @@ from certgate.runtime import Runtime
 from certgate.web import STORE_RETRY_AFTER, read_at_most
 from revocation import webhook
 from revocation.reasons import canonical_name, parse_reason
-from store import SessionStore, StoreUnavailable
+from store import DeviceEventStore, SessionStore, StoreUnavailable
 from store.records import ACTIVE, REVOKED, parse_serial
 
 log = logging.getLogger("certgate.admin")
@@ -54,6 +54,9 @@ class AdminApi:
         r.add_post("/api/v1/certificates/{serial}/release-hold", self.release_hold)
         r.add_get("/api/v1/sessions", self.sessions)
         r.add_post("/api/v1/webhooks/device-removed", self.device_removed)
+        from certgate.compliance import ComplianceWebhooks  # device-noncompliant / -compliant
+
+        ComplianceWebhooks(self.runtime, self.revocations, self).routes(app)
         from certgate.explain.api import ExplainApi  # GET|POST /api/v1/explain
 
         ExplainApi(self.runtime, self.authorize).routes(app)
@@ -146,9 +149,12 @@ class AdminApi:
         if not isinstance(body.get("reason", ""), str):
             return _error(400, "reason must be a string, e.g. keyCompromise")
         try:
-            reason = canonical_name(parse_reason(body.get("reason", "unspecified")))
+            reason = canonical_name(parse_reason(body.get("reason", "unspecified"),
+                                                 allow_remove_from_crl=True))
         except ValueError as exc:
             return _error(400, f"reason: {exc}")
+        if reason == "removeFromCRL":  # RFC 5280 §5.3.1: the release of a certificateHold
+            return await self._release(serial, actor)
         try:
             outcome = await self.revocations.revoke(serial, reason, actor,
                                                     details={"comment": comment})
@@ -164,7 +170,9 @@ class AdminApi:
 
     async def release_hold(self, request: web.Request) -> web.Response:
         actor = self.authorize(request)
-        serial = self._serial(request)
+        return await self._release(self._serial(request), actor)
+
+    async def _release(self, serial: int, actor: str) -> web.Response:
         try:
             record = await self.revocations.release_hold(serial, actor)
         except StoreUnavailable as exc:
@@ -181,7 +189,10 @@ class AdminApi:
         self.authorize(request)
         return _json(await SessionStore(self.runtime.store).active_sessions())
 
-    async def device_removed(self, request: web.Request) -> web.Response:
+    async def verified_event(self, request: web.Request,
+                             expected: str) -> webhook.WebhookEvent | web.Response:
+        """The MDM webhook's event, authenticated (HMAC, timestamp) and of the kind the URL
+        names; else the response to send (404 not configured, 401, 400)."""
         secret = self.runtime.settings.admin.webhook_secret
         if not secret:
             return _error(404, "webhook not configured ([admin] webhook_secret)")
@@ -197,6 +208,19 @@ class AdminApi:
             self._audit_denied(request, f"webhook_{exc.reason}")
             log.warning("webhook refused reason=%s: %s", exc.reason, exc)
             return _error(exc.reason.http_status, str(exc.reason))
+        if event.event != expected:
+            WEBHOOK_REQUESTS.labels(result=str(webhook.RejectReason.MALFORMED)).inc()
+            return _error(400, f"event: {event.event!r} posted to the {expected} webhook; "
+                          f"POST it to /api/v1/webhooks/{event.event}")
+        return event
+
+    async def device_removed(self, request: web.Request) -> web.Response:
+        event = await self.verified_event(request, webhook.DEVICE_REMOVED)
+        if isinstance(event, web.Response):
+            return event
+        # recorded so that an older compliance event delivered late is stale
+        await DeviceEventStore(self.runtime.store).record(
+            event.device_id, event.event, event.event_id, event.event_time)
         records = await self.runtime.store.find(device_id=event.device_id, status=ACTIVE)
         revoked = []
         for record in records:

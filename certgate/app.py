@@ -126,11 +126,18 @@ async def start_audit(runtime: Runtime) -> Audit:
 
 
 def on_sighup(runtime: Runtime) -> None:
-    """SIGHUP: reopen the audit file (logrotate), then any other reopen hooks."""
-    log.info("SIGHUP: reopening the audit and log destinations")
+    """SIGHUP: reopen the audit file (logrotate), reload what the config may change live
+    (groups' RADIUS reply attributes, certgate.reload), then any other reopen hooks."""
+    log.info("SIGHUP: reopening the audit and log destinations, reloading the config")
     audit = runtime.services.get("audit")
     if audit is not None:
         audit.reopen()
+    from certgate.reload import on_reload
+
+    try:
+        on_reload(runtime)
+    except Exception:
+        log.exception("config reload failed; the running settings stay")
     for hook in runtime.services.get("on_sighup", []):
         hook()
 

@@ -25,6 +25,8 @@ from revocation.snapshot import RevocationIndex
 from store import Store, StoreUnavailable
 from store.records import REVOKED, Change
 
+HOLD = "certificateHold"
+
 log = logging.getLogger("certgate.store")
 
 SAFETY_INTERVAL = 2.0  # seconds between reads when no wake-up came (also the health probe)
@@ -75,7 +77,7 @@ class ChangeFeed:
 
     async def load(self) -> None:
         snapshot = await self.store.load_index(dt.datetime.now(dt.UTC))
-        self.revoked.replace(snapshot.revoked, snapshot.seq)
+        self.revoked.replace(snapshot.revoked, snapshot.seq, snapshot.held)
         self.issued.replace(snapshot.issued)
         await self.catch_up()
 
@@ -106,7 +108,7 @@ class ChangeFeed:
         if change.profile == "device":
             self.issued.add(change.group, change.serial)
         if change.status == REVOKED:
-            self.revoked.add(change.group, change.serial)
+            self.revoked.add(change.group, change.serial, held=change.reason == HOLD)
             return True
         if self.revoked.is_revoked(change.group, change.serial):  # a released hold
             self.revoked.discard(change.group, change.serial)

@@ -220,6 +220,12 @@ def _parse_serial_arg(parse, text: str) -> int:
         raise ConfigError(str(exc)) from None
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    args.release_hold, args.reason, args.device_id, args.subject, args.group, args.yes = (
+        True, "removeFromCRL", None, None, None, False)
+    return cmd_revoke(args)
+
+
 def cmd_revoke(args: argparse.Namespace) -> int:
     from certgate.revoke_cli import run_revoke
 
@@ -309,7 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", required=True, help="RFC 5280 reason, e.g. keyCompromise")
     sp.add_argument("--yes", action="store_true", help="do not ask before bulk revocations")
     sp.add_argument("--release-hold", action="store_true",
-                    help="release a certificateHold instead (with --serial)")
+                    help="release a certificateHold instead (with --serial; also "
+                    "--reason removeFromCRL)")
+    sp = add("release", cmd_release, "release a certificateHold (removeFromCRL): the device "
+             "is admitted again and its quarantined sessions get a CoA back")
+    sp.add_argument("--serial", required=True)
 
     from certgate.cli_enroll import add_parsers as add_enrollment_parsers
 

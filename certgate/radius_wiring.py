@@ -95,7 +95,10 @@ async def start_radius(runtime: Runtime) -> None:
 
     tracker = SessionTracker(runtime)
     runtime.services["sessions"] = tracker
-    runtime.services["revocations"].disconnect_hooks.append(tracker.disconnect_revoked)
+    revocations = runtime.services["revocations"]
+    revocations.disconnect_hooks.append(tracker.disconnect_revoked)
+    revocations.hold_hooks.append(tracker.quarantine_held)
+    revocations.release_hooks.append(tracker.restore_released)
     if settings.acct_listen is not None:
         acct = AccountingServer(server.clients.match, tracker.record)
         try:

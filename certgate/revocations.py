@@ -143,16 +143,31 @@ class CrlPublisher:
 
 
 DisconnectHook = Callable[[CertRecord], Awaitable[None]]
+SessionHook = DisconnectHook
+
+HOLD = "certificateHold"
+
+
+def _state(status: str, reason: str | None) -> str:
+    """What the session hooks act on: final revocation, hold, or active."""
+    if status != REVOKED:
+        return "active"
+    return "held" if reason == HOLD else "revoked"
 
 
 class RevocationService:
     def __init__(self, runtime: Runtime, crls: CrlPublisher) -> None:
         self.runtime = runtime
         self.crls = crls
-        self.disconnect_hooks: list[DisconnectHook] = []
-        # revocations already acted on in this process, so the watcher seeing our own
-        # write does not count or disconnect twice
-        self._seen: set[tuple[str, int]] = set()
+        # Session hooks, each with the certificate as it is now: a final revocation
+        # (disconnect), a certificateHold (quarantine CoA), a released hold (CoA back).
+        self.disconnect_hooks: list[SessionHook] = []
+        self.hold_hooks: list[SessionHook] = []
+        self.release_hooks: list[SessionHook] = []
+        # the state each certificate was last acted on in this process (revoked / held /
+        # active), so the watcher seeing our own write does not count or act twice, and a
+        # change made elsewhere (the CLI, another node) is acted on once
+        self._acted: dict[tuple[str, int], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -170,19 +185,24 @@ class RevocationService:
         return outcome
 
     def applied(self, record: CertRecord, actor: str | None = None) -> None:
-        """Effects after the durable write: index, metrics, CRL, Disconnect."""
+        """Effects after the durable write: index, metrics, CRL, the sessions' CoA/Disconnect."""
+        state = _state(record.status, record.reason)
+        key = (record.group, record.serial)
+        # the change feed may have seen this commit (and acted) while the write was returning
+        fresh = self._acted.get(key) != state
+        self._acted[key] = state
         if record.status == REVOKED:
-            self._seen.add((record.group, record.serial))
-            self.runtime.revoked.add(record.group, record.serial)
-            REVOCATIONS.labels(group=record.group, reason=record.reason or "unspecified").inc()
+            self.runtime.revoked.add(record.group, record.serial, held=state == "held")
+            if fresh:
+                REVOCATIONS.labels(group=record.group, reason=record.reason or "unspecified").inc()
             log.info("revoked serial=%s group=%s reason=%s actor=%s", record.serial_hex, record.group,
                      record.reason, actor)
-            self._spawn(self._disconnect(record))
         else:
-            self._seen.discard((record.group, record.serial))
             self.runtime.revoked.discard(record.group, record.serial)
             log.info("hold released serial=%s group=%s actor=%s", record.serial_hex,
                      record.group, actor)
+        if fresh:
+            self._spawn(self._sessions(record, state))
         self.crls.mark_dirty(record.group)
         self._spawn(self._refresh(record.group))
 
@@ -196,43 +216,53 @@ class RevocationService:
 
     def on_store_changes(self, changes: list[Change]) -> None:
         """Changes the watcher saw in the store (own writes included): count revocations made
-        by other processes (the CLI), refresh CRLs, and disconnect revoked sessions."""
+        by other processes (the CLI), refresh CRLs, and act on the sessions of certificates
+        revoked, held or released elsewhere."""
         touched: set[str] = set()
         for change in changes:
             key = (change.group, change.serial)
-            if change.status == REVOKED and key in self._seen:
-                continue  # ours: applied() already counted it and refreshed the CRL
+            state = _state(change.status, change.reason)
+            previous = self._acted.get(key)
+            if previous == state:
+                continue  # ours (applied() already acted), or seen before
             touched.add(change.group)
-            if change.status != REVOKED:
-                self._seen.discard(key)
-                continue
-            self._seen.add(key)
-            REVOCATIONS.labels(group=change.group, reason=change.reason or "unspecified").inc()
-            self._spawn(self._disconnect_serial(change.serial))
+            self._acted[key] = state
+            if state != "active":
+                REVOCATIONS.labels(group=change.group, reason=change.reason or "unspecified").inc()
+            self._spawn(self._sessions_of(change.serial, state))
         for group in touched:
             # rebuilt now, not on the next download: the CRL is also what OCSP answers from
             # while the store is down
             self.crls.mark_dirty(group)
             self._spawn(self._refresh(group))
 
-    async def _disconnect_serial(self, serial: int) -> None:
+    async def _sessions_of(self, serial: int, state: str) -> None:
         try:
             record = await self.runtime.store.get(serial)
         except Exception:
-            log.exception("revoked elsewhere: serial=%x not read, sessions not disconnected", serial)
+            log.exception("changed elsewhere: serial=%x not read, sessions not updated", serial)
             return
         if record is None:
             return
-        log.info("revoked elsewhere serial=%s group=%s reason=%s", record.serial_hex, record.group,
-                 record.reason)
-        await self._disconnect(record)
+        if _state(record.status, record.reason) != state:
+            return  # changed again since: that change is (or will be) acted on
+        log.info("%s elsewhere serial=%s group=%s reason=%s",
+                 "released" if state == "active" else "revoked", record.serial_hex,
+                 record.group, record.reason)
+        await self._sessions(record, state)
 
-    async def _disconnect(self, record: CertRecord) -> None:
-        for hook in self.disconnect_hooks:
+    async def _sessions(self, record: CertRecord, state: str) -> None:
+        hooks = {"revoked": ("disconnect", self.disconnect_hooks),
+                 "held": ("hold", self.hold_hooks),
+                 "active": ("release", self.release_hooks)}[state]
+        kind, todo = hooks
+        if state == "held" and not self.hold_hooks:
+            kind, todo = "disconnect", self.disconnect_hooks  # no quarantine wiring: as before
+        for hook in todo:
             try:
                 await hook(record)
             except Exception:
-                log.exception("disconnect hook failed serial=%s", record.serial_hex)
+                log.exception("%s hook failed serial=%s", kind, record.serial_hex)
 
     async def release_hold(self, serial: int, actor: str) -> CertRecord | None:
         if not await self.runtime.store.release_hold(serial, actor):

@@ -14,9 +14,13 @@ from store.records import ACTIVE, REVOKED, parse_serial
 
 async def run_revoke(s: Settings, args: argparse.Namespace) -> int:
     try:
-        reason = canonical_name(parse_reason(args.reason))
+        reason = canonical_name(parse_reason(args.reason, allow_remove_from_crl=True))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if reason == "removeFromCRL":  # RFC 5280: the release of a certificateHold
+        if args.serial is None:
+            raise ConfigError("--reason removeFromCRL releases one hold: give --serial")
+        args.release_hold = True
     if args.group is not None and s.group(args.group) is None:
         raise ConfigError(f"unknown group {args.group!r}")
     store = await open_configured(s)

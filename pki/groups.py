@@ -36,6 +36,14 @@ class ReplyAttributes:
     session_timeout: int | None = None
     extra: tuple[ExtraAttribute, ...] = ()  # [groups.X.reply], in the order written
     quarantine_extra: tuple[ExtraAttribute, ...] = ()  # [groups.X.quarantine_reply]
+    # where a held certificate (certificateHold, MDM non-compliant) is admitted, with
+    # quarantine_extra; none of the three set: a held certificate is rejected like a revoked one
+    quarantine_vlan: str | None = None
+    quarantine_filter_id: str | None = None
+
+    @property
+    def has_quarantine(self) -> bool:
+        return bool(self.quarantine_vlan or self.quarantine_filter_id or self.quarantine_extra)
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,8 @@ class Group:
 
 
 class GroupTable:
-    """Immutable lookup table built once at start-up."""
+    """Lookup table built at start-up. Only the RADIUS reply attributes may change later
+    (a config reload, ``replace_replies``); names and intermediates never do."""
 
     def __init__(self, groups: Iterable[Group]) -> None:
         self._by_name: dict[str, Group] = {}
@@ -88,6 +97,24 @@ class GroupTable:
 
     def names(self) -> list[str]:
         return list(self._by_name)
+
+    def replies(self) -> dict[str, ReplyAttributes]:
+        return {name: g.reply for name, g in self._by_name.items()}
+
+    def replace_replies(self, replies: dict[str, ReplyAttributes]) -> list[str]:
+        """Give groups new reply attributes (names not in the table are ignored); returns the
+        names whose attributes changed. Each swap is one dict assignment per index, so a
+        lookup sees the old or the new group, never a mix."""
+        changed: list[str] = []
+        for name, reply in replies.items():
+            old = self._by_name.get(name)
+            if old is None or old.reply == reply:
+                continue
+            group = Group(old.name, old.intermediate, reply)
+            self._by_name[name] = group
+            self._by_der[old.intermediate.public_bytes(_DER)] = group
+            changed.append(name)
+        return changed
 
 
 from cryptography.hazmat.primitives.serialization import Encoding as _Encoding  # noqa: E402

@@ -116,6 +116,8 @@ def reply_attributes(g: GroupConfig) -> ReplyAttributes:
         session_timeout=g.session_timeout,
         extra=tuple(g.reply),
         quarantine_extra=tuple(g.quarantine_reply),
+        quarantine_vlan=g.quarantine_vlan,
+        quarantine_filter_id=g.quarantine_filter_id,
     )
 
 

@@ -9,7 +9,10 @@ Rules (radius-eap-tls.md §5):
   intermediate signed it (``verify_directly_issued_by``) and everything else is
   re-checked exactly as on a full handshake, so revocation between the first and the
   resumed handshake is honoured;
-* clientAuth EKU, validity at ``now`` (leaf and group intermediate), not revoked.
+* clientAuth EKU, validity at ``now`` (leaf and group intermediate), not revoked. A
+  certificate on hold (certificateHold) is admitted into the group's quarantine
+  (``quarantine_vlan`` / ``quarantine_filter_id``) when the group has one, else rejected
+  as revoked.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Allow:
     serial: int
     session_timeout: int  # seconds; never past the leaf's notAfter
     not_after: dt.datetime
+    quarantined: bool = False  # on hold: the Accept carries the group's quarantine
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +90,11 @@ def authorize(
         return Deny(Reason.BAD_EKU, "no extendedKeyUsage", group.name)
     if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
         return Deny(Reason.BAD_EKU, "no clientAuth EKU", group.name)
+    quarantined = False
     if revoked.is_revoked(group.name, leaf.serial_number):
-        return Deny(Reason.REVOKED, f"serial {leaf.serial_number:x} revoked", group.name)
+        if not (revoked.is_held(group.name, leaf.serial_number) and group.reply.has_quarantine):
+            return Deny(Reason.REVOKED, f"serial {leaf.serial_number:x} revoked", group.name)
+        quarantined = True
     if issued is not None:
         known = issued(group.name, leaf.serial_number)
         if known is None:
@@ -106,6 +113,7 @@ def authorize(
         serial=leaf.serial_number,
         session_timeout=max(1, timeout),
         not_after=leaf.not_valid_after_utc,
+        quarantined=quarantined,
     )
 
 

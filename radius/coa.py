@@ -1,10 +1,14 @@
-"""Disconnect-Request client (RFC 5176): a pure codec plus a small asyncio sender.
+"""Dynamic Authorization client (RFC 5176): Disconnect-Request and CoA-Request, a pure
+codec plus a small asyncio sender.
 
 certgate is the Dynamic Authorization *client*; the NAS (DAS) listens on UDP 3799.
 After a revocation the composition root calls :func:`send_disconnect` for each
-session it recorded at Access-Accept time (NAS address, Calling-Station-Id, ...).
+session it recorded from accounting (NAS address, Calling-Station-Id, ...); after a hold
+or a release it calls :func:`send_coa` with the session's new authorization attributes
+(a quarantine VLAN, or the group's own), falling back to a Disconnect when the NAS NAKs or
+does not answer (``radius.dynamic_auth``).
 
-Request (code 40), like an Accounting-Request (RFC 5176 §3.3, RFC 2866 §3):
+Request (code 40 Disconnect, 43 CoA), like an Accounting-Request (RFC 5176 §3.3, RFC 2866 §3):
 
 1. Message-Authenticator (80), placed first, is HMAC-MD5(secret, packet) with the
    Authenticator field and the Message-Authenticator value set to 16 zero octets
@@ -12,7 +16,10 @@ Request (code 40), like an Accounting-Request (RFC 5176 §3.3, RFC 2866 §3):
 2. Request Authenticator = MD5(Code | Identifier | Length | 16 zero octets |
    attributes | secret), over the attributes *with* the Message-Authenticator filled in.
 
-Reply (41 Disconnect-ACK / 42 Disconnect-NAK):
+A CoA-Request carries the session identification plus the authorization attributes to
+change (RFC 5176 §3.1: Tunnel-*, Filter-Id, ...); a Disconnect-Request only identifies.
+
+Reply (41 Disconnect-ACK / 42 Disconnect-NAK; 44 CoA-ACK / 45 CoA-NAK to a CoA-Request):
 
 * Response Authenticator = MD5(Code | Identifier | Length | Request Authenticator |
   attributes | secret);
@@ -38,6 +45,7 @@ import ipaddress
 import logging
 import secrets as _secrets
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
@@ -47,12 +55,15 @@ __all__ = [
     "CoaCode",
     "CoaReply",
     "CoaResult",
+    "CoaRequest",
     "DisconnectRequest",
     "ErrorCause",
     "InvalidReply",
     "Session",
     "decode_reply",
+    "encode_coa",
     "encode_disconnect",
+    "send_coa",
     "send_disconnect",
 ]
 
@@ -60,6 +71,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3799
 MAX_PACKET = 4096
+MAX_QUEUED = 64  # replies waiting to be validated; more from one DAS are dropped
 _HEADER = struct.Struct("!BBH16s")
 _ZERO16 = bytes(16)
 
@@ -169,12 +181,26 @@ class Session:
 
 
 @dataclass(frozen=True)
-class DisconnectRequest:
+class CoaRequest:
     """An encoded request: send ``data`` verbatim on every (re)transmission."""
 
     identifier: int
     authenticator: bytes
     data: bytes
+
+    @property
+    def code(self) -> CoaCode:
+        return CoaCode(self.data[0])
+
+    @property
+    def replies(self) -> tuple[CoaCode, CoaCode]:
+        """(ACK, NAK) codes answering this request."""
+        if self.code == CoaCode.COA_REQUEST:
+            return CoaCode.COA_ACK, CoaCode.COA_NAK
+        return CoaCode.DISCONNECT_ACK, CoaCode.DISCONNECT_NAK
+
+
+DisconnectRequest = CoaRequest  # the name before CoA-Request existed
 
 
 def _key(secret: bytes) -> bytes:
@@ -194,8 +220,48 @@ def encode_disconnect(
     secret: bytes,
     identifier: int,
     event_time: _dt.datetime,
-) -> DisconnectRequest:
+) -> CoaRequest:
     """Encode a Disconnect-Request (pure). ``event_time`` becomes Event-Timestamp."""
+    return _encode(CoaCode.DISCONNECT_REQUEST, session, secret, identifier, event_time, ())
+
+
+def encode_coa(
+    session: Session,
+    secret: bytes,
+    identifier: int,
+    event_time: _dt.datetime,
+    attributes: Sequence[tuple[int, bytes]],
+) -> CoaRequest:
+    """Encode a CoA-Request (pure): the session identification, then ``attributes`` (the
+    authorization to apply, e.g. ``radius.packet.tunnel_vlan_attributes``), then
+    Event-Timestamp. At least one attribute: a CoA without a change is a no-op at best."""
+    if not attributes:
+        raise ValueError("a CoA-Request needs at least one authorization attribute")
+    for code, value in attributes:
+        if not isinstance(code, int) or not 1 <= code <= 255 or code in _RESERVED:
+            raise ValueError(f"attribute type {code!r} cannot be an authorization attribute")
+        if not isinstance(value, bytes) or not 1 <= len(value) <= 253:
+            raise ValueError(f"attribute {code} value must be 1..253 octets")
+    return _encode(CoaCode.COA_REQUEST, session, secret, identifier, event_time,
+                   tuple(attributes))
+
+
+# Attributes the codec writes itself (identification, timestamp, MAC): never as changes.
+_RESERVED = frozenset({
+    _Attr.USER_NAME, _Attr.NAS_IP_ADDRESS, _Attr.CALLING_STATION_ID, _Attr.NAS_IDENTIFIER,
+    _Attr.ACCT_SESSION_ID, _Attr.EVENT_TIMESTAMP, _Attr.MESSAGE_AUTHENTICATOR,
+    _Attr.NAS_IPV6_ADDRESS, _Attr.ERROR_CAUSE,
+})
+
+
+def _encode(
+    code: CoaCode,
+    session: Session,
+    secret: bytes,
+    identifier: int,
+    event_time: _dt.datetime,
+    changes: tuple[tuple[int, bytes], ...],
+) -> CoaRequest:
     if not isinstance(session, Session):
         raise TypeError(f"session must be Session, not {type(session).__name__}")
     key = _key(secret)
@@ -209,17 +275,17 @@ def encode_disconnect(
     if not 0 <= seconds < 1 << 32:
         raise ValueError("event_time outside the 32-bit Event-Timestamp range")
 
-    attrs = [(_Attr.MESSAGE_AUTHENTICATOR, _ZERO16), *session.attributes()]
+    attrs = [(_Attr.MESSAGE_AUTHENTICATOR, _ZERO16), *session.attributes(), *changes]
     attrs.append((_Attr.EVENT_TIMESTAMP, struct.pack("!I", seconds)))
     body = _encode_attrs(attrs)
     length = 20 + len(body)
     if length > MAX_PACKET:
-        raise ValueError("Disconnect-Request longer than 4096 octets")
-    head = struct.pack("!BBH", CoaCode.DISCONNECT_REQUEST, identifier, length)
+        raise ValueError(f"{code.name} longer than 4096 octets")
+    head = struct.pack("!BBH", code, identifier, length)
     ma = hmac.new(key, head + _ZERO16 + body, hashlib.md5).digest()
     body = bytes((_Attr.MESSAGE_AUTHENTICATOR, 18)) + ma + body[18:]
     authenticator = hashlib.md5(head + _ZERO16 + body + key).digest()
-    return DisconnectRequest(identifier, authenticator, head + authenticator + body)
+    return CoaRequest(identifier, authenticator, head + authenticator + body)
 
 
 # ---------------------------------------------------------------- reply
@@ -260,7 +326,7 @@ def _walk(body: bytes) -> list[tuple[int, int, bytes]]:
 
 def decode_reply(
     data: bytes,
-    request: DisconnectRequest,
+    request: CoaRequest,
     secret: bytes,
     *,
     require_message_authenticator: bool = False,
@@ -268,19 +334,21 @@ def decode_reply(
     """Validate ``data`` as the reply to ``request``; InvalidReply if it is not one.
 
     Octets after the Length field are ignored (RFC 2865 §3). Checks, in order:
-    size, code (41/42), Identifier, Response Authenticator, attribute syntax,
-    Message-Authenticator (if present, or required), Error-Cause syntax.
+    size, code (41/42 for a Disconnect-Request, 44/45 for a CoA-Request), Identifier,
+    Response Authenticator, attribute syntax, Message-Authenticator (if present, or
+    required), Error-Cause syntax.
     """
     key = _key(secret)
-    if not isinstance(request, DisconnectRequest):
-        raise TypeError(f"request must be DisconnectRequest, not {type(request).__name__}")
+    if not isinstance(request, CoaRequest):
+        raise TypeError(f"request must be CoaRequest, not {type(request).__name__}")
     if len(data) < 20:
         raise InvalidReply("shorter than a RADIUS header")
     code, identifier, length, authenticator = _HEADER.unpack_from(data)
     if not 20 <= length <= min(len(data), MAX_PACKET):
         raise InvalidReply(f"Length {length} does not fit datagram of {len(data)} octets")
-    if code not in (CoaCode.DISCONNECT_ACK, CoaCode.DISCONNECT_NAK):
-        raise InvalidReply(f"code {code} is not Disconnect-ACK/NAK")
+    if code not in request.replies:
+        ack, nak = request.replies
+        raise InvalidReply(f"code {code} is not {ack.name}/{nak.name} ({ack}/{nak})")
     if identifier != request.identifier:
         raise InvalidReply(f"identifier {identifier} != {request.identifier}")
     packet = data[:length]
@@ -330,10 +398,11 @@ class _Receiver(asyncio.DatagramProtocol):
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        self.queue.put_nowait(data)
+        if self.queue.qsize() < MAX_QUEUED:  # connected: only the DAS's address reaches us
+            self.queue.put_nowait(data)
 
     def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
-        log.debug("Disconnect-Request socket error: %s", exc)
+        log.debug("Dynamic Authorization socket error: %s", exc)
 
 
 async def send_disconnect(
@@ -348,26 +417,78 @@ async def send_disconnect(
     require_message_authenticator: bool = False,
     identifier: int | None = None,
     now: _dt.datetime | None = None,
+    source: str | None = None,
 ) -> CoaResult:
     """Send one Disconnect-Request and wait for a valid ACK/NAK.
 
     ``retries`` is the number of transmissions (pyrad's convention): the identical
     packet is sent up to ``retries`` times, waiting ``timeout``, then ``timeout *
     backoff``, ``timeout * backoff**2`` ... seconds. Invalid datagrams are ignored.
-    ``now`` (default: the wall clock) is the Event-Timestamp. ValueError/TypeError for
-    bad arguments and OSError for an unresolvable ``host`` (configuration: ours).
+    ``now`` (default: the wall clock) is the Event-Timestamp. ``source``: the local address
+    to send from (a DAS drops requests from addresses it does not know, RFC 5176 §6.1:
+    certgate sends from its RADIUS address); None lets the kernel choose. ValueError/TypeError
+    for bad arguments and OSError for an unresolvable ``host`` or unusable ``source``
+    (configuration: ours).
     """
+    _check(timeout, retries, backoff)
+    request = encode_disconnect(session, secret, _identifier(identifier), _now(now))
+    return await _exchange(host, port, secret, request, timeout, retries, backoff,
+                           require_message_authenticator, source)
+
+
+async def send_coa(
+    host: str,
+    port: int,
+    secret: bytes,
+    session: Session,
+    attributes: Sequence[tuple[int, bytes]],
+    timeout: float = 1.0,
+    retries: int = 3,
+    backoff: float = 2.0,
+    *,
+    require_message_authenticator: bool = False,
+    identifier: int | None = None,
+    now: _dt.datetime | None = None,
+    source: str | None = None,
+) -> CoaResult:
+    """Send one CoA-Request carrying ``attributes`` and wait for a valid CoA-ACK/NAK; the
+    same retransmission, validation and ``source`` rules as :func:`send_disconnect`."""
+    _check(timeout, retries, backoff)
+    request = encode_coa(session, secret, _identifier(identifier), _now(now), attributes)
+    return await _exchange(host, port, secret, request, timeout, retries, backoff,
+                           require_message_authenticator, source)
+
+
+def _check(timeout: float, retries: int, backoff: float) -> None:
     if retries < 1:
         raise ValueError("retries must be at least 1")
     if timeout <= 0 or backoff < 1:
         raise ValueError("timeout must be positive and backoff at least 1")
-    if identifier is None:
-        identifier = _secrets.randbelow(256)
-    request = encode_disconnect(
-        session, secret, identifier, now if now is not None else _dt.datetime.now(_dt.UTC)
-    )
+
+
+def _identifier(identifier: int | None) -> int:
+    return _secrets.randbelow(256) if identifier is None else identifier
+
+
+def _now(now: _dt.datetime | None) -> _dt.datetime:
+    return now if now is not None else _dt.datetime.now(_dt.UTC)
+
+
+async def _exchange(
+    host: str,
+    port: int,
+    secret: bytes,
+    request: CoaRequest,
+    timeout: float,
+    retries: int,
+    backoff: float,
+    require_message_authenticator: bool,
+    source: str | None,
+) -> CoaResult:
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(_Receiver, remote_addr=(host, port))
+    transport, protocol = await loop.create_datagram_endpoint(
+        _Receiver, remote_addr=(host, port),
+        local_addr=(source, 0) if source is not None else None)
     ignored = 0
     try:
         wait = timeout

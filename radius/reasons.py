@@ -11,6 +11,7 @@ from enum import StrEnum
 
 class Reason(StrEnum):
     OK = "ok"
+    QUARANTINED = "quarantined"  # accepted, into the group's quarantine (certificate on hold)
     # certificate / policy (peer's fault)
     NO_CERTIFICATE = "no_certificate"
     UNKNOWN_ISSUER = "unknown_issuer"  # chain does not reach our root (rogue, foreign CA)

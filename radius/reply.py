@@ -56,13 +56,19 @@ def group_attributes(
 
 def accept_attributes(allow: Allow) -> list[tuple[int, bytes]]:
     """User-Name, the group's VLAN / Filter-Id / Class, its [reply] attributes (vendor
-    attributes by name, encoded at config load), certgate's own Class (links the NAS's
+    attributes by name, encoded at config load) -- for a certificate on hold the quarantine's
+    VLAN / Filter-Id / [quarantine_reply] instead --, certgate's own Class (links the NAS's
     accounting to the certificate), Session-Timeout (clamped to notAfter by ``authorize``)
     and Termination-Action, in the order the Access-Accept carries them."""
     reply = allow.group.reply
     attrs: list[tuple[int, bytes]] = [(Attr.USER_NAME, allow.identity.encode()[: rp.MAX_ATTR_VALUE])]
-    attrs += group_attributes(reply.vlan, reply.filter_id, reply.class_value)
-    attrs += wire(reply.extra)
+    if allow.quarantined:  # on hold: the quarantine instead of the group's own attributes
+        attrs += group_attributes(reply.quarantine_vlan, reply.quarantine_filter_id,
+                                  reply.class_value)
+        attrs += wire(reply.quarantine_extra)
+    else:
+        attrs += group_attributes(reply.vlan, reply.filter_id, reply.class_value)
+        attrs += wire(reply.extra)
     attrs.append((Attr.CLASS, class_value(allow.group.name, allow.serial)))
     attrs.append((Attr.SESSION_TIMEOUT, rp.integer(allow.session_timeout)))
     attrs.append(TERMINATION_ACTION)

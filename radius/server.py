@@ -439,7 +439,7 @@ class RadiusServer:
         self._record_result(
             conv,
             "accept",
-            Reason.OK,
+            Reason.QUARANTINED if allow.quarantined else Reason.OK,
             allow.group.name,
             result.tls_version,
             now,

@@ -60,7 +60,10 @@ class Verdict:
 
     @property
     def reason(self) -> Reason:
-        return Reason.OK if isinstance(self.decision, Allow) else self.decision.reason
+        d = self.decision
+        if isinstance(d, Allow):
+            return Reason.QUARANTINED if d.quarantined else Reason.OK
+        return d.reason
 
     @property
     def detail(self) -> str:

@@ -1,7 +1,10 @@
 """MDM webhook authentication and parsing. Pure: no I/O; time is an argument.
 
-An MDM tells certgate that a device left management; certgate then revokes that
-device's certificates and kicks its sessions. The request is::
+An MDM tells certgate that a device left management (``device-removed``: certgate revokes
+the device's certificates and kicks its sessions), fell out of compliance
+(``device-noncompliant``: its certificates are put on hold and its sessions moved to the
+group's quarantine) or is compliant again (``device-compliant``: released and moved back).
+The request is::
 
     POST /hooks/mdm            (path chosen by the composition root)
     Content-Type: application/json
@@ -29,7 +32,11 @@ constant-time compare), then ``|now - t| <= tolerance`` (``stale_timestamp``, de
 ``event_id`` lets the receiver drop duplicates inside the window (the store's job).
 
 Body: a JSON object with non-empty string ``device_id``, ``event`` (one of
-:data:`EVENTS`) and ``event_id``, each at most 256 characters; other keys are ignored.
+:data:`EVENTS`) and ``event_id``, each at most 256 characters, and optionally
+``occurred_at``, when the MDM saw the change (RFC 3339 with an offset, e.g.
+``2026-12-07T15:04:05.250Z``, or Unix seconds; default: the signed ``t``): events of one
+device are ordered by it, so an older event delivered late never overrides a newer one.
+Other keys are ignored.
 
 :func:`sign` produces the header value for tests and integrators.
 """
@@ -46,6 +53,9 @@ from enum import StrEnum
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "DEVICE_COMPLIANT",
+    "DEVICE_NONCOMPLIANT",
+    "DEVICE_REMOVED",
     "EVENTS",
     "HEADER",
     "MAX_BODY_SIZE",
@@ -61,7 +71,11 @@ DEFAULT_TOLERANCE = _dt.timedelta(seconds=300)
 MAX_BODY_SIZE = 64 * 1024
 MAX_HEADER_SIZE = 1024
 MAX_FIELD_LENGTH = 256
-EVENTS = frozenset({"device-removed"})
+DEVICE_REMOVED = "device-removed"
+DEVICE_NONCOMPLIANT = "device-noncompliant"
+DEVICE_COMPLIANT = "device-compliant"
+EVENTS = frozenset({DEVICE_REMOVED, DEVICE_NONCOMPLIANT, DEVICE_COMPLIANT})
+MAX_CLOCK_AHEAD = _dt.timedelta(days=1)  # occurred_at further in the future is refused
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -94,6 +108,12 @@ class WebhookEvent:
     event: str
     event_id: str
     sent_at: _dt.datetime  # the signed ``t``
+    occurred_at: _dt.datetime | None = None  # the body's, else None (then sent_at orders)
+
+    @property
+    def event_time(self) -> _dt.datetime:
+        """What orders this device's events."""
+        return self.occurred_at if self.occurred_at is not None else self.sent_at
 
 
 def _unix(now: _dt.datetime) -> int:
@@ -224,4 +244,32 @@ def verify(
         event=event,
         event_id=event_id,
         sent_at=_dt.datetime.fromtimestamp(int(t), _dt.UTC),
+        occurred_at=_occurred_at(obj.get("occurred_at"), now),
     )
+
+
+def _occurred_at(value: object, now: _dt.datetime) -> _dt.datetime | None:
+    """The body's ``occurred_at`` (RFC 3339 with an offset, or Unix seconds), or None."""
+    if value is None:
+        return None
+    bad = RejectReason.MALFORMED
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _reject(bad, "occurred_at must be an RFC 3339 time or Unix seconds")
+    if isinstance(value, str):
+        if len(value) > 64:
+            raise _reject(bad, "occurred_at longer than 64 characters")
+        try:
+            when = _dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise _reject(bad, "occurred_at is not an RFC 3339 time (2026-12-07T15:04:05Z)"
+                          ) from None
+        if when.tzinfo is None:
+            raise _reject(bad, "occurred_at needs an offset (Z or +01:00)")
+    else:
+        if not 0 <= value < 1 << 34:
+            raise _reject(bad, "occurred_at is not a Unix time in seconds")
+        when = _dt.datetime.fromtimestamp(value, _dt.UTC)
+    when = when.astimezone(_dt.UTC)
+    if when - now > MAX_CLOCK_AHEAD:
+        raise _reject(bad, "occurred_at is more than a day in the future")
+    return when

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from store.copy import copy_store
+from store.device_events import DeviceEvent, DeviceEventStore
 from store.errors import (
     ChallengeUnavailable,
     NotEmpty,
@@ -30,6 +31,8 @@ from store.sessions import SessionStore
 from store.store import Store
 
 __all__ = [
+    "DeviceEvent",
+    "DeviceEventStore",
     "ChallengeUnavailable", "NotEmpty", "RequestConflict", "SchemaMismatch", "SchemaTooNew",
     "ScepStore", "SerialConflict", "SessionStore", "SourceChanged", "Store", "StoreError",
     "StoreOpenError", "StoreUnavailable", "copy_store", "open_store", "redact_url",

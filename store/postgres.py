@@ -148,6 +148,17 @@ MIGRATIONS: list[str] = [
     CREATE TABLE schema_version (version INTEGER NOT NULL);
     INSERT INTO schema_version VALUES (0);
     """,
+    # v2 (SQLite v5): MDM compliance webhooks: the newest event per device; sessions by group
+    """
+    CREATE TABLE device_events (
+        device_id TEXT PRIMARY KEY,
+        event TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_at_ms BIGINT NOT NULL,
+        received_at BIGINT NOT NULL
+    );
+    CREATE INDEX sessions_group ON sessions(group_name, stopped_at);
+    """,
 ]
 
 # Errors that mean "the database is not answering", as opposed to a bug or a constraint.

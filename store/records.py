@@ -235,9 +235,11 @@ class Change:
 
 @dataclass(frozen=True)
 class IndexSnapshot:
-    """What a node loads at start: the feed position, every revoked (group, serial) and every
-    unexpired device certificate (group, serial) the inventory holds."""
+    """What a node loads at start: the feed position, every revoked (group, serial), those of
+    them on certificateHold, and every unexpired device certificate (group, serial) the
+    inventory holds."""
 
     seq: int
     revoked: list[tuple[str, int]]
     issued: list[tuple[str, int]]
+    held: list[tuple[str, int]] = field(default_factory=list)  # revoked on certificateHold

@@ -43,8 +43,10 @@ class SessionStore:
 
     @observed("active_sessions")
     async def active_sessions(self, serial: int | None = None,
-                              node: str | None = None) -> list[dict[str, Any]]:
-        """Sessions not stopped; of one certificate and/or held by one node when given."""
+                              node: str | None = None,
+                              group: str | None = None) -> list[dict[str, Any]]:
+        """Sessions not stopped; of one certificate, of one group and/or held by one node when
+        given."""
         sql = ("SELECT client, acct_session_id, nas_ip, nas_identifier, calling_station_id, "
                "user_name, serial, group_name, started_at, updated_at, node FROM sessions "
                "WHERE stopped_at IS NULL")
@@ -52,6 +54,9 @@ class SessionStore:
         if serial is not None:
             sql += " AND serial=?"
             args.append(serial_hex(serial))
+        if group is not None:
+            sql += " AND group_name=?"
+            args.append(group)
         if node is not None:
             sql += " AND (node=? OR node IS NULL)"  # NULL: recorded before v4, one node
             args.append(node)

@@ -149,6 +149,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN node TEXT;
     CREATE INDEX certificates_profile_not_after ON certificates(profile, not_after);
     """,
+    # v5: MDM compliance webhooks: the newest event per device (an older one never wins);
+    # sessions by group (CoA after a config reload)
+    """
+    CREATE TABLE device_events (
+        device_id TEXT PRIMARY KEY,
+        event TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_at_ms INTEGER NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_group ON sessions(group_name, stopped_at);
+    """,
 ]
 
 

@@ -381,15 +381,20 @@ class Store:
         later changes, and replaying `changes_since(seq)` over them is harmless."""
         seq = await self.current_seq()
         revoked: list[tuple[str, int]] = []
+        held: list[tuple[str, int]] = []
         async for rows in self.driver.stream(
-                "load_index", "SELECT group_name, serial FROM certificates WHERE status='revoked'"):
-            revoked.extend((g, int(s, 16)) for g, s in rows)
+                "load_index",
+                "SELECT group_name, serial, reason FROM certificates WHERE status='revoked'"):
+            for g, s, reason in rows:
+                revoked.append((g, int(s, 16)))
+                if reason == "certificateHold":
+                    held.append(revoked[-1])
         issued: list[tuple[str, int]] = []
         async for rows in self.driver.stream(
                 "load_index", "SELECT group_name, serial FROM certificates "
                 "WHERE profile='device' AND not_after>?", (ts(now),)):
             issued.extend((g, int(s, 16)) for g, s in rows)
-        return IndexSnapshot(seq, revoked, issued)
+        return IndexSnapshot(seq, revoked, issued, held)
 
     @observed("revoked_entries")
     async def revoked_entries(self, group: str) -> list[tuple[int, dt.datetime, str | None]]:

@@ -48,7 +48,7 @@ def record_lookups(record: CertRecord | None, now: dt.datetime
     from its store row (what ChangeFeed.load builds: revoked rows; unexpired device rows)."""
     revoked = RevocationIndex()
     if record is not None and record.status == REVOKED:
-        revoked.add(record.group, record.serial)
+        revoked.add(record.group, record.serial, held=record.reason == "certificateHold")
 
     def issued(group: str, serial: int) -> bool:
         return (record is not None and record.serial == serial and record.group == group
@@ -131,6 +131,11 @@ def hint(verdict: Verdict, leaf: x509.Certificate, inventory: dict[str, Any] | N
     if reason is Reason.OK:
         return "accepted: if the device is still refused, look at the NAS, the supplicant's " \
                "trust of the RADIUS server certificate, or the RADIUS log for this serial"
+    if reason is Reason.QUARANTINED:
+        return (f"on hold, admitted into the group's quarantine (quarantine_vlan / "
+                f"quarantine_filter_id): `certgate revoke --serial {serial} --release-hold`, POST "
+                f"/api/v1/certificates/{serial}/release-hold or the MDM's device-compliant "
+                "webhook moves it back")
     if reason is Reason.REVOKED:
         if row is not None and row.get("reason") == "certificateHold":
             return (f"on hold since {row.get('revoked_at')} (by {row.get('revoked_by')}): "

@@ -33,17 +33,38 @@ def parse_groups(reader: TableReader, dictionaries: DictionaryLoader) -> tuple[G
     return tuple(groups)
 
 
+def _vlan(gr: TableReader, key: str) -> str | None:
+    vlan = gr.take(key, (int, str), "a VLAN id (1-4094) or name", None)
+    if isinstance(vlan, int) and not 1 <= vlan <= 4094:
+        gr.error(key, f"expected a VLAN id between 1 and 4094, got {vlan}")
+    if isinstance(vlan, str):
+        if not vlan.strip() or len(vlan.encode()) > 253:
+            gr.error(key, "expected a VLAN id (1-4094) or a name of 1-253 bytes")
+        elif vlan.isdigit() and not 1 <= int(vlan) <= 4094:
+            gr.error(key, f"expected a VLAN id between 1 and 4094, got {vlan}")
+    return str(vlan) if vlan is not None else None
+
+
 def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) -> GroupSettings:
-    vlan = gr.take("vlan", (int, str), "a VLAN id (1-4094) or name", None)
+    vlan = _vlan(gr, "vlan")
     filter_id = gr.str("filter_id")
     class_value = gr.str("class")
+    quarantine_vlan = _vlan(gr, "quarantine_vlan")
+    quarantine_filter_id = gr.str("quarantine_filter_id")
     expected = 'a table of attribute names and values, e.g. "Aruba-User-Role" = "staff"'
     reply = gr.take("reply", (dict,), expected, {})
     quarantine_reply = gr.take("quarantine_reply", (dict,), expected, {})
     set_keys = {k: k for k, v in (("vlan", vlan), ("filter_id", filter_id),
                                   ("class", class_value)) if v is not None}
-    if isinstance(vlan, int) and not 1 <= vlan <= 4094:
-        gr.error("vlan", f"expected a VLAN id between 1 and 4094, got {vlan}")
+    quarantine_keys = {k: f"quarantine_{k}" for k, v in (
+        ("vlan", quarantine_vlan), ("filter_id", quarantine_filter_id)) if v is not None}
+    if quarantine_vlan is not None and quarantine_vlan == vlan:
+        gr.error("quarantine_vlan", f"is the group's own vlan ({vlan}): a held device would not "
+                 "be isolated; give the quarantine VLAN or remove the key")
+    if (quarantine_filter_id is not None and quarantine_filter_id == filter_id
+            and quarantine_vlan in (None, vlan)):
+        gr.error("quarantine_filter_id", "is the group's own filter_id: a held device would not "
+                 "be isolated; give the quarantine filter or remove the key")
     modes = gr.str_list("challenge_modes", ("dynamic", "blob"), ("dynamic", "blob", "static"))
     static_secret = gr.secret("static_secret", required=False)
     if "static" in modes and not static_secret:
@@ -54,14 +75,15 @@ def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) ->
     ca_is_ra = gr.bool("ca_is_ra", False)
     group = GroupSettings(
         name=gname,
-        vlan=str(vlan) if vlan is not None else None,
+        vlan=vlan,
         filter_id=filter_id,
         class_value=class_value,
         session_timeout=gr.int("session_timeout", None, 60, 31 * 86400),
         reply=parse_reply(gr, "reply", reply, set_keys, dictionaries),
-        # quarantine_vlan / quarantine_filter_id (CoA into quarantine) are to be checked
-        # against it the same way once they exist: {"vlan": "quarantine_vlan", ...}
-        quarantine_reply=parse_reply(gr, "quarantine_reply", quarantine_reply, {}, dictionaries),
+        quarantine_reply=parse_reply(gr, "quarantine_reply", quarantine_reply, quarantine_keys,
+                                     dictionaries),
+        quarantine_vlan=quarantine_vlan,
+        quarantine_filter_id=quarantine_filter_id,
         validity_days=gr.int("validity_days", 365, 1, 3650),
         key_types=gr.str_list("key_types", GroupSettings.key_types, KEY_TYPES),
         ca_key_type=gr.choice("ca_key_type", CA_KEY_TYPES, None),

@@ -107,6 +107,24 @@ class RadiusSettings:
     revocation_poll_interval: float = 0.25
     require_inventory: bool = True
     dictionaries: tuple[Path, ...] = ()  # extra FreeRADIUS-format dictionaries for [reply] names
+    # Dynamic Authorization (RFC 5176) requests to NASes: sent from this address (None: the
+    # host of `listen`, or the kernel's choice when that is a wildcard); the first wait and
+    # the number of transmissions (the wait doubles after each)
+    coa_source: str | None = None
+    coa_timeout: float = 1.0
+    coa_attempts: int = 3
+
+    @property
+    def coa_source_address(self) -> str | None:
+        """The local address Disconnect/CoA requests leave from."""
+        if self.coa_source is not None:
+            return self.coa_source
+        host = self.listen.host
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return None  # a name: let the kernel pick
+        return None if ip.is_unspecified else str(ip)
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,8 @@ class GroupSettings:
     session_timeout: int | None = None
     reply: tuple[ExtraAttribute, ...] = ()  # [groups.X.reply], encoded at load
     quarantine_reply: tuple[ExtraAttribute, ...] = ()  # [groups.X.quarantine_reply]
+    quarantine_vlan: str | None = None  # where a held / non-compliant device is admitted
+    quarantine_filter_id: str | None = None
     validity_days: int = 365
     key_types: tuple[str, ...] = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
     ca_key_type: str | None = None

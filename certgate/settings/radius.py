@@ -37,6 +37,9 @@ def parse_radius(rd: TableReader) -> RadiusSettings:
         revocation_poll_interval=rd.float("revocation_poll_interval", 0.25, 0.05, 1.0),
         require_inventory=rd.bool("require_inventory", True),
         dictionaries=_dictionary_paths(rd),
+        coa_source=_coa_source(rd),
+        coa_timeout=rd.float("coa_timeout", 1.0, 0.1, 30.0),
+        coa_attempts=rd.int("coa_attempts", 3, 1, 10),
     )
     if radius.max_conversations_per_client > radius.max_conversations:
         rd.error("max_conversations_per_client", "must be at most max_conversations (0: no cap)")
@@ -45,6 +48,23 @@ def parse_radius(rd: TableReader) -> RadiusSettings:
                  f"({radius.conversation_timeout:g} s): it bounds the whole conversation")
     rd.finish()
     return radius
+
+
+def _coa_source(rd: TableReader) -> str | None:
+    text = rd.str("coa_source")
+    if text is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        rd.error("coa_source", f"expected an IP address of this host (the address NASes know "
+                 f"certgate by), got {shown(text)}")
+        return None
+    if ip.is_unspecified:
+        rd.error("coa_source", "must be a specific address (a NAS's DAS checks the source), "
+                 "not a wildcard; leave it out to send from the [radius] listen address")
+        return None
+    return str(ip)
 
 
 def _dictionary_paths(rd: TableReader) -> tuple[Path, ...]:

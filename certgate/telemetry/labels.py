@@ -18,7 +18,7 @@ from certgate.issuance_check import ISSUANCE_CHECKS
 from certgate.revocation_http import CRL_REQUESTS, OCSP_REQUESTS
 from certgate.revocations import REVOCATIONS
 from certgate.scep_http import OPERATIONS
-from certgate.sessions import COA_REQUESTS
+from certgate.sessions import COA_FALLBACKS, COA_REQUESTS, COA_RETRANSMISSIONS
 from enrollment import metrics as scep
 from enrollment.algorithms import ALGORITHM_LABELS
 from enrollment.challenges import ChallengeReason
@@ -44,6 +44,7 @@ UNKNOWN_CLIENT_DROPS = (DropReason.UNKNOWN_CLIENT, DropReason.QUEUE_FULL)
 ACCOUNTING_DROPS = ("malformed", "bad_authenticator", "unknown_code", "queue_full",
                     "internal_error")
 COA_RESULTS = ("ack", "nak", "timeout", "error", "no_coa_port")
+COA_KINDS = ("disconnect", "coa")
 OCSP_OUTCOMES = tuple(o.value for o in Outcome) + ("try_later",)
 CRL_FORMATS = ("crl", "pem")
 RESUMPTION_RESULTS = ("resumed", "refused_revoked", "refused")
@@ -83,9 +84,10 @@ def _radius(groups: list[str], clients: list[str]) -> None:
     for g in groups:
         for tls in TLS_VERSIONS:
             rm.authentications("accept", Reason.OK.value, g, tls)
+            rm.authentications("accept", Reason.QUARANTINED.value, g, tls)
             rm.authentications("reject", Reason.REVOKED.value, g, tls)
     for reason in Reason:
-        if reason is not Reason.OK:
+        if reason not in (Reason.OK, Reason.QUARANTINED):
             rm.authentications("reject", reason.value, "none", "none")
     for result in ("accept", "reject"):
         rm.auth_duration(result)
@@ -112,8 +114,11 @@ def _radius(groups: list[str], clients: list[str]) -> None:
             rm.shed(c, why)
         for why in ACCOUNTING_DROPS:
             ACCOUNTING_DROPPED.labels(client=c, reason=why)
-        for result in COA_RESULTS:
-            COA_REQUESTS.labels(client=c, kind="disconnect", result=result)
+        for kind in COA_KINDS:
+            for result in COA_RESULTS:
+                COA_REQUESTS.labels(client=c, kind=kind, result=result)
+            COA_RETRANSMISSIONS.labels(client=c, kind=kind)
+        COA_FALLBACKS.labels(client=c)
 
 
 def _enrollment(groups: list[str]) -> None:

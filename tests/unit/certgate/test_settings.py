@@ -308,3 +308,45 @@ def test_check_config_prints_the_deprecation_warning(tmp_path: Path, capsys) -> 
     assert main(["--config", str(config), "check-config", "--no-state"]) == 0
     err = capsys.readouterr().err
     assert "certgate: warning: groups.staff.legacy_algorithms: deprecated" in err
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("[groups.staff]\nquarantine_vlan = 4095\n",
+         "groups.staff.quarantine_vlan: expected a VLAN id between 1 and 4094, got 4095"),
+        ("[groups.staff]\nquarantine_vlan = '0'\n",
+         "groups.staff.quarantine_vlan: expected a VLAN id between 1 and 4094"),
+        ("[groups.staff]\nquarantine_vlan = ''\n", "groups.staff.quarantine_vlan: expected a VLAN"),
+        ("[groups.staff]\nquarantine_vlan = true\n", "groups.staff.quarantine_vlan: expected"),
+        ("[groups.staff]\nvlan = 10\nquarantine_vlan = '10'\n",
+         "groups.staff.quarantine_vlan: is the group's own vlan (10)"),
+        ("[groups.staff]\nfilter_id = 'a'\nquarantine_filter_id = 'a'\n",
+         "groups.staff.quarantine_filter_id: is the group's own filter_id"),
+        ("[groups.staff]\nquarantine_filter_id = 3\n",
+         "groups.staff.quarantine_filter_id: expected a string"),
+        ("[radius]\ncoa_source = 'nas.example'\n", "radius.coa_source: expected an IP address"),
+        ("[radius]\ncoa_source = '0.0.0.0'\n", "radius.coa_source: must be a specific address"),
+        ("[radius]\ncoa_timeout = 0\n", "radius.coa_timeout: expected a number between"),
+        ("[radius]\ncoa_attempts = 0\n", "radius.coa_attempts: expected an integer between 1"),
+    ],
+)
+def test_quarantine_and_coa_errors(tmp_path: Path, snippet: str, expected: str) -> None:
+    text = MINIMAL.replace("[groups.staff]\n", "") + snippet
+    if "[groups." not in snippet:
+        text += "[groups.staff]\n"
+    with pytest.raises(ConfigError) as err:
+        parse(text, tmp_path)
+    assert any(d.startswith(expected) for d in err.value.details), err.value.details
+
+
+def test_quarantine_and_coa_source_defaults(tmp_path: Path) -> None:
+    s = parse(MINIMAL + "quarantine_vlan = 999\nquarantine_filter_id = 'q-acl'\n", tmp_path)
+    assert (s.group("staff").quarantine_vlan, s.group("staff").quarantine_filter_id) == ("999",
+                                                                                         "q-acl")
+    assert s.radius.coa_source_address == "127.0.0.1"  # the [radius] listen host
+    s = parse("[radius]\nlisten = '0.0.0.0:1812'\n" + MINIMAL, tmp_path)
+    assert s.radius.coa_source_address is None  # wildcard: the kernel picks
+    s = parse("[radius]\nlisten = '0.0.0.0:1812'\ncoa_source = '10.0.0.2'\n" + MINIMAL, tmp_path)
+    assert s.radius.coa_source_address == "10.0.0.2"
+    assert (s.radius.coa_timeout, s.radius.coa_attempts) == (1.0, 3)

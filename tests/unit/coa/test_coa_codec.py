@@ -16,8 +16,10 @@ from radius.coa import (
     InvalidReply,
     Session,
     decode_reply,
+    encode_coa,
     encode_disconnect,
 )
+from radius.dynamic_auth import authorization
 
 SECRET = b"coa-secret"
 T0 = dt.datetime.fromtimestamp(1763769600, dt.UTC)
@@ -209,3 +211,45 @@ class TestDecodeReply:
             decode_reply(_reply(req, 41), req.data, SECRET)
         with pytest.raises(ValueError):
             decode_reply(_reply(req, 41), req, b"")
+
+
+class TestCoaRequest:
+    """CoA-Request (43): identification, then the authorization change, then Event-Timestamp;
+    its replies are CoA-ACK/NAK (44/45), never Disconnect-ACK/NAK."""
+
+    CHANGE = tuple(authorization("999", "quarantine-acl"))
+
+    def test_cross_checked_with_pyrad(self, rad_dict):
+        req = encode_coa(FULL, SECRET, 7, T0, self.CHANGE)
+        assert req.code == CoaCode.COA_REQUEST and req.replies == (44, 45)
+        p = _decode(rad_dict, req.data)
+        assert p.code == rp.CoARequest == 43 and p.id == 7
+        assert p.VerifyCoARequest() and p.verify_message_authenticator()
+        assert p["Tunnel-Private-Group-Id"] == ["999"]
+        assert p["Tunnel-Type"] == [13] and p["Tunnel-Medium-Type"] == [6]
+        assert p["Filter-Id"] == ["quarantine-acl"]
+        assert p["Calling-Station-Id"] == ["AA-BB-CC-DD-EE-FF"]
+        assert p["Event-Timestamp"][0] == int(T0.timestamp())
+
+    def test_change_needs_attributes(self):
+        with pytest.raises(ValueError, match="at least one"):
+            encode_coa(FULL, SECRET, 1, T0, ())
+        for bad in ([(80, bytes(16))], [(31, b"x")], [(11, b"")], [(300, b"x")]):
+            with pytest.raises(ValueError):
+                encode_coa(FULL, SECRET, 1, T0, bad)
+
+    def test_replies(self, rad_dict):
+        req = encode_coa(FULL, SECRET, 9, T0, self.CHANGE)
+        assert decode_reply(_reply(req, 44), req, SECRET) == CoaReply(CoaCode.COA_ACK)
+        nak = decode_reply(_reply(req, 45, _error_cause(401)), req, SECRET)
+        assert not nak.acked and nak.error_cause == ErrorCause.UNSUPPORTED_ATTRIBUTE
+        for code in (41, 42):
+            with pytest.raises(InvalidReply, match=f"code {code}"):
+                decode_reply(_reply(req, code), req, SECRET)
+        p = _decode(rad_dict, req.data)
+        reply = p.CreateReply()
+        reply.code = rp.CoANAK
+        reply["Error-Cause"] = 405
+        reply.add_message_authenticator()
+        assert decode_reply(reply.ReplyPacket(), req, SECRET,
+                            require_message_authenticator=True) == CoaReply(CoaCode.COA_NAK, 405)

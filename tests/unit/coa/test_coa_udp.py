@@ -158,3 +158,28 @@ async def test_argument_checks():
         await send_disconnect("127.0.0.1", 3799, SECRET, SESSION, retries=0)
     with pytest.raises(ValueError, match="timeout"):
         await send_disconnect("127.0.0.1", 3799, SECRET, SESSION, timeout=0)
+
+
+async def test_coa_ack_nak_and_source_address(das):
+    from radius.coa import send_coa
+    from radius.dynamic_auth import authorization
+
+    seen: list[tuple[int, str]] = []
+
+    def answer(req, n):
+        seen.append((req.code, req["Tunnel-Private-Group-Id"][0]))
+        return [reply(req, rp.CoAACK if n == 1 else rp.CoANAK, error_cause=None if n == 1 else 401)]
+
+    proto, port = await das(answer)
+    change = authorization("999", None)
+    ok = await send_coa("127.0.0.1", port, SECRET, SESSION, change, source="127.0.0.1", **FAST)
+    assert ok == CoaResult("ack", None, 1, 0)
+    nak = await send_coa("127.0.0.1", port, SECRET, SESSION, change, **FAST)
+    assert (nak.result, nak.error_cause) == ("nak", 401)
+    assert seen == [(rp.CoARequest, "999")] * 2
+    # a Disconnect-ACK is not an answer to a CoA-Request: ignored, then timeout
+    proto.answer = lambda req, n: [reply(req, rp.DisconnectACK)]
+    wrong = await send_coa("127.0.0.1", port, SECRET, SESSION, change, retries=1, **FAST)
+    assert (wrong.result, wrong.ignored) == ("timeout", 1)
+    with pytest.raises(OSError):  # not an address of this host
+        await send_coa("127.0.0.1", port, SECRET, SESSION, change, source="192.0.2.1", **FAST)

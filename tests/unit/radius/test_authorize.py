@@ -142,3 +142,48 @@ def test_inventory_allow_list(pki) -> None:  # type: ignore[no-untyped-def]
     d = authorize(revoked_chain[0], revoked_chain, False, pki.groups, pki.revoked, NOW,
                   lambda g, s: False)
     assert isinstance(d, Deny) and d.reason is Reason.REVOKED  # revocation is reported first
+
+
+def test_hold_admits_into_quarantine_when_the_group_has_one(pki) -> None:  # type: ignore[no-untyped-def]
+    from radius.reply import accept_attributes, describe
+
+    chain = _chain(pki, "staff-ok")
+    serial = chain[0].serial_number
+    staff = pki.groups.by_name("staff")
+    held = RevocationIndex(held=[("staff", serial)], entries=[("staff", serial)])
+    plain = GroupTable([staff])
+    d = authorize(chain[0], chain, False, plain, held, NOW)
+    assert isinstance(d, Deny) and d.reason is Reason.REVOKED  # no quarantine: held = revoked
+
+    quarantined = GroupTable([Group("staff", staff.intermediate, ReplyAttributes(
+        vlan="10", filter_id="staff-acl", class_value="cg-staff", session_timeout=3600,
+        quarantine_vlan="999", quarantine_filter_id="quarantine-acl"))])
+    d = authorize(chain[0], chain, False, quarantined, held, NOW)
+    assert isinstance(d, Allow) and d.quarantined and d.group.name == "staff"
+    shown = {a["name"]: a["value"] for a in describe(accept_attributes(d))}
+    assert shown["Tunnel-Private-Group-Id"] == "999" and shown["Filter-Id"] == "quarantine-acl"
+    for resumed in (True,):  # a resumed session is re-checked the same way
+        r = authorize(chain[0], None, resumed, quarantined, held, NOW)
+        assert isinstance(r, Allow) and r.quarantined
+
+    final = RevocationIndex([("staff", serial)])  # revoked for good: never quarantined
+    assert isinstance(authorize(chain[0], chain, False, quarantined, final, NOW), Deny)
+    held.add("staff", serial)  # the hold turned final
+    assert not held.is_held("staff", serial)
+    assert isinstance(authorize(chain[0], chain, False, quarantined, held, NOW), Deny)
+    ok = authorize(chain[0], chain, False, quarantined, RevocationIndex(), NOW)
+    assert isinstance(ok, Allow) and not ok.quarantined
+    shown = {a["name"]: a["value"] for a in describe(accept_attributes(ok))}
+    assert shown["Tunnel-Private-Group-Id"] == "10" and shown["Filter-Id"] == "staff-acl"
+
+
+def test_reply_attributes_replaced_live(pki) -> None:  # type: ignore[no-untyped-def]
+    chain = _chain(pki, "staff-ok")
+    staff = pki.groups.by_name("staff")
+    table = GroupTable([staff])
+    new = ReplyAttributes(vlan="11", quarantine_vlan="999")
+    assert table.replace_replies({"staff": new, "nope": new}) == ["staff"]
+    assert table.replace_replies({"staff": new}) == []
+    d = authorize(chain[0], chain, False, table, RevocationIndex(), NOW)
+    assert isinstance(d, Allow) and d.group.reply.vlan == "11"
+    assert table.for_intermediate(staff.intermediate).reply == new

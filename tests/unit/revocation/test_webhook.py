@@ -190,3 +190,37 @@ class TestOurMistakes:
 
     def test_header_name(self):
         assert HEADER == "X-Certgate-Signature"
+
+
+class TestComplianceEvents:
+    """device-noncompliant / device-compliant and the optional occurred_at that orders them."""
+
+    def _verify(self, **fields):
+        body = json.dumps({"device_id": "dev-1", "event_id": "e1", **fields}).encode()
+        return verify(SECRET, sign(SECRET, body, T0), body, T0)
+
+    def test_events_and_default_time(self):
+        for name in ("device-noncompliant", "device-compliant", "device-removed"):
+            event = self._verify(event=name)
+            assert event.event == name and event.occurred_at is None
+            assert event.event_time == T0  # the signed t orders it
+
+    @pytest.mark.parametrize(("value", "expected"), [
+        ("2025-11-21T23:59:59.250Z", dt.datetime(2025, 11, 21, 23, 59, 59, 250000, dt.UTC)),
+        ("2025-11-22T00:59:59+01:00", dt.datetime(2025, 11, 21, 23, 59, 59, tzinfo=dt.UTC)),
+        (1763769000, dt.datetime.fromtimestamp(1763769000, dt.UTC)),
+        (1763769000.5, dt.datetime.fromtimestamp(1763769000.5, dt.UTC)),
+    ])
+    def test_occurred_at(self, value, expected):
+        event = self._verify(event="device-noncompliant", occurred_at=value)
+        assert event.occurred_at == expected and event.event_time == expected
+
+    @pytest.mark.parametrize(("value", "words"), [
+        ("yesterday", "RFC 3339"), ("2025-11-21T23:59:59", "offset"), (True, "RFC 3339"),
+        (-1, "Unix time"), ([1], "RFC 3339"), ("2099-01-01T00:00:00Z", "future"),
+        ("x" * 65, "longer"),
+    ])
+    def test_bad_occurred_at_is_malformed(self, value, words):
+        with pytest.raises(WebhookRejected) as e:
+            self._verify(event="device-compliant", occurred_at=value)
+        assert _reason(e) is RejectReason.MALFORMED and words in e.value.detail

@@ -9,7 +9,15 @@ import sqlite3
 
 import pytest
 
-from store import NotEmpty, ScepStore, SchemaMismatch, SessionStore, SourceChanged, copy_store
+from store import (
+    DeviceEventStore,
+    NotEmpty,
+    ScepStore,
+    SchemaMismatch,
+    SessionStore,
+    SourceChanged,
+    copy_store,
+)
 from store.errors import ChallengeUnavailable
 from store.records import ChallengeUse
 from tests.store_support import NOW, StoreSite, make_record
@@ -54,6 +62,7 @@ async def _populate(store, ca) -> dict:
                                   group="staff", now=NOW, stopped=False, node="box")
     for _ in range(2):
         await store.next_crl_number("staff", NOW, NOW + HOUR)
+    await DeviceEventStore(store).record("d1", "device-noncompliant", "e1", NOW, NOW)
     return {"used": used, "revoked": revoked, "held": held, "request": request,
             "seq": await store.current_seq()}
 
@@ -68,7 +77,8 @@ async def test_copy_serves_the_data_on_the_other_backend(sites, ca) -> None:
                               progress=lambda t, n: reported.append((t, n)))
 
     assert counts == {"audit": 9, "certificates": 3, "challenges": 3, "crl_state": 1, "meta": 1,
-                      "revocations_due": 1, "scep_requests": 1, "sessions": 1}
+                      "revocations_due": 1, "scep_requests": 1, "sessions": 1,
+                      "device_events": 1}
     assert ("audit", 8) in reported and ("certificates", 2) in reported
     await target.close()
     target = await dst_site.open()  # what a node started on the copy sees
@@ -77,6 +87,7 @@ async def test_copy_serves_the_data_on_the_other_backend(sites, ca) -> None:
         before, after = await source.get(data[key].serial), await target.get(data[key].serial)
         assert after == before, key
     assert await target.audit_log(limit=100) == await source.audit_log(limit=100)
+    assert await DeviceEventStore(target).newest("d1") == await DeviceEventStore(source).newest("d1")
     assert (await target.get(data["revoked"].serial)).reason == "keyCompromise"
     assert await target.release_hold(data["held"].serial, "admin", NOW)  # hold stays releasable
     assert (await target.load_index(NOW)).revoked == [("staff", data["revoked"].serial)]
