@@ -30,8 +30,10 @@ class SessionStore:
                 "stopped_at, node) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(client, acct_session_id) DO UPDATE SET "
                 "updated_at=excluded.updated_at, stopped_at=excluded.stopped_at, "
-                "serial=coalesce(sessions.serial, excluded.serial), "
-                "group_name=coalesce(sessions.group_name, excluded.group_name), "
+                # a NAS may reuse an Acct-Session-Id for the station's next authentication
+                # (hostapd does): the Class of the newest Start names the certificate now
+                "serial=coalesce(excluded.serial, sessions.serial), "
+                "group_name=coalesce(excluded.group_name, sessions.group_name), "
                 "nas_ip=coalesce(excluded.nas_ip, sessions.nas_ip), "
                 "nas_identifier=coalesce(excluded.nas_identifier, sessions.nas_identifier), "
                 "calling_station_id=coalesce(excluded.calling_station_id, "
