@@ -6,8 +6,8 @@ Four changes reach a live 802.1X session:
   rejected.
 * ``hold`` (certificateHold, or the MDM reporting the device non-compliant): a CoA-Request
   moving the session to the group's quarantine (``quarantine_vlan``,
-  ``quarantine_filter_id``, ``[quarantine_reply]``); a group without quarantine gets a Disconnect, and the held
-  certificate is then rejected like a revoked one.
+  ``quarantine_filter_id``, ``[quarantine_reply]``); a group without quarantine gets a
+  Disconnect, and the held certificate is then rejected like a revoked one.
 * ``release`` (removeFromCRL / release of the hold, or the MDM reporting it compliant again):
   a CoA-Request back to the group's own VLAN / Filter-Id / ``[reply]``; a group without quarantine has no
   session left to move (they were disconnected), and a group with neither a VLAN nor a
