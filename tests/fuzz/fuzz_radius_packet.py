@@ -28,7 +28,9 @@ CLIENT = RadiusClient("fuzz", ipaddress.ip_network("127.0.0.0/8"), SECRET)
 LEGACY = RadiusClient("legacy", ipaddress.ip_network("127.0.0.0/8"), SECRET,
                       require_message_authenticator=False)
 REQUEST_AUTH = bytes(range(16))
-DISCONNECT = coa.DisconnectRequest(identifier=7, authenticator=REQUEST_AUTH, data=b"")
+# a Disconnect-Request as sent (its code byte says which replies answer it)
+DISCONNECT = coa.CoaRequest(identifier=7, authenticator=REQUEST_AUTH,
+                            data=bytes((40, 7, 0, 20)) + REQUEST_AUTH)
 
 ACCESS, ACCOUNTING, REPLY, COA_REPLY = range(4)
 FIX = 0x10
