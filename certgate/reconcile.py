@@ -141,13 +141,14 @@ async def run_pass(mdm: MdmSettings, store: Store, client: MdmClient, revoke: Re
         return out
     todo = out.plan.to_apply(confirmed=confirmed)
     out.applied = bool(todo) or not out.plan.braked
-    for c in todo:
+    for i, c in enumerate(todo):
         try:
             if await revoke(c, out.plan):
                 out.revoked.append(c)
-        except StoreUnavailable as exc:
-            out.failed.append(c)
+        except StoreUnavailable as exc:  # the rest would wait out the same outage one by one
+            out.failed.extend(todo[i:])
             out.error = f"store_error: {exc.detail}"
+            break
     return out
 
 

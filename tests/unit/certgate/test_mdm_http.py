@@ -136,3 +136,54 @@ async def test_fetch_follows_pages_and_fails_whole() -> None:
     finally:
         await client.close()
         await runner.cleanup()
+
+
+async def test_run_pass_on_a_real_store(tmp_path) -> None:  # noqa: ANN001
+    """fetch -> plan -> revoke through the callable; the brake; a store outage stops the pass."""
+    from certgate.reconcile import run_pass
+    from store import StoreUnavailable, open_store
+    from tests.store_support import make_ca, make_record
+
+    listed = {"devices": [f"D{i}" for i in range(1, 30)]}
+
+    async def devices(request: web.Request) -> web.Response:
+        return web.json_response(listed)
+
+    runner, url = await serve(devices, "/devices")
+    client = MdmClient()
+    store = await open_store(tmp_path / "s.sqlite")
+    ca = make_ca()
+    for i in range(30):
+        await store.record_certificate(make_record(ca, cn=f"d{i}", device_id=f"D{i}", days=3650),
+                                       "test")
+    mdm = MdmSettings(reconcile_url=url, reconcile_token="tok-0123456789abcdef",
+                      reconcile_groups=("staff",), reconcile_min_age=0)
+    revoked: list[int] = []
+
+    async def revoke(c, plan_) -> bool:  # noqa: ANN001
+        revoked.append(c.serial)
+        return (await store.revoke(c.serial, "cessationOfOperation", "reconcile")).changed
+
+    try:
+        result = await run_pass(mdm, store, client, revoke)
+        assert result.result == "ok" and [c.device_id for c in result.revoked] == ["D0"]
+        listed["devices"] = [f"D{i}" for i in range(5, 30)]  # 4 more of 29: brake
+        result = await run_pass(mdm, store, client, revoke)
+        assert result.result == "braked" and result.revoked == [] and len(revoked) == 1
+        assert len(result.plan.revocations) == 4
+        dry = await run_pass(mdm, store, client, revoke, apply=False, confirmed=True)
+        assert dry.revoked == [] and len(revoked) == 1
+
+        async def down(c, plan_) -> bool:  # noqa: ANN001
+            revoked.append(c.serial)
+            raise StoreUnavailable("revoke", "database is locked")
+
+        result = await run_pass(mdm, store, client, down, confirmed=True)
+        assert result.result == "store_error" and len(result.failed) == 4
+        assert len(revoked) == 2  # stopped at the first failure
+        result = await run_pass(mdm, store, client, revoke, confirmed=True)
+        assert result.result == "ok" and len(result.revoked) == 4
+    finally:
+        await client.close()
+        await store.close()
+        await runner.cleanup()
