@@ -187,3 +187,56 @@ async def test_run_pass_on_a_real_store(tmp_path) -> None:  # noqa: ANN001
         await client.close()
         await store.close()
         await runner.cleanup()
+
+
+async def test_https_mdm_is_verified_against_ca_file(tmp_path) -> None:  # noqa: ANN001
+    """[mdm] ca_file: an https:// MDM whose certificate that CA issued answers; without it
+    (system CAs) the TLS handshake fails and the check fails closed."""
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test MDM")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "mdm.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "mdm.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "mdm.crt", tmp_path / "mdm.key")
+
+    async def mdm(request: web.Request) -> web.Response:
+        return web.json_response({"decision": "allow"})
+
+    app = web.Application()
+    app.router.add_post("/hook", mdm)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+    cfg = IssuanceCheckSettings(url=f"https://127.0.0.1:{port}/hook", secret=SECRET)
+    try:
+        for ca_file, expected in ((tmp_path / "mdm.crt", "allowed"), (None, "unavailable")):
+            client = MdmClient(ca_file)
+            try:
+                d = await IssuanceChecker("zmdm", cfg, parse_device_id_source("challenge"),
+                                          client)(query())
+            finally:
+                await client.close()
+            assert d.result == expected, d.detail
+    finally:
+        await runner.cleanup()
