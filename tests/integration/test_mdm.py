@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import threading
 import time
@@ -355,14 +356,18 @@ def test_reconciliation_revokes_missing_devices_and_brakes(env, tmp_path: Path) 
     plan = json.loads(certgate("reconcile", "--json", config=config).stdout)
     assert plan["result"] == "braked" and plan["revoked"] == []
     confirmed = certgate("reconcile", "--confirm", config=config)
-    assert "revoked 3 certificate(s)" in confirmed.stdout, confirmed.stdout
+    # 3, unless a pass of the server ran between two of the CLI's revocations (then below
+    # the brake, it revoked the rest itself: "(1 already revoked)")
+    assert re.search(r"revoked [123] certificate\(s\) \([012] already revoked\)",
+                     confirmed.stdout), confirmed.stdout
     assert revoked_in_fleet(config) == dict.fromkeys(("F00", "F01", "F02", "F03", "F39"),
                                                      "cessationOfOperation")
     assert wait_for(lambda: metric(server, brake) == 0)  # the next pass finds nothing to do
     actors = {e["certgate"]["revocation"]["device_id"]: e["certgate"]["actor"]["name"]
               for e in audit_events(config) if e["event"]["action"] == "certificate-revoked"
               and "device_id" in e["certgate"].get("revocation", {})}
-    assert actors == {"F00": "reconcile", "F39": "reconcile", "F01": "reconcile:cli",
-                      "F02": "reconcile:cli", "F03": "reconcile:cli"}
+    assert {d: actors.pop(d) for d in ("F00", "F39")} == {"F00": "reconcile", "F39": "reconcile"}
+    assert set(actors) == {"F01", "F02", "F03"} and actors["F01"] == "reconcile:cli"
+    assert set(actors.values()) <= {"reconcile:cli", "reconcile"}
     assert mdm.bad_requests == [] and RECONCILE_TOKEN not in server.log()
     assert "Traceback" not in server.log()
