@@ -63,6 +63,9 @@ async def stop(runtime: Runtime) -> None:
     if task is not None and not task.done():
         task.cancel()
     await stop_radius(runtime)
+    crls = runtime.services.get("crls")
+    if crls is not None:
+        await crls.close()  # background CRL workers
     scep = runtime.services.get("scep")
     if scep is not None:
         await scep.close()  # the SCEP crypto worker processes

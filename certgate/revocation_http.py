@@ -36,25 +36,36 @@ class RevocationHttp:
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/crl/{name}", self.crl)
+        app.router.add_get("/crl/{kind:delta|base}/{name}", self.crl)
         app.router.add_post("/ocsp", self.ocsp_post)
         app.router.add_post("/ocsp/{group}", self.ocsp_post)
         app.router.add_get("/ocsp/{group}/{request:.+}", self.ocsp_get)
 
     async def crl(self, request: web.Request) -> web.Response:
+        """/crl/<group>.crl: complete; /crl/delta/<group>.crl: the delta (Freshest CRL);
+        /crl/base/<group>.crl: the base the delta names (certgate/crls.py)."""
         name = request.match_info["name"]
+        kind = request.match_info.get("kind", "full")
         group, _, fmt = name.rpartition(".")
         if fmt not in ("crl", "pem") or self.runtime.groups.by_name(group) is None:
-            raise web.HTTPNotFound(text="unknown CRL: use /crl/<group>.crl or .pem\n")
+            raise web.HTTPNotFound(text="unknown CRL: use /crl/<group>.crl or .pem, "
+                                        "/crl/delta/<group>.crl, /crl/base/<group>.crl\n")
         try:
-            published = await self.crls.get(group)
+            if kind == "delta":
+                published = await self.crls.get_delta(group)
+            elif kind == "base":
+                published = await self.crls.get_base(group)
+            else:
+                published = await self.crls.get(group)
         except Exception:
             log.exception("CRL for %s could not be produced", group)
             return web.Response(status=503, text="CRL temporarily unavailable, retry\n",
                                 headers={"Retry-After": "5"})
-        CRL_REQUESTS.labels(group=group, format=fmt).inc()
+        CRL_REQUESTS.labels(group=group, format=fmt if kind == "full" else f"{kind}-{fmt}").inc()
         headers = {
             "Expires": published.next_update.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-            "Cache-Control": "public, max-age=60",
+            # the delta changes with every revocation: a cache must not hold it
+            "Cache-Control": "no-cache" if kind == "delta" else "public, max-age=60",
         }
         if fmt == "pem":
             pem = await asyncio.get_running_loop().run_in_executor(None, lambda: published.pem)

@@ -7,140 +7,22 @@ in-memory index is updated at once so the next RADIUS authentication sees it.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
+from certgate.crls import CrlPublisher, PublishedCrl
 from certgate.runtime import Runtime
-from revocation.crl_der import build_crl_der, der_to_pem
 from store import StoreUnavailable
 from store.records import REVOKED, CertRecord, Change, RevokeOutcome
+
+__all__ = ["CrlPublisher", "PublishedCrl", "RevocationService"]
 
 log = logging.getLogger("certgate.revocation")
 
 REVOCATIONS = Counter("certgate_revocations_total", "Certificates revoked", ["group", "reason"])
-CRL_NEXT_UPDATE = Gauge("certgate_crl_next_update_timestamp_seconds", "nextUpdate of the "
-                        "published CRL", ["group"])
-CRL_NUMBER = Gauge("certgate_crl_number", "CRL number of the published CRL", ["group"])
-
-
-@dataclass
-class PublishedCrl:
-    der: bytes
-    number: int
-    this_update: dt.datetime
-    next_update: dt.datetime
-    entries: int
-    _pem: bytes | None = None
-
-    _parsed: x509.CertificateRevocationList | None = None
-
-    @property
-    def pem(self) -> bytes:
-        if self._pem is None:
-            self._pem = der_to_pem(self.der)
-        return self._pem
-
-    def entry(self, serial: int) -> tuple[dt.datetime, str | None] | None:
-        """(revocation time, reason) of `serial` if this CRL lists it. A linear scan in
-        cryptography's Rust parser: for the outage path, run it off the event loop."""
-        if self._parsed is None:
-            self._parsed = x509.load_der_x509_crl(self.der)
-        revoked = self._parsed.get_revoked_certificate_by_serial_number(serial)
-        if revoked is None:
-            return None
-        try:
-            reason = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
-        except x509.ExtensionNotFound:
-            reason = None
-        return revoked.revocation_date_utc, reason.value if reason is not None else None
-
-
-class CrlPublisher:
-    """Keeps one signed CRL per group; regenerates on change and at half-life.
-
-    Each change bumps the group's generation (`mark_dirty`, called after the durable write
-    and before the acknowledgement). A regeneration records the generation it started from,
-    read before the store, so its CRL lists every change up to it. A download needs the
-    generation current when it arrived: when a regeneration in progress or just finished
-    already covers it, the download is served from that one instead of building another.
-    Under a steady stream of revocations, every waiting download thus shares the next
-    rebuild: at most two rebuilds of wait, however many downloads are queued.
-    """
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.validity = dt.timedelta(hours=runtime.settings.revocation.crl_validity_hours)
-        self.current: dict[str, PublishedCrl] = {}
-        self.rebuilds = 0  # regenerations done (tests and benchmarks read it)
-        self._locks = {g: asyncio.Lock() for g in runtime.groups.names()}
-        self._generation = dict.fromkeys(runtime.groups.names(), 0)
-        self._built: dict[str, int] = {}  # generation the current CRL covers
-
-    async def regenerate(self, group: str) -> PublishedCrl:
-        async with self._locks[group]:
-            return await self._regenerate_locked(group)
-
-    def _stale(self, group: str, wanted: int) -> bool:
-        return self.current.get(group) is None or self._built.get(group, -1) < wanted
-
-    async def _regenerate_locked(self, group: str) -> PublishedCrl:
-        generation = self._generation[group]
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        next_update = now + self.validity
-        # Entries first, then the number: a CRL with a higher number never lists less.
-        entries = await self.runtime.store.revoked_entries(group)
-        number = await self.runtime.store.next_crl_number(group, now, next_update)
-        ca = self.runtime.pki.groups[group]
-        # Signing a million entries takes seconds: off the loop.
-        der = await asyncio.get_running_loop().run_in_executor(
-            None, build_crl_der, ca.certificate, ca.key, entries, number, now, next_update)
-        count = len(entries)
-        published = PublishedCrl(der, number, now, next_update, count)
-        self.current[group] = published
-        self._built[group] = generation
-        self.rebuilds += 1
-        CRL_NEXT_UPDATE.labels(group=group).set(next_update.timestamp())
-        CRL_NUMBER.labels(group=group).set(number)
-        log.info("CRL published group=%s number=%d entries=%d next_update=%s", group, number,
-                 count, next_update.isoformat())
-        return published
-
-    async def get(self, group: str) -> PublishedCrl:
-        """The current CRL; waits for a regeneration in progress, so a revocation that was
-        acknowledged is always in the CRL served after it."""
-        wanted = self._generation[group]
-        async with self._locks[group]:
-            crl = self.current.get(group)
-            if self._stale(group, wanted):
-                try:
-                    crl = await self._regenerate_locked(group)
-                except StoreUnavailable:  # still stale: retried on the next request or refresh
-                    if crl is None or dt.datetime.now(dt.UTC) >= crl.next_update:
-                        raise
-                    log.warning("store unavailable: serving CRL number=%d group=%s until it returns",
-                                crl.number, group)
-            assert crl is not None
-            return crl
-
-    def mark_dirty(self, group: str | None = None) -> None:
-        for name in [group] if group else self.runtime.groups.names():
-            self._generation[name] += 1
-
-    async def refresh_due(self) -> None:
-        """Regenerate CRLs that changed or passed half their validity."""
-        now = dt.datetime.now(dt.UTC)
-        for group in self.runtime.groups.names():
-            crl = self.current.get(group)
-            half_life = crl.this_update + (crl.next_update - crl.this_update) / 2 if crl else None
-            if crl is None or self._stale(group, self._generation[group]) or now >= half_life:
-                await self.regenerate(group)
-
 
 DisconnectHook = Callable[[CertRecord], Awaitable[None]]
 SessionHook = DisconnectHook

@@ -173,7 +173,8 @@ def device_certificate(
     days: int,
     profile: str = "device",
 ) -> x509.Certificate:
-    """Client certificate for 802.1X: clientAuth, CDP and OCSP under the public URL.
+    """Client certificate for 802.1X: clientAuth, CDP, Freshest CRL (the delta) and OCSP
+    under the public URL.
 
     ``profile="nas"``: the certificate a NAS or RADIUS proxy presents on a RadSec (RFC
     6614) connection: clientAuth and serverAuth (a RadSec peer is a TLS client towards
@@ -200,6 +201,16 @@ def device_certificate(
             x509.CRLDistributionPoints([
                 x509.DistributionPoint(
                     full_name=[x509.UniformResourceIdentifier(f"{public_url}/crl/{group}.crl")],
+                    relative_name=None, reasons=None, crl_issuer=None,
+                )
+            ]),
+            critical=False,
+        )
+        .add_extension(  # RFC 5280 §5.2.6: where the delta CRLs of that CRL are
+            x509.FreshestCRL([
+                x509.DistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(
+                        f"{public_url}/crl/delta/{group}.crl")],
                     relative_name=None, reasons=None, crl_issuer=None,
                 )
             ]),

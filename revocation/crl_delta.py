@@ -89,6 +89,7 @@ class CrlContents:
         self.held: dict[int, _dt.datetime] = dict(held or {})
         self.base = base
         self.delta: dict[int, tuple[_dt.datetime, str | None]] = {}
+        self.version = 0  # bumped by every apply that changed the list
 
     @classmethod
     def from_rows(cls, seq: int, rows: Iterable[tuple[int, _dt.datetime, str | None]]
@@ -154,6 +155,8 @@ class CrlContents:
             self._final.append(encode_entries(appended))
             self.final_count += len(appended)
         self.seq = seq
+        if touched:
+            self.version += 1
         return touched
 
     def complete_chunks(self) -> list[Chunk]:

@@ -411,6 +411,63 @@ class Store:
                 out.append((int(serial, 16), when, reason))
         return out
 
+    @observed("crl_changes")
+    async def committed_seq(self) -> int:
+        """The change position with no write in progress: read inside a write transaction,
+        so on SQLite (one connection, where a read sees another task's uncommitted write) it
+        is not the number of a revocation whose row is not written yet. Every change up to
+        it is committed; crl_rows/crl_changes up to it then miss nothing."""
+        async with self.driver.transaction("crl_changes") as tx:
+            row = await tx.fetchone("SELECT value FROM meta WHERE key='change_seq'")
+        return int(row[0]) if row else 0
+
+    @observed("crl_rows")
+    async def crl_rows(self, group: str, upto_seq: int
+                       ) -> list[tuple[int, dt.datetime, str | None]]:
+        """A group's CRL entries as of change `upto_seq`, leaving out certificates changed
+        after it (read them with crl_changes): no transaction has to span both reads."""
+        times: dict[int, dt.datetime] = {}
+        out: list[tuple[int, dt.datetime, str | None]] = []
+        async for rows in self.driver.stream(
+                "crl_rows", "SELECT serial, revoked_at, reason FROM certificates "
+                "WHERE group_name=? AND status='revoked' AND change_seq<=?", (group, upto_seq)):
+            for serial, at, reason in rows:
+                when = times.get(at)
+                if when is None:
+                    when = times[at] = dt.datetime.fromtimestamp(at, dt.UTC)
+                out.append((int(serial, 16), when, reason))
+        return out
+
+    @observed("crl_changes")
+    async def crl_changes(self, group: str, after_seq: int, upto_seq: int
+                          ) -> list[tuple[int, str, dt.datetime | None, str | None]]:
+        """(serial, status, revoked_at, reason) of the group's certificates changed in
+        (after_seq, upto_seq]: what a CRL kept up to date applies (revocation/crl_delta.py).
+        Writers take their change number first and commit in its order, so once `upto_seq`
+        is the store's position every change up to it is visible."""
+        async with self.driver.reader("crl_changes") as tx:
+            rows = await tx.fetchall(
+                "SELECT serial, status, revoked_at, reason FROM certificates "
+                "WHERE change_seq>? AND change_seq<=? AND group_name=? ORDER BY change_seq",
+                (after_seq, upto_seq, group))
+        return [(int(serial, 16), status, from_ts(at), reason) for serial, status, at, reason
+                in rows]
+
+    @observed("crl_check")
+    async def revoked_count(self, group: str) -> int:
+        async with self.driver.reader("crl_check") as tx:
+            row = await tx.fetchone("SELECT count(*) FROM certificates WHERE group_name=? "
+                                    "AND status='revoked'", (group,))
+        return int(row[0]) if row else 0
+
+    @observed("crl_check")
+    async def crl_number(self, group: str) -> int:
+        """The last CRL number reserved for `group` (0: none yet)."""
+        async with self.driver.reader("crl_check") as tx:
+            row = await tx.fetchone("SELECT crl_number FROM crl_state WHERE group_name=?",
+                                    (group,))
+        return int(row[0]) if row else 0
+
     # -- challenges ---------------------------------------------------------------------
 
     @observed("add_challenge")

@@ -149,6 +149,11 @@ class AdminSettings:
 @dataclass(frozen=True)
 class RevocationSettings:
     crl_validity_hours: int = 24
+    full_crl_interval: float = 5.0  # s: the complete CRL is re-signed at most this often
+    delta_crl_validity_minutes: int = 60  # nextUpdate of delta CRLs
+    base_crl_interval_hours: int = 12  # a new base CRL at least this often (<= validity / 2)
+    delta_crl_max_entries: int = 10000  # a new base once the delta lists more
+    persist_crl: bool = True  # keep the base CRL on disk (<pki dir>/crl) and reuse it at start
     ocsp_validity_minutes: int = 60
     disconnect_on_revoke: bool = True
 

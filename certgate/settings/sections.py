@@ -153,6 +153,11 @@ def parse_admin(ad: TableReader, base: Path) -> AdminSettings:
 def parse_revocation(rv: TableReader) -> RevocationSettings:
     revocation = RevocationSettings(
         crl_validity_hours=rv.int("crl_validity_hours", 24, 1, 24 * 365),
+        full_crl_interval=rv.float("full_crl_interval", 5.0, 0.0, 3600.0),
+        delta_crl_validity_minutes=rv.int("delta_crl_validity_minutes", 60, 2, 7 * 24 * 60),
+        base_crl_interval_hours=rv.int("base_crl_interval_hours", 12, 1, 24 * 365),
+        delta_crl_max_entries=rv.int("delta_crl_max_entries", 10000, 1, 10_000_000),
+        persist_crl=rv.bool("persist_crl", True),
         ocsp_validity_minutes=rv.int("ocsp_validity_minutes", 60, 1, 7 * 24 * 60),
         disconnect_on_revoke=rv.bool("disconnect_on_revoke", True),
     )

@@ -342,10 +342,21 @@ def test_kill_9_under_load_loses_nothing(backend, tmp_path: Path) -> None:
         serial = format(x509.load_der_x509_certificate(final).serial_number, "x")
         ledger.received[serial] = final
 
-        # every acknowledged revocation: in the CRL served and answered revoked by OCSP
-        status, der = site.server.get("/crl/lab.crl")
+        # every acknowledged revocation: in the delta CRL at once, in the complete CRL within
+        # its staleness bound ([revocation] full_crl_interval 5 s + signing), and answered
+        # revoked by OCSP
+        status, der = site.server.get("/crl/delta/lab.crl")
         assert status == 200
         listed = {format(r.serial_number, "x") for r in x509.load_der_x509_crl(der)}
+        assert set(ledger.revoked) <= listed, set(ledger.revoked) - listed
+        deadline = time.monotonic() + 8
+        while True:
+            status, der = site.server.get("/crl/lab.crl")
+            assert status == 200
+            listed = {format(r.serial_number, "x") for r in x509.load_der_x509_crl(der)}
+            if set(ledger.revoked) <= listed or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert set(ledger.revoked) <= listed, set(ledger.revoked) - listed
         with ThreadPoolExecutor(4) as pool:
             answers = dict(zip(ledger.revoked, pool.map(functools.partial(_ocsp, site),

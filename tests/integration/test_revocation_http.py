@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import stat
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from revocation import webhook
 from tests.support import TOKEN, WEBHOOK_SECRET, ServerProcess, certgate, require_tool
@@ -27,9 +29,10 @@ def auth(token: str = TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
-def crl_lists(server: ServerProcess, pki: Path, tmp_path: Path, serial: str) -> bool:
+def crl_lists(server: ServerProcess, pki: Path, tmp_path: Path, serial: str,
+              path: str = "/crl/staff.crl") -> bool:
     openssl = require_tool("openssl")
-    status, der = server.get("/crl/staff.crl")
+    status, der = server.get(path)
     assert status == 200
     crl = tmp_path / "staff.crl"
     crl.write_bytes(der)
@@ -86,7 +89,32 @@ def test_revoke_cli_api_webhook_crl_ocsp(server: ServerProcess, initialized: Pat
                                json.dumps({"reason": "affiliationChanged"}).encode(), auth())
     assert status == 200, body
     assert json.loads(body)["status"] == "revoked"
-    assert crl_lists(server, pki, tmp_path, s_api)
+    revoked_at = time.monotonic()
+    # in the delta CRL at once; in the complete CRL within [revocation] full_crl_interval
+    # (5 s) + signing time
+    assert crl_lists(server, pki, tmp_path, s_api, "/crl/delta/staff.crl")
+    assert not crl_lists(server, pki, tmp_path, s_api, "/crl/base/staff.crl")
+    (tmp_path / "base.pem").write_bytes(server.get("/crl/base/staff.pem")[1])
+    (tmp_path / "delta.pem").write_bytes(server.get("/crl/delta/staff.pem")[1])
+    while not crl_lists(server, pki, tmp_path, s_api):
+        assert time.monotonic() - revoked_at < 5 + 3, "API revocation not in the complete CRL"
+        time.sleep(0.2)
+    # a relying party using deltas: base (which does not list it) + delta -> revoked;
+    # a certificate revoked nowhere -> OK. The certificates carry the Freshest CRL URL.
+    openssl = require_tool("openssl")
+    cert = x509.load_pem_x509_certificate((out / "api-dev.crt").read_bytes())
+    freshest = cert.extensions.get_extension_for_class(x509.FreshestCRL).value
+    assert freshest[0].full_name[0].value == server.http + "/crl/delta/staff.crl"
+    for name, revoked in (("api-dev", True), ("keep-dev", False)):
+        r = subprocess.run([openssl, "verify", "-crl_check", "-use_deltas",
+                            "-CAfile", str(pki / "root.crt"),
+                            "-untrusted", str(pki / "groups/staff/ca.crt"),
+                            "-CRLfile", str(tmp_path / "base.pem"),
+                            "-CRLfile", str(tmp_path / "delta.pem"), str(out / f"{name}.crt")],
+                           capture_output=True, text=True)
+        assert (r.returncode != 0) == revoked, r.stdout + r.stderr
+        if revoked:
+            assert "certificate revoked" in r.stdout + r.stderr
     assert ocsp_status(server, pki, out / "api-dev.crt") == "revoked"
 
     # 3. MDM webhook: bad signature 401, stale 401, good revokes every cert of the device
@@ -111,7 +139,10 @@ def test_revoke_cli_api_webhook_crl_ocsp(server: ServerProcess, initialized: Pat
     assert ocsp_status(server, pki, out / "keep-dev.crt") == "good"
 
     # CRL PEM form, CRL number increasing, openssl verify -crl_check
-    openssl = require_tool("openssl")
+    deadline = time.monotonic() + 8  # the complete CRL's staleness bound
+    while not crl_lists(server, pki, tmp_path, s_hook):
+        assert time.monotonic() < deadline, "webhook revocation not in the complete CRL"
+        time.sleep(0.2)
     status, pem = server.get("/crl/staff.pem")
     assert status == 200 and pem.startswith(b"-----BEGIN X509 CRL-----")
     (tmp_path / "staff.pem").write_bytes(pem)
@@ -138,6 +169,13 @@ def test_revoke_cli_api_webhook_crl_ocsp(server: ServerProcess, initialized: Pat
     try:
         for name in ("cli-dev", "api-dev", "hook-dev"):
             assert ocsp_status(again, pki, out / f"{name}.crt") == "revoked"
+        # the base CRL persisted next to the PKI was taken up, not rebuilt, and the complete
+        # CRL lists all three
+        assert stat.S_IMODE((pki / "crl" / "staff.base.crl").stat().st_mode) == 0o644
+        for name in (s_cli, s_api, s_hook):
+            assert crl_lists(again, pki, tmp_path, name)
+        log = (tmp_path / "again.log").read_text()
+        assert "persisted CRL taken up group=staff" in log, log[-3000:]
     finally:
         again.stop()
 
