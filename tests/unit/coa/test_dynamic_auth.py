@@ -84,3 +84,19 @@ def test_attributes_and_changes() -> None:
                                      session_timeout=60),
            "new": PLAIN}
     assert changed_groups(old, new) == ["staff"]  # Class / Session-Timeout need no CoA
+
+
+def test_reply_attributes_ride_along() -> None:
+    from pki.groups import ExtraAttribute
+
+    role = ExtraAttribute("Aruba-User-Role", "staff", 26, b"\x00\x00\x39\xe7\x01\x07staff")
+    jail = ExtraAttribute("Aruba-User-Role", "quarantine", 26,
+                          b"\x00\x00\x39\xe7\x01\x0cquarantine")
+    reply = ReplyAttributes(vlan="10", extra=(role,), quarantine_extra=(jail,))
+    assert reply.has_quarantine  # a [quarantine_reply] alone is a quarantine
+    hold = first_step(Change.HOLD, reply)
+    assert hold is not None and hold.attributes == ((26, jail.value),)
+    back = first_step(Change.RELEASE, reply)
+    assert back is not None and back.attributes == (*authorization("10", None), (26, role.value))
+    assert changed_groups({"g": reply}, {"g": ReplyAttributes(vlan="10", extra=(jail,),
+                                                               quarantine_extra=(jail,))}) == ["g"]
