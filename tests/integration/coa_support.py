@@ -77,6 +77,13 @@ def webhook(server: ServerProcess, event: str, device_id: str, event_id: str,
     return status, json.loads(out)
 
 
+def sign_body(body: bytes) -> dict[str, str]:
+    from revocation.webhook import HEADER, sign
+
+    return {HEADER: sign(WEBHOOK_SECRET, body, dt.datetime.now(dt.UTC)),
+            "Content-Type": "application/json"}
+
+
 class FreeRadiusCoa:
     """FreeRADIUS 3.x `listen { type = coa }` started by tests/peers/freeradius_coa.sh."""
 
