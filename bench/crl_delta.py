@@ -92,21 +92,34 @@ def main() -> int:
     p.add_argument("--revocations", type=int, default=100)
     p.add_argument("--rate", type=float, default=5.0, help="revocations per second")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--reuse", type=Path, help="a directory kept by --keep: skip fill and (1)")
+    p.add_argument("--skip", type=int, default=0, help="with --reuse: victims already revoked")
     a = p.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="certgate-crldelta."))
-    inst = Instance(work / "big")
+    total = a.revoked + a.issued
+    every = max(1, round(total / a.revoked))
+    if a.reuse:
+        work = a.reuse
+        inst = Instance.__new__(Instance)
+        vars(inst).update(json.loads((work / "instance.json").read_text()))
+        inst.dir, inst.config, inst.store = Path(inst.dir), Path(inst.config), Path(inst.store)
+        inst.pki, inst.log, inst.proc = Path(inst.pki), Path(inst.log), None
+    else:
+        work = Path(tempfile.mkdtemp(prefix="certgate-crldelta."))
+        inst = Instance(work / "big")
+        (work / "instance.json").write_text(json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in vars(inst).items()
+             if k != "proc"}))
     try:
-        inst.init()
-        total = a.revoked + a.issued
-        every = max(1, round(total / a.revoked))
-        print(f"fill: {total:,} device certificates, every {every}th revoked ...", flush=True)
-        fill_s = fill(inst.store, total, revoked_every=every)
-        print(f"fill: {fill_s:.1f} s, store {inst.store.stat().st_size / 1e6:.0f} MB", flush=True)
         crl_dir = inst.dir / "var" / "pki" / "crl"
-
+        if not a.reuse:
+            inst.init()
+            print(f"fill: {total:,} device certificates, every {every}th revoked ...", flush=True)
+            fill_s = fill(inst.store, total, revoked_every=every)
+            print(f"fill: {fill_s:.1f} s, store {inst.store.stat().st_size / 1e6:.0f} MB",
+                  flush=True)
         print("(1) start-up", flush=True)
         runs: dict[str, list[dict[str, float]]] = {"rebuilt": [], "persisted": []}
-        for _rep in range(2):
+        for _rep in range(0 if a.reuse else 2):
             for label in ("rebuilt", "persisted"):
                 if label == "rebuilt":
                     shutil.rmtree(crl_dir, ignore_errors=True)
@@ -116,6 +129,8 @@ def main() -> int:
                     time.sleep(0.2)
                 inst.stop()
         for label, rs in runs.items():
+            if not rs:
+                continue
             print(f"  {label}: /readyz {min(r['ready'] for r in rs):.2f}-"
                   f"{max(r['ready'] for r in rs):.2f} s, first complete CRL "
                   f"{min(r['crl'] for r in rs):.2f}-{max(r['crl'] for r in rs):.2f} s, RSS "
@@ -134,7 +149,8 @@ def main() -> int:
 
         print(f"(2) {a.revocations} revocations at {a.rate}/s via the admin API, each fetched "
               "in /crl/delta/staff.crl", flush=True)
-        victims = [BULK_BASE + i * 7919 for i in range(total) if i % every != 0][:a.revocations]
+        victims = [BULK_BASE + i * 7919 for i in range(total)
+                   if i % every != 0][a.skip:a.skip + a.revocations]
         latencies: list[float] = []
         c0, t0 = cpu_seconds(pid), time.monotonic()
         for n, serial in enumerate(victims):
@@ -168,8 +184,8 @@ def main() -> int:
         inst.stop()
     finally:
         inst.stop()
-        if a.keep:
-            print(f"kept {work}")
+        if a.keep or a.reuse:
+            print(f"kept {work} (--reuse {work} --skip {a.skip + a.revocations})")
         else:
             shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -20,8 +20,10 @@ Mix     one pattern of 20 operations, repeated: 6 `eap` (radius.client, TLS 1.2 
         oldest enrolled certificate through POST /api/v1/certificates/<serial>/revoke, must
         be 200 revoked/changed), 5 `ocsp` (a random enrolled certificate; the signed answer
         must be GOOD, or REVOKED once its revocation was acknowledged), 2 `crl`
-        (GET /crl/soak.crl: signature by the CA, nextUpdate in the future, and every
-        revocation acknowledged before the request listed). Each HTTP operation opens and
+        (GET /crl/delta/soak.crl, /crl/base/soak.crl when the delta names a new base, and
+        /crl/soak.crl: signatures by the CA, nextUpdate in the future, every revocation
+        acknowledged before the request in base + delta, and in the complete CRL every one
+        acknowledged FULL_CRL_STALENESS before). Each HTTP operation opens and
         closes its own connection. Anything else is an error of that operation.
 Rate    unless --rate: --probe-secs closed loop with 8 workers (also the warm-up) gives the
         maximum rate of the mix on this box; the soak runs open loop at 70 % of it,
@@ -82,6 +84,7 @@ GROUP = "soak"
 PATTERN = (["eap"] * 6 + ["eapol"] + ["eap_revoked"] + ["scep"] * 3 + ["revoke"] * 2
            + ["ocsp"] * 5 + ["crl"] * 2)
 OPS = ("eap", "eapol", "eap_revoked", "scep", "revoke", "ocsp", "crl")
+FULL_CRL_STALENESS = 7.0  # s: [revocation] full_crl_interval (5) + signing, with margin
 random.Random(10).shuffle(PATTERN)
 PROBE_WORKERS = 8
 SOAK_RATE_FACTOR = 0.7
@@ -170,6 +173,7 @@ class Soak:
     certs: list[Cert] = field(default_factory=list)
     to_revoke: deque = field(default_factory=deque)
     counter: itertools.count = field(default_factory=itertools.count)
+    base: tuple[int, set[int]] | None = None  # (number, serials) of the base CRL fetched
 
     @property
     def http(self) -> tuple[str, int]:
@@ -293,23 +297,44 @@ class Soak:
         if got not in want:
             raise OpError(f"OCSP {got.name}, expected {'/'.join(w.name for w in want)}")
 
-    def op_crl(self) -> None:
-        sent = time.monotonic()
-        with self.lock:
-            must = {c.cert.serial_number for c in self.certs
-                    if c.revoke_acked is not None and c.revoke_acked < sent}
-        status, body = http_request(self.http, "GET", f"/crl/{GROUP}.crl")
+    def _fetch_crl(self, path: str) -> x509.CertificateRevocationList:
+        status, body = http_request(self.http, "GET", path)
         if status != 200:
-            raise OpError(f"CRL http {status}")
+            raise OpError(f"CRL {path} http {status}")
         crl = x509.load_der_x509_crl(body)
         if not crl.is_signature_valid(self.ca.public_key()):
-            raise OpError("CRL signature invalid")
+            raise OpError(f"CRL {path} signature invalid")
         if crl.next_update_utc is None or crl.next_update_utc <= dt.datetime.now(dt.UTC):
-            raise OpError("CRL nextUpdate not in the future")
-        listed = {r.serial_number for r in crl}
-        missing = must - listed
+            raise OpError(f"CRL {path} nextUpdate not in the future")
+        return crl
+
+    def op_crl(self) -> None:
+        """A relying party using deltas (base cached by number + delta) must see every
+        revocation acknowledged before the request; the complete CRL every one acknowledged
+        FULL_CRL_STALENESS before (its bound: [revocation] full_crl_interval + signing)."""
+        sent = time.monotonic()
+        with self.lock:
+            acked = [(c.cert.serial_number, c.revoke_acked) for c in self.certs
+                     if c.revoke_acked is not None]
+        must = {serial for serial, at in acked if at < sent}
+        must_full = {serial for serial, at in acked if at < sent - FULL_CRL_STALENESS}
+        delta = self._fetch_crl(f"/crl/delta/{GROUP}.crl")
+        base_number = delta.extensions.get_extension_for_class(
+            x509.DeltaCRLIndicator).value.crl_number
+        if self.base is None or self.base[0] != base_number:
+            base = self._fetch_crl(f"/crl/base/{GROUP}.crl")
+            number = base.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+            self.base = (number, {r.serial_number for r in base})
+        if self.base[0] < base_number:
+            raise OpError(f"base CRL {self.base[0]} older than the delta's base {base_number}")
+        missing = must - (self.base[1] | {r.serial_number for r in delta})
         if missing:
-            raise OpError(f"CRL misses {len(missing)} acknowledged revocation(s)")
+            raise OpError(f"base + delta CRL miss {len(missing)} acknowledged revocation(s)")
+        full = self._fetch_crl(f"/crl/{GROUP}.crl")
+        missing = must_full - {r.serial_number for r in full}
+        if missing:
+            raise OpError(f"complete CRL misses {len(missing)} revocation(s) acknowledged "
+                          f"more than {FULL_CRL_STALENESS} s before")
 
     def run(self, op: str) -> str | None:
         return getattr(self, f"op_{op}")()

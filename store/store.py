@@ -445,13 +445,15 @@ class Store:
         (after_seq, upto_seq]: what a CRL kept up to date applies (revocation/crl_delta.py).
         Writers take their change number first and commit in its order, so once `upto_seq`
         is the store's position every change up to it is visible."""
+        # no group_name in the WHERE: SQLite would then pick the (group_name, status) index
+        # and walk the whole group (1.7 s at 3 M rows) instead of the few changed rows
         async with self.driver.reader("crl_changes") as tx:
             rows = await tx.fetchall(
-                "SELECT serial, status, revoked_at, reason FROM certificates "
-                "WHERE change_seq>? AND change_seq<=? AND group_name=? ORDER BY change_seq",
-                (after_seq, upto_seq, group))
-        return [(int(serial, 16), status, from_ts(at), reason) for serial, status, at, reason
-                in rows]
+                "SELECT group_name, serial, status, revoked_at, reason FROM certificates "
+                "WHERE change_seq>? AND change_seq<=? ORDER BY change_seq",
+                (after_seq, upto_seq))
+        return [(int(serial, 16), status, from_ts(at), reason)
+                for g, serial, status, at, reason in rows if g == group]
 
     @observed("crl_check")
     async def revoked_count(self, group: str) -> int:

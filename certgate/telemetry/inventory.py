@@ -6,6 +6,10 @@ are counts over the store. They are recomputed whenever the change feed's positi
 `certgate_scep_pending_requests{group}` on a timer (pending requests are not in the feed).
 Refreshes are coalesced: at most one per `MIN_INTERVAL` however fast certificates are
 issued, so a bulk enrollment costs a handful of count queries, not one per certificate.
+And the counts scan the table: at 3 M certificates one refresh holds SQLite's one connection
+for ~3 s, which at one per second left revocations, SCEP and CRL updates queued behind it
+(bench/crl_delta.py, issue 14 §3). So the gap after a refresh is also at least
+`BUSY_FACTOR` times what it took: the counts get at most ~5 % of the store's time.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ log = logging.getLogger("certgate.metrics")
 class InventoryGauges:
     TICK_SECONDS = 0.5   # how often the feed position is looked at (a memory read)
     MIN_INTERVAL = 1.0   # at most one inventory refresh per second
+    BUSY_FACTOR = 20.0   # ... and a gap of at least 20x the last refresh's duration
     PENDING_INTERVAL = 15.0
 
     def __init__(self, runtime: Runtime, position: Callable[[], int],
@@ -35,16 +40,19 @@ class InventoryGauges:
         self.clock = clock
         self.seen: int | None = None  # feed position of the last refresh
         self.last_refresh = -self.MIN_INTERVAL
+        self.gap = self.MIN_INTERVAL
         self.last_pending = -self.PENDING_INTERVAL
         self.refreshes = 0
 
     async def tick(self) -> None:
         now = self.clock()
         position = self.position()
-        if position != self.seen and now - self.last_refresh >= self.MIN_INTERVAL:
+        if position != self.seen and now - self.last_refresh >= self.gap:
             self.last_refresh = now
+            started = time.monotonic()
             if await self.refresh_inventory():
                 self.seen = position
+            self.gap = max(self.MIN_INTERVAL, self.BUSY_FACTOR * (time.monotonic() - started))
         if now - self.last_pending >= self.PENDING_INTERVAL:
             self.last_pending = now
             await self.refresh_pending()
