@@ -15,6 +15,7 @@ import re
 from prometheus_client import REGISTRY
 
 import certgate.app  # noqa: F401 - imports every module that declares metrics
+import certgate.reconcile  # noqa: F401 - imported lazily by serve when [mdm] reconcile_url is set
 import certgate.telemetry  # noqa: F401
 from tests.support import REPO
 
