@@ -399,11 +399,17 @@ class Store:
     @observed("revoked_entries")
     async def revoked_entries(self, group: str) -> list[tuple[int, dt.datetime, str | None]]:
         """A group's CRL entries: (serial, revocation time, reason)."""
+        return await self._crl_entries("revoked_entries", "", (group,))
+
+    async def _crl_entries(self, op: str, more: str, params: tuple
+                           ) -> list[tuple[int, dt.datetime, str | None]]:
+        """(serial, revocation time, reason) of a group's revoked rows, streamed; one
+        datetime per distinct second (revocations come in batches)."""
         times: dict[int, dt.datetime] = {}
         out: list[tuple[int, dt.datetime, str | None]] = []
         async for rows in self.driver.stream(
-                "revoked_entries", "SELECT serial, revoked_at, reason FROM certificates "
-                "WHERE group_name=? AND status='revoked'", (group,)):
+                op, "SELECT serial, revoked_at, reason FROM certificates "
+                "WHERE group_name=? AND status='revoked'" + more, params):
             for serial, at, reason in rows:
                 when = times.get(at)
                 if when is None:
@@ -426,17 +432,7 @@ class Store:
                        ) -> list[tuple[int, dt.datetime, str | None]]:
         """A group's CRL entries as of change `upto_seq`, leaving out certificates changed
         after it (read them with crl_changes): no transaction has to span both reads."""
-        times: dict[int, dt.datetime] = {}
-        out: list[tuple[int, dt.datetime, str | None]] = []
-        async for rows in self.driver.stream(
-                "crl_rows", "SELECT serial, revoked_at, reason FROM certificates "
-                "WHERE group_name=? AND status='revoked' AND change_seq<=?", (group, upto_seq)):
-            for serial, at, reason in rows:
-                when = times.get(at)
-                if when is None:
-                    when = times[at] = dt.datetime.fromtimestamp(at, dt.UTC)
-                out.append((int(serial, 16), when, reason))
-        return out
+        return await self._crl_entries("crl_rows", " AND change_seq<=?", (group, upto_seq))
 
     @observed("crl_changes")
     async def crl_changes(self, group: str, after_seq: int, upto_seq: int
