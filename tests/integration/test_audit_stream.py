@@ -43,7 +43,12 @@ file = "var/audit/audit.json"
 
 
 def _events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The complete lines so far: a line the writer thread is still appending (no newline
+    yet) is left for the next read, as a log shipper tailing the file would."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
 
 
 def _wait_for(path: Path, action: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
