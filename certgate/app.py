@@ -144,7 +144,7 @@ def on_sighup(runtime: Runtime) -> None:
 
 async def serve(settings: Settings) -> int:
     setup_logging(settings.server.log_format, settings.server.log_level)
-    for warning in settings.warnings:  # deprecated settings that still work
+    for warning in settings.warnings:  # risky or deprecated settings that still work
         log.warning("config %s: %s", settings.path, warning)
     metrics.set_build_info()
     runtime = await build_runtime(settings)

@@ -62,7 +62,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     s = _settings(args)
     print(f"{s.path}: ok ({len(s.groups)} group(s): {', '.join(g.name for g in s.groups)}; "
           f"{len(s.radius.clients)} RADIUS client(s))")
-    for warning in s.warnings:  # deprecated settings that still work: not a failure
+    for warning in s.warnings:  # risky or deprecated settings that still work: not a failure
         print(f"certgate: warning: {warning}", file=sys.stderr)
     problems: list[str] = []
     if not args.no_state:

@@ -120,6 +120,14 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
                               "only, but there is no [radsec] listen; add a [radsec] table or "
                               'put "udp" in transports')
 
+    if not any(c.coa_port for c in radius.clients):
+        for g in groups:
+            if g.quarantine_vlan is not None or g.quarantine_filter_id is not None or g.quarantine_reply:
+                warnings.append(
+                    f"groups.{g.name}: has a quarantine but no [[radius.clients]] sets coa_port, "
+                    "so a hold moves only new authentications into it; live sessions stay "
+                    "where they are until they re-authenticate (set coa_port on the NAS "
+                    "clients that accept CoA/Disconnect)")
     if errors:
         raise ConfigError(f"{path}: {len(errors)} problem(s)", [one_line(e) for e in errors])
     if node_name is None:  # host:port tells two nodes on one host apart too

@@ -58,6 +58,19 @@ def _has_error(r: TableReader, name: str) -> bool:
     return any(e.startswith(r.key(name)) for e in r.errors)
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def plain_http_warning(url: str) -> str | None:
+    """Why an http:// URL to another host is risky, or None (https, or this host)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    return (f"plain http to {host}: the MDM's answers are not signed, so anyone on the path "
+            "can forge them (an allow, or a device list that revokes); use https://")
+
+
 def _url(r: TableReader, name: str) -> str | None:
     url = r.str(name)
     if url is not None:
@@ -65,6 +78,9 @@ def _url(r: TableReader, name: str) -> str | None:
         if problem:
             r.error(name, f"{problem}, got {shown(url)}")
             return None
+        warning = plain_http_warning(url)
+        if warning:
+            r.warn(name, warning)
     return url
 
 

@@ -212,7 +212,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=lambda: _audit_defaults())
     mdm: MdmSettings = field(default_factory=lambda: _mdm_defaults())
     radsec: RadsecSettings | None = None  # [radsec]: RADIUS over TLS, off when absent
-    warnings: tuple[str, ...] = ()  # deprecated settings that still work, one line each
+    warnings: tuple[str, ...] = ()  # risky or deprecated settings that still work, one line each
 
     def group(self, name: str) -> GroupSettings | None:
         return next((g for g in self.groups if g.name == name), None)

@@ -92,3 +92,33 @@ def test_errors_name_the_key_and_the_fix(snippet: str, expected: str, tmp_path: 
     with pytest.raises(ConfigError) as exc:
         parse(snippet, tmp_path)
     assert any(expected in line for line in exc.value.details), exc.value.details
+
+
+@pytest.mark.parametrize(("url", "warned"), [
+    ("http://mdm.example.net/certgate/issuance", True),
+    ("http://10.1.2.3:8080/x", True),
+    ("https://mdm.example.net/certgate/issuance", False),
+    ("http://127.0.0.1:9000/x", False),
+    ("http://localhost/x", False),
+    ("http://[::1]:9000/x", False),
+])
+def test_plain_http_mdm_url_is_a_warning_naming_the_key(tmp_path: Path, url: str,
+                                                        warned: bool) -> None:
+    s = parse(f"[groups.staff]\nissuance_webhook = '{url}'\n"
+              f"issuance_webhook_secret = '{SECRET}'\n", tmp_path)
+    found = [w for w in s.warnings if w.startswith("groups.staff.issuance_webhook:")]
+    if warned:
+        assert len(found) == 1 and "use https://" in found[0] and "not signed" in found[0]
+    else:
+        assert found == []
+
+
+def test_plain_http_reconcile_url_is_a_warning(tmp_path: Path) -> None:
+    s = parse("""
+[groups.staff]
+[mdm]
+reconcile_url = "http://mdm.example.net/devices"
+reconcile_token = "reconcile-token-0123456789"
+reconcile_groups = ["staff"]
+""", tmp_path)
+    assert [w.split(":")[0] for w in s.warnings] == ["mdm.reconcile_url"]

@@ -189,3 +189,18 @@ def test_dictionary_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("BEGIN-VENDOR Nobody\n")
     with pytest.raises(DictionaryError, match=str(bad)):
         Dictionaries([bad], system=None)
+
+
+@pytest.mark.parametrize("quarantine", [
+    "quarantine_vlan = 999\n", "quarantine_filter_id = 'q'\n",
+    "[groups.staff.quarantine_reply]\n'Aruba-User-Role' = 'quarantine'\n",
+])
+def test_quarantine_without_any_coa_port_is_a_warning(tmp_path, quarantine: str) -> None:
+    text = ("[[radius.clients]]\nname = 'wlc'\naddress = '10.0.0.0/24'\nsecret = '0123456789'\n"
+            "[groups.staff]\nvlan = 10\n" + quarantine)
+    s = parse_settings(tomllib.loads(text), tmp_path / "c.toml")
+    (warning,) = s.warnings
+    assert warning.startswith("groups.staff: has a quarantine but no [[radius.clients]] sets "
+                              "coa_port") and "set coa_port" in warning
+    with_coa = text.replace("secret = '0123456789'\n", "secret = '0123456789'\ncoa_port = 3799\n")
+    assert parse_settings(tomllib.loads(with_coa), tmp_path / "c.toml").warnings == ()
