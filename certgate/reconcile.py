@@ -167,6 +167,7 @@ class Reconciler:
         self.client = MdmClient(self.mdm.ca_file)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._braked: set[str] = set()  # groups whose brake is engaged (audited on engaging)
         for result in RUN_RESULTS:
             RUNS.labels(result=result)
         for g in self.mdm.reconcile_groups:
@@ -215,6 +216,9 @@ class Reconciler:
         for g in p.groups:
             BRAKE.labels(group=g.group).set(1 if g.braked else 0)
             PLANNED.labels(group=g.group).set(len(g.revoke))
+        engaged = {g.group for g in p.groups if g.braked} if not result.applied else set()
+        self._audit_brake(p, engaged - self._braked)
+        self._braked = engaged
         if p.braked and not result.applied:
             for g in p.groups:
                 if g.braked:
@@ -226,6 +230,21 @@ class Reconciler:
             return
         log.info("mdm reconcile result=%s devices=%d revoked=%d failed=%d seconds=%.1f",
                  result.result, p.enrolled, len(result.revoked), len(result.failed), seconds)
+
+    def _audit_brake(self, p: Any, groups: set[str]) -> None:
+        """One `reconcile-braked` event when a group's brake engages (not one per pass)."""
+        audit = self.runtime.services.get("audit")
+        if not groups or audit is None or not audit.enabled:
+            return
+        from certgate.audit import events
+
+        now = dt.datetime.now(dt.UTC)
+        for g in p.groups:
+            if g.group in groups:
+                audit.emit(events.reconcile_braked(
+                    now=now, group=g.group, considered=g.considered, missing=len(g.revoke),
+                    fraction=g.fraction, max_fraction=p.max_fraction, mdm_devices=p.enrolled,
+                    node=audit.node))
 
     async def close(self) -> None:
         if self._task is not None:

@@ -145,6 +145,19 @@ def issuance_check_refused(*, now: dt.datetime, group: str, reason: str, result:
                                    "detail": detail or None}})
 
 
+def reconcile_braked(*, now: dt.datetime, group: str, considered: int, missing: int,
+                     fraction: float, max_fraction: float, mdm_devices: int,
+                     node: str | None) -> dict[str, Any]:
+    """MDM reconciliation found more of a group missing than [mdm] max_revoke_fraction and
+    revoked nothing: an operator must look (a broken MDM export, or a real mass removal)."""
+    return event("reconcile-braked", "failure", now=now, category=IAM, types=("denied",),
+                 level="error", reason="max_revoke_fraction", provider="system", group=group,
+                 node=node, certgate={"mdm": {"considered": considered, "missing": missing,
+                                              "fraction": round(fraction, 4),
+                                              "max_revoke_fraction": max_fraction,
+                                              "devices": mdm_devices}})
+
+
 def config_loaded(*, now: dt.datetime, path: str, sha256: str, groups: list[str],
                   node: str | None) -> dict[str, Any]:
     return event("config-loaded", "success", now=now, category=CONFIGURATION,

@@ -210,7 +210,10 @@ def inventory(config: Path, group: str) -> dict[str, dict]:
 
 def audit_events(config: Path) -> list[dict]:
     path = config.parent / "audit.json"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not path.exists():
+        return []
+    text = path.read_text()  # the writer thread may be mid-line: only complete lines
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
 
 
 def wait_for(what, timeout: float = 20.0, step: float = 0.25):  # noqa: ANN001, ANN201
@@ -346,6 +349,12 @@ def test_reconciliation_revokes_missing_devices_and_brakes(env, tmp_path: Path) 
     assert metric(server, 'certgate_mdm_reconcile_runs_total{result="braked"}') >= 2
     assert set(revoked_in_fleet(config)) == {"F00", "F39"}
     assert "result=braked group=fleet" in server.log()
+    brakes = [e for e in audit_events(config) if e["event"]["action"] == "reconcile-braked"]
+    assert len(brakes) == 1, brakes  # on engaging, not once per pass
+    assert brakes[0]["event"]["outcome"] == "failure" and brakes[0]["log"]["level"] == "error"
+    assert brakes[0]["certgate"]["group"] == "fleet"
+    assert brakes[0]["certgate"]["mdm"]["missing"] == 3
+    assert brakes[0]["certgate"]["mdm"]["max_revoke_fraction"] == 0.05
 
     # the dry run shows the plan and changes nothing; --confirm applies it past the brake
     dry = certgate("reconcile", config=config)
