@@ -41,7 +41,7 @@ for _reason in SHED_REASONS:
     SHED.labels(reason=_reason)
 
 
-class _LineBudget:
+class LineBudget:
     """At most one log line per `interval` seconds; the next line says how many were held
     back. Shared by every rate-limited line of this module."""
 
@@ -113,7 +113,7 @@ class GuardedFactory:
         self.max_per_client = max_per_client
         self._open: OrderedDict[_Guarded, None] = OrderedDict()  # oldest first
         self._per_client: dict[str, int] = {}
-        self._refusals = _LineBudget()
+        self._refusals = LineBudget()
 
     def __call__(self) -> _Guarded:
         return _Guarded(self, self.server())
@@ -215,7 +215,7 @@ class ClientFaultLines(logging.Filter):
 
     def __init__(self, interval: float = 10.0) -> None:
         super().__init__()
-        self._lines = _LineBudget(interval)
+        self._lines = LineBudget(interval)
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -244,7 +244,7 @@ class AcceptFailures:
                  free: int = 16) -> None:
         self.guards = guards
         self.free = free
-        self._lines = _LineBudget(interval)
+        self._lines = LineBudget(interval)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") != "socket.accept() out of system resource":

@@ -11,6 +11,10 @@ PKI from the settings file themselves and run at nice 10: the event loop (RADIUS
 its GIL and, on a busy machine, its CPU. `workers = 0` runs it in threads of this process.
 A worker that dies is replaced; the request it was serving gets a FAILURE, or HTTP 503
 when it could not be read or answered.
+
+Each group admits at most `[scep] max_concurrent` PKIOperations at once (`[groups.<g>.scep]
+max_concurrent` overrides it); more wait up to `queue_timeout`, at most `max_queued` of them,
+and the rest are shed before any work with 503 + Retry-After (`certgate.scep_admission`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from certgate.errors import OperatorError
 from certgate.issuance_check import IssuanceChecker
 from certgate.mdm_client import MdmClient
 from certgate.runtime import Runtime
+from certgate.scep_admission import GroupGate, Shed
 from certgate.settings import GroupSettings, Settings, load_settings
 from enrollment.challenge_store import create_dynamic, parse_ttl
 from enrollment.challenges import StaticSecret
@@ -177,6 +182,9 @@ class ScepHttp:
         crls = runtime.services.get("crls")
         self.mdm = MdmClient(s.mdm.ca_file)
         self.services: dict[str, ScepService] = {}
+        self.gates = {g.name: GroupGate(g.name, g.scep_max_concurrent or s.scep.max_concurrent,
+                                        s.scep.max_queued, s.scep.queue_timeout)
+                      for g in s.groups}
         for g in s.groups:
             checker = None
             if g.issuance_check is not None:
@@ -252,7 +260,12 @@ class ScepHttp:
             mtype = "unknown"  # until the pkiMessage decodes
             try:
                 message = await self._message(request, raw_query)
-                reply = await service.pki_operation(message)
+                async with self.gates[group].slot():
+                    reply = await service.pki_operation(message)
+            except Shed as exc:  # before any work: the challenge is still unused
+                result = "shed"
+                return web.Response(status=503, text="SCEP busy, retry later\n",
+                                    headers={"Retry-After": str(exc.retry_after)})
             except UndecodableRequest as exc:
                 result = "bad_request"
                 log.info("scep result=%s group=%s reason=%s: undecodable PKIOperation",

@@ -9,9 +9,10 @@ enrollment.algorithms.ALGORITHM_LABELS.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-RESULTS = ("success", "failure", "pending", "bad_request", "not_found", "unavailable", "error")
+RESULTS = ("success", "failure", "pending", "bad_request", "not_found", "unavailable", "shed",
+           "error")
 
 SCEP_REQUESTS = Counter(
     "certgate_scep_requests_total",
@@ -37,4 +38,19 @@ CHALLENGE_FAILURES = Counter(
     "certgate_scep_challenge_failures_total",
     "SCEP enrollment refusals by reason (challenge, CSR policy, renewal, algorithm)",
     ["group", "reason"],
+)
+SCEP_SHED = Counter(
+    "certgate_scep_shed_total",
+    "SCEP PKIOperations answered 503 + Retry-After before any work, to stay within the "
+    "group's [scep] max_concurrent / max_queued / queue_timeout (enrollment/admission.py)",
+    ["group", "reason"],
+)
+SCEP_IN_PROGRESS = Gauge(
+    "certgate_scep_in_progress", "SCEP PKIOperations being served, by group", ["group"])
+SCEP_QUEUED = Gauge(
+    "certgate_scep_queued", "SCEP PKIOperations waiting for a slot, by group", ["group"])
+SCEP_QUEUE_WAIT = Histogram(
+    "certgate_scep_queue_wait_seconds",
+    "Time a SCEP PKIOperation waited for a slot before it was served or shed",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )

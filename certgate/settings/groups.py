@@ -71,7 +71,7 @@ def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) ->
         gr.error("static_secret", 'required when challenge_modes includes "static"')
     if static_secret and "static" not in modes:
         gr.error("challenge_modes", 'add "static" to use static_secret (legacy, off by default)')
-    ciphers, digests = _algorithms(gname, gr)
+    ciphers, digests, scep_max_concurrent = _algorithms(gname, gr)
     ca_is_ra = gr.bool("ca_is_ra", False)
     group = GroupSettings(
         name=gname,
@@ -91,6 +91,7 @@ def _parse_group(gname: str, gr: TableReader, dictionaries: DictionaryLoader) ->
         static_secret=static_secret,
         scep_ciphers=ciphers,
         scep_digests=digests,
+        scep_max_concurrent=scep_max_concurrent,
         ca_is_ra=ca_is_ra,
         # the root in GetCACert: by default, except when the CA is the RA (README "SCEP")
         include_root=gr.bool("include_root", not ca_is_ra),
@@ -121,11 +122,14 @@ def _algorithm_list(scep: TableReader, name: str, known: tuple[str, ...]) -> tup
     return tuple(dict.fromkeys(value))
 
 
-def _algorithms(gname: str, gr: TableReader) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """[groups.<name>.scep] ciphers / digests, and the deprecated legacy_algorithms alias."""
+def _algorithms(gname: str, gr: TableReader
+                ) -> tuple[tuple[str, ...], tuple[str, ...], int | None]:
+    """[groups.<name>.scep] ciphers / digests / max_concurrent, and the deprecated
+    legacy_algorithms alias."""
     scep = gr.child(gr.table_("scep"), gr.key("scep"))
     ciphers = _algorithm_list(scep, "ciphers", tuple(CIPHERS))
     digests = _algorithm_list(scep, "digests", tuple(DIGESTS))
+    max_concurrent = scep.int("max_concurrent", None, 1, 4096)
     scep.finish()
     legacy = gr.bool("legacy_algorithms", None)  # type: ignore[arg-type]
     lists = ciphers is not None or digests is not None
@@ -140,5 +144,5 @@ def _algorithms(gname: str, gr: TableReader) -> tuple[tuple[str, ...], tuple[str
             "clients need (e.g. \"des3\" alone: never single DES or SHA-1 unless a client "
             "cannot do better) and remove legacy_algorithms"))
     if legacy and ciphers is None and digests is None:
-        return LEGACY_CIPHERS, LEGACY_DIGESTS
-    return ciphers or DEFAULT_CIPHERS, digests or DEFAULT_DIGESTS
+        return LEGACY_CIPHERS, LEGACY_DIGESTS, max_concurrent
+    return ciphers or DEFAULT_CIPHERS, digests or DEFAULT_DIGESTS, max_concurrent

@@ -164,6 +164,11 @@ class ScepSettings:
     max_pending_age_days: int = 7  # manual-approval requests left pending longer are rejected
     signing_time_skew_seconds: int = 3600  # |signingTime - now| above this -> badTime
     workers: int = 2  # SCEP crypto processes (capped at the CPU count); 0 = threads in-process
+    # enrollment storms (enrollment/admission.py): per group, PKIOperations in progress at
+    # once, how many more may wait, and for how long before a 503 + Retry-After
+    max_concurrent: int = 4
+    max_queued: int = 200
+    queue_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,7 @@ class GroupSettings:
     # is read into these)
     scep_ciphers: tuple[str, ...] = DEFAULT_CIPHERS
     scep_digests: tuple[str, ...] = DEFAULT_DIGESTS
+    scep_max_concurrent: int | None = None  # None: [scep] max_concurrent
     ca_is_ra: bool = False
     include_root: bool = True  # root in GetCACert (the parser's default: not ca_is_ra)
     manual_approval: bool = False

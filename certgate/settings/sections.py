@@ -194,6 +194,9 @@ def parse_scep(sc: TableReader, base: Path) -> ScepSettings:
         max_pending_age_days=sc.int("max_pending_age_days", 7, 1, 365),
         signing_time_skew_seconds=sc.int("signing_time_skew_seconds", 3600, 1, 7 * 86400),
         workers=sc.int("workers", 2, 0, 64),
+        max_concurrent=sc.int("max_concurrent", 4, 1, 4096),
+        max_queued=sc.int("max_queued", 200, 0, 100_000),
+        queue_timeout=sc.float("queue_timeout", 10.0, 0.1, 300.0),
     )
     sc.finish()
     return scep

@@ -63,6 +63,7 @@ SCEP_OUTCOMES = (
       for r in ("success", "failure", "pending")),
     ("PKIOperation", "unknown", "bad_request"),
     ("PKIOperation", "unknown", "unavailable"),
+    ("PKIOperation", "unknown", "shed"),
 )
 
 

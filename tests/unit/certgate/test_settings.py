@@ -350,3 +350,19 @@ def test_quarantine_and_coa_source_defaults(tmp_path: Path) -> None:
     s = parse("[radius]\nlisten = '0.0.0.0:1812'\ncoa_source = '10.0.0.2'\n" + MINIMAL, tmp_path)
     assert s.radius.coa_source_address == "10.0.0.2"
     assert (s.radius.coa_timeout, s.radius.coa_attempts) == (1.0, 3)
+
+
+def test_scep_admission_defaults_overrides_and_errors(tmp_path: Path) -> None:
+    s = parse(MINIMAL, tmp_path)
+    assert (s.scep.max_concurrent, s.scep.max_queued, s.scep.queue_timeout) == (4, 200, 10.0)
+    assert s.group("staff").scep_max_concurrent is None
+    s = parse("[scep]\nmax_concurrent = 2\nmax_queued = 0\nqueue_timeout = 2.5\n" + MINIMAL
+              + "[groups.staff.scep]\nmax_concurrent = 16\n", tmp_path)
+    assert (s.scep.max_concurrent, s.scep.max_queued, s.scep.queue_timeout) == (2, 0, 2.5)
+    assert s.group("staff").scep_max_concurrent == 16
+    with pytest.raises(ConfigError) as err:
+        parse("[scep]\nmax_concurrent = 0\nqueue_timeout = 0\n" + MINIMAL
+              + "[groups.staff.scep]\nmax_concurrent = 'many'\n", tmp_path)
+    details = "\n".join(err.value.details)
+    assert "scep.max_concurrent:" in details and "scep.queue_timeout:" in details
+    assert "groups.staff.scep.max_concurrent:" in details
