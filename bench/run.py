@@ -12,6 +12,8 @@
                CRL build, auth CPU vs an empty store
 5. scep        bench/scep_load.py: SCEP enrollments vs micromdm scepserver (enroll/s, CPU per
                enrollment) and RADIUS p95 idle vs during an enrollment burst
+6. storm       bench/scep_storm.py: 1,000 enrollments within 10 s (503 + Retry-After
+               honoured), RADIUS p95 idle vs during the storm
 
 Each step's output is printed and saved under --out (default /tmp/certgate-bench-<time>/).
 --quick: 3 s points, fresh c=2 only, 100,000 rows (a smoke run, not for the README).
@@ -70,7 +72,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", default="codec,load,inproc,revocation,scep")
+    p.add_argument("--only", default="codec,load,inproc,revocation,scep,storm")
     a = p.parse_args()
     out = a.out or Path(f"/tmp/certgate-bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +96,9 @@ def main() -> int:
     if "scep" in only:
         steps.append(("scep", [PY, str(HERE / "scep_load.py")]
                       + (["--n", "100", "--secs", "5"] if a.quick else [])))
+    if "storm" in only:
+        steps.append(("storm", [PY, str(HERE / "scep_storm.py")]
+                      + (["--n", "200", "--window", "3"] if a.quick else [])))
 
     info = machine()
     print(f"# machine: {info}", flush=True)

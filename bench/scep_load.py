@@ -314,14 +314,16 @@ class Server:
 
 
 def start_certgate(work: Path, log: Callable[[str], None], variant: str = "none",
-                   scep_workers: int | None = None) -> tuple[Server, dict]:
+                   scep_workers: int | None = None, scep_extra: str = "") -> tuple[Server, dict]:
     from tests.support import SECRET, TOKEN, certgate, write_config
 
     cg = work / "certgate"
     extra = "".join(rsa_group(p) if p.startswith("rsa") else default_group(p)
                     for p in (ph.replace("_", "") for ph in PHASES))
     if scep_workers is not None:
-        extra += f"\n[scep]\nworkers = {scep_workers}\n"
+        scep_extra += f"workers = {scep_workers}\n"
+    if scep_extra:
+        extra += "\n[scep]\n" + scep_extra
     config = write_config(cg, extra=extra)
     t0 = time.monotonic()
     certgate("init", config=config)
