@@ -20,7 +20,9 @@ import pytest
 
 from radius import eap
 from radius import packet as rp
+from radius.buffers import TLS_CONNECTION_BYTES
 from radius.fragments import FLAG_MORE, build_payload
+from radius.options import EapOptions
 from radius.packet import Attr, Code
 from tests.radius_flood import FloodResult, flood, rss_bytes
 from tests.support import SECRET, ServerProcess, certgate, run_eapol_test, write_config
@@ -150,3 +152,79 @@ def test_trickling_conversation_ends_at_its_lifetime(flooded) -> None:
     assert _wait_for(lambda: _metric(server, "certgate_radius_conversations_shed_total",
                                      client="trickle", reason="lifetime") == 1, 3)
     assert _metric(server, "certgate_radius_buffered_bytes") == 0
+
+
+HANDSHAKE_TIMEOUT = 12
+
+
+@pytest.fixture
+def handshake_flooded(tmp_path: Path):
+    config = write_config(tmp_path / "cg", extra=CLIENTS, radius_extra=(
+        f"conversation_timeout = {HANDSHAKE_TIMEOUT}\nconversation_lifetime = 60\n"))
+    certgate("init", config=config)
+    server = ServerProcess(config, tmp_path / "serve.log").start()
+    yield server, config
+    server.stop()
+
+
+def test_ten_thousand_half_open_tls_handshakes_from_one_nas(handshake_flooded, tmp_path: Path
+                                                            ) -> None:
+    """Issue 14 §4: 10,000 conversations that each send a real ClientHello and never answer
+    the server's flight. Each admitted one holds an OpenSSL handshake, charged
+    TLS_CONNECTION_BYTES against [radius] max_buffered_bytes (192 MiB by default): that is the
+    cap, about 3,500 at once; the rest are rejected (buffers_full) and counted. RSS stays
+    <= 300 MiB above idle, a device behind another NAS authenticates meanwhile (max-min
+    fair: the flood's oldest are shed to make room), and after the conversation timeout
+    everything is given back."""
+    from tests.radius_flood import client_hello
+
+    server, config = handshake_flooded
+    assert server.proc is not None
+    out = tmp_path / "c"
+    certgate("certs", "issue", "--group", "staff", "--cn", "dev", "--out", str(out), config=config)
+    time.sleep(1.0)
+    idle = rss_bytes(server.proc.pid)
+    hello = client_hello()
+    result = FloodResult()
+
+    def run() -> None:
+        r = flood(server.radius, SECRET.encode(), 10_000, source="127.0.0.2", client_hello=hello,
+                  window=100, timeout=5.0)
+        result.outcomes, result.requests, result.seconds = r.outcomes, r.requests, r.seconds
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert _wait_for(lambda: _metric(server, "certgate_eap_sessions_active") >= 3000, 60), \
+        "the flood never got going"
+    code, log = run_eapol_test(server.radius, config.parent / "var/pki/root.crt",
+                               out / "dev.chain.pem", out / "dev.key", tmp_path)
+    assert code == 0 and "MPPE keys OK: 1  mismatch: 0" in log, log[-2000:]
+    thread.join(120)
+    assert not thread.is_alive()
+    active = _metric(server, "certgate_eap_sessions_active")
+    peak = rss_bytes(server.proc.pid)
+    print(f"handshake flood: {dict(result.outcomes)} {result.requests} requests in "
+          f"{result.seconds:.1f} s; {active:.0f} conversations held; RSS {idle / MiB:.0f} -> "
+          f"{peak / MiB:.0f} MiB (+{(peak - idle) / MiB:.0f})")
+    cap = EapOptions().max_buffered_bytes // TLS_CONNECTION_BYTES
+    refused = _metric(server, "certgate_radius_conversations_shed_total", client="flood",
+                      reason="buffer_refused")
+    assert result.outcomes["lost"] == 0, result.outcomes  # every request got an answer
+    assert result.outcomes["open"] + result.outcomes["reject"] == 10_000
+    assert 0.9 * cap <= result.outcomes["open"] <= cap + 50, (result.outcomes, cap)
+    assert refused == result.outcomes["reject"]  # each refusal is counted
+    assert result.seconds < HANDSHAKE_TIMEOUT, "the flood outlasted the conversation timeout"
+    assert active >= 0.9 * cap
+    assert peak - idle <= 300 * MiB
+    assert _metric(server, "certgate_radius_conversations_shed_total", client="loopback",
+                   reason="buffer_refused") == 0
+
+    # the conversation timeout ends them all; the memory goes back (malloc_trim)
+    assert _wait_for(lambda: _metric(server, "certgate_eap_sessions_active") == 0,
+                     HANDSHAKE_TIMEOUT + 10)
+    assert _metric(server, "certgate_eap_sessions_expired_total") >= 0.9 * cap
+    assert _wait_for(lambda: rss_bytes(server.proc.pid) < idle + (peak - idle) / 3 + 20 * MiB,
+                     30), f"RSS {rss_bytes(server.proc.pid) / MiB:.0f} MiB after expiry " \
+                          f"(idle {idle / MiB:.0f}, flood {peak / MiB:.0f})"
+    print(f"after expiry: RSS {rss_bytes(server.proc.pid) / MiB:.0f} MiB")
+    assert server.proc.poll() is None and "Traceback" not in server.log()
