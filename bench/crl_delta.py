@@ -94,6 +94,8 @@ def main() -> int:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--reuse", type=Path, help="a directory kept by --keep: skip fill and (1)")
     p.add_argument("--skip", type=int, default=0, help="with --reuse: victims already revoked")
+    p.add_argument("--startup-runs", type=int, default=None,
+                   help="(1) repetitions (default 2; 0 with --reuse)")
     a = p.parse_args()
     total = a.revoked + a.issued
     every = max(1, round(total / a.revoked))
@@ -119,7 +121,8 @@ def main() -> int:
                   flush=True)
         print("(1) start-up", flush=True)
         runs: dict[str, list[dict[str, float]]] = {"rebuilt": [], "persisted": []}
-        for _rep in range(0 if a.reuse else 2):
+        reps = a.startup_runs if a.startup_runs is not None else (0 if a.reuse else 2)
+        for _rep in range(reps):
             for label in ("rebuilt", "persisted"):
                 if label == "rebuilt":
                     shutil.rmtree(crl_dir, ignore_errors=True)

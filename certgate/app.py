@@ -157,7 +157,8 @@ async def serve(settings: Settings) -> int:
         await runtime.store.close()
         raise OperatorError(f"cannot load the inventory from the store "
                             f"{runtime.store.description}: {exc.detail}") from None
-    log.info("node %s on %s store %s: %d revoked, %d issued device certificate(s), change %d",
+    log.info("node %s on %s store %s: %d revoked, %d other unexpired device certificate(s), "
+             "change %d",
              runtime.node_name, runtime.store.backend, runtime.store.description,
              len(runtime.revoked), len(runtime.issued), feed.position)
     set_pki_gauges(runtime)

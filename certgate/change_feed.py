@@ -63,8 +63,9 @@ class ChangeFeed:
     # -- what RADIUS and OCSP ask -----------------------------------------------------------
 
     def is_issued(self, group: str, serial: int) -> bool | None:
-        """True if the inventory holds it; False if not; None if unknown (store down)."""
-        if self.issued.is_issued(group, serial):
+        """True if the inventory holds it (revoked or not); False if not; None if unknown
+        (store down)."""
+        if self.issued.is_issued(group, serial) or self.revoked.is_revoked(group, serial):
             return True
         return False if self.down_since is None else None
 
@@ -77,8 +78,8 @@ class ChangeFeed:
 
     async def load(self) -> None:
         snapshot = await self.store.load_index(dt.datetime.now(dt.UTC))
-        self.revoked.replace(snapshot.revoked, snapshot.seq, snapshot.held)
-        self.issued.replace(snapshot.issued)
+        self.revoked.load(snapshot.revoked, snapshot.held, snapshot.seq)
+        self.issued.load(snapshot.issued)
         await self.catch_up()
 
     async def catch_up(self) -> list[Change]:

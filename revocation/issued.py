@@ -5,8 +5,10 @@ with a stolen group CA key, or an RA/server certificate under a group CA, verifi
 RADIUS also asks whether the inventory holds the serial as a device certificate of that group.
 
 Pure memory, never a database round trip on the RADIUS path: loaded at start with every
-unexpired device certificate, then fed by the store's change feed (issuances on any node).
-Revoked certificates stay "issued": revocation is checked separately, with its own reason.
+unexpired device certificate that is not revoked, then fed by the store's change feed
+(issuances and released holds on any node). A revoked certificate is in the revocation index
+instead, so the two together say "issued" (`certgate.change_feed.ChangeFeed.is_issued`);
+revocation is checked first, with its own reason.
 """
 
 from __future__ import annotations
@@ -36,3 +38,7 @@ class IssuedIndex:
         self._by_group = {}
         for group, serial in entries:
             self.add(group, serial)
+
+    def load(self, by_group: dict[str, set[int]]) -> None:
+        """Take per-group sets as they are (the start-up load; no copy)."""
+        self._by_group = by_group

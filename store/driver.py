@@ -10,7 +10,7 @@ migrations, and how a node learns that another node committed a change.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -49,6 +49,15 @@ class Driver(ABC):
     def stream(self, op: str, sql: str, args: Sequence[Any] = (),
                chunk: int = 10_000) -> AsyncIterator[list[Row]]:
         """A large read in chunks, so a million rows never sit on the event loop at once."""
+
+    @abstractmethod
+    async def scan(self, op: str, sql: str, args: Sequence[Any],
+                   consume: Callable[[list[Row]], None], chunk: int = 50_000) -> None:
+        """A large or slow read of committed data whose rows are handed to `consume`, chunk
+        by chunk, away from the connection writers use: a 3 M-row scan never queues a
+        revocation behind it. SQLite runs it on a private read-only connection in a thread
+        (`consume` then runs in that thread and must touch only its own data); PostgreSQL on
+        a pooled connection, `consume` on the event loop between fetches."""
 
     @abstractmethod
     async def notify_change(self, tx: Tx, seq: int) -> None:

@@ -23,7 +23,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -158,6 +158,13 @@ MIGRATIONS: list[str] = [
         received_at BIGINT NOT NULL
     );
     CREATE INDEX sessions_group ON sessions(group_name, stopped_at);
+    """,
+    # v3 (SQLite v6): the start-up load reads a group's serials from one covering index
+    # (Store.load_index); it also serves what certificates_group_status did
+    """
+    CREATE INDEX certificates_load ON certificates(group_name, status, profile, not_after)
+        INCLUDE (serial, reason);
+    DROP INDEX certificates_group_status;
     """,
 ]
 
@@ -344,6 +351,12 @@ class PostgresDriver(Driver):
                         yield [tuple(r) for r in rows]
             except _OUTAGE as exc:
                 raise StoreUnavailable(op, _describe(exc)) from None
+
+    async def scan(self, op: str, sql: str, args: Sequence[Any],
+                   consume: Callable[[list[Row]], None], chunk: int = 50_000) -> None:
+        async for rows in self.stream(op, sql, args, chunk):
+            consume(rows)
+            await asyncio.sleep(0)  # let RADIUS in between chunks
 
     async def notify_change(self, tx: Tx, seq: int) -> None:
         await tx.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(seq)))

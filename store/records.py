@@ -235,11 +235,11 @@ class Change:
 
 @dataclass(frozen=True)
 class IndexSnapshot:
-    """What a node loads at start: the feed position, every revoked (group, serial), those of
-    them on certificateHold, and every unexpired device certificate (group, serial) the
-    inventory holds."""
+    """What a node loads at start, per group: the feed position, every revoked serial, those
+    of them on certificateHold, and every unexpired device certificate the inventory holds
+    that is not revoked (a revoked one is in `revoked`)."""
 
     seq: int
-    revoked: list[tuple[str, int]]
-    issued: list[tuple[str, int]]
-    held: list[tuple[str, int]] = field(default_factory=list)  # revoked on certificateHold
+    revoked: dict[str, set[int]]
+    issued: dict[str, set[int]]
+    held: dict[str, set[int]] = field(default_factory=dict)  # revoked on certificateHold

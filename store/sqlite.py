@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,14 @@ MIGRATIONS: list[str] = [
         received_at INTEGER NOT NULL
     );
     CREATE INDEX sessions_group ON sessions(group_name, stopped_at);
+    """,
+    # v6: the start-up load reads a group's serials from one covering index, no table rows
+    # (Store.load_index: 3 M certificates in ~2 s instead of ~5 s); it also serves what
+    # certificates_group_status did (its leading columns)
+    """
+    CREATE INDEX certificates_load
+        ON certificates(group_name, status, profile, not_after, serial, reason);
+    DROP INDEX certificates_group_status;
     """,
 ]
 
@@ -316,6 +324,24 @@ class SqliteDriver(Driver):
             async with self._db.execute(sql, tuple(args)) as cur:
                 while rows := await cur.fetchmany(chunk):
                     yield list(rows)  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise _translate(op, exc) from None
+
+    async def scan(self, op: str, sql: str, args: Sequence[Any],
+                   consume: Callable[[list[Row]], None], chunk: int = 50_000) -> None:
+        def run() -> None:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                  check_same_thread=False)
+            try:
+                con.execute("PRAGMA busy_timeout=5000")
+                cur = con.execute(sql, tuple(args))
+                while rows := cur.fetchmany(chunk):
+                    consume(rows)
+            finally:
+                con.close()
+
+        try:
+            await asyncio.to_thread(run)
         except sqlite3.Error as exc:
             raise _translate(op, exc) from None
 

@@ -26,9 +26,35 @@ async def test_records_survive_reopen(site, ca) -> None:
     assert got is not None and got.status == "revoked" and got.reason == "keyCompromise"
     assert got.device_id == "d1" and got.pem == rec.pem and got.revoked_at == NOW
     snapshot = await store.load_index(NOW)  # the start-up load of a serving node
-    assert snapshot.revoked == [("staff", rec.serial)]
-    assert snapshot.issued == [("staff", rec.serial)]
+    assert snapshot.revoked == {"staff": {rec.serial}}
+    assert snapshot.issued == {}  # a revoked certificate is in `revoked` only
     assert snapshot.seq == 2  # issuance, revocation
+
+
+async def test_start_up_index_and_inventory_counts(site, ca) -> None:
+    """load_index: per group, revoked (holds too) / held / unexpired device certificates that
+    are not revoked; an expired one is left out, a revoked RA certificate is revoked but
+    never issued. status_counts counts device certificates only."""
+    import dataclasses
+    import datetime as dt
+
+    store = await site.open()
+    active, revoked, held, expired, guest = (
+        make_record(ca, days=60), make_record(ca, days=60), make_record(ca, days=60),
+        make_record(ca, days=10), make_record(ca, group="guests", days=60))
+    ra = dataclasses.replace(make_record(ca, days=60), profile="ra")
+    for rec in (active, revoked, held, expired, guest, ra):
+        await store.record_certificate(rec, "test")
+    await store.revoke(revoked.serial, "keyCompromise", "test", NOW)
+    await store.revoke(held.serial, "certificateHold", "test", NOW)
+    await store.revoke(ra.serial, "cACompromise", "test", NOW)
+    snapshot = await store.load_index(NOW + dt.timedelta(days=20))
+    assert snapshot.revoked == {"staff": {revoked.serial, held.serial, ra.serial}}
+    assert snapshot.held == {"staff": {held.serial}}
+    assert snapshot.issued == {"staff": {active.serial}, "guests": {guest.serial}}
+    assert await store.status_counts() == {("staff", "active"): 2, ("staff", "revoked"): 2,
+                                           ("guests", "active"): 1}
+    assert await store.expiring_counts(NOW, dt.timedelta(days=30)) == {"staff": 1}
 
 
 async def test_serial_is_unique(site, ca) -> None:
