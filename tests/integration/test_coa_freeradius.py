@@ -186,3 +186,48 @@ def test_reload_changes_vlan_and_coas_live_sessions(coa_server: FreeRadiusCoa,
 
 def fr_count(fr: FreeRadiusCoa) -> int:
     return len(fr.requests())
+
+
+def test_cli_hold_and_release_reach_the_running_server(coa_server: FreeRadiusCoa,
+                                                       tmp_path: Path) -> None:
+    """`certgate revoke --reason certificateHold` and `certgate release` write the store from
+    another process; the serving node picks them up from the change feed and moves the live
+    session by CoA (to the quarantine VLAN, then back); `revoke --reason removeFromCRL`
+    releases too. One CoA per change, each ACKed by FreeRADIUS."""
+    config = write_config(tmp_path / "cg", coa_port=coa_server.port)
+    add_quarantine(config)
+    certgate("init", config=config)
+    out = tmp_path / "certs"
+    serial = certgate("certs", "issue", "--group", "staff", "--cn", "cli-a", "--out", str(out),
+                      config=config).stdout.strip()
+    server = ServerProcess(config, tmp_path / "serve.log").start()
+    try:
+        host, port = tomllib.loads(config.read_text())["radius"]["acct_listen"].rsplit(":", 1)
+        assert _auth_vlan(server, config, out, "cli-a", tmp_path) == "10"
+        send_accounting((host, int(port)), session_id="sess-cli", station="02-00-00-00-00-dd",
+                        cls=class_value("staff", int(serial, 16)))
+
+        certgate("revoke", "--serial", serial, "--reason", "certificateHold", config=config)
+        held = wait_for(lambda: coa_server.requests(), what="the CoA after the CLI hold")
+        assert held[0]["Acct-Session-Id"] == "sess-cli"
+        assert held[0]["Tunnel-Private-Group-Id"] == "999"
+        assert _auth_vlan(server, config, out, "cli-a", tmp_path) == "999"
+
+        certgate("release", "--serial", serial, config=config)
+        back = wait_for(lambda: coa_server.requests()[1:], what="the CoA after the CLI release")
+        assert back[0]["Acct-Session-Id"] == "sess-cli"
+        assert back[0]["Tunnel-Private-Group-Id"] == "10"
+        assert _auth_vlan(server, config, out, "cli-a", tmp_path) == "10"
+
+        certgate("revoke", "--serial", serial, "--reason", "certificateHold", config=config)
+        wait_for(lambda: coa_server.requests()[2:], what="the CoA after the second hold")
+        certgate("revoke", "--serial", serial, "--reason", "removeFromCRL", config=config)
+        again = wait_for(lambda: coa_server.requests()[3:], what="the CoA after removeFromCRL")
+        assert again[0]["Tunnel-Private-Group-Id"] == "10"
+        wait_for(lambda: metric(server, "coa_requests_total", client="loopback", kind="coa",
+                                result="ack") == 4, what="four CoA acks")
+        assert fr_count(coa_server) == 4  # one per change, no Disconnect
+        shown = json.loads(certgate("certs", "show", serial, config=config).stdout)
+        assert shown["status"] == "active"
+    finally:
+        server.stop()
