@@ -8,7 +8,11 @@ may sit idle (its keep-alive default is an hour). Here:
   address. At `max_connections` (or a client's `max_connections_per_client`) the oldest
   *idle* connection (no request in progress) — of that client first — is closed to make
   room, so a well-behaved client still gets in while one address hoards idle sockets; only
-  when every held connection is busy is the newcomer refused. Counted by reason.
+  when every held connection is busy is the newcomer refused, and refused with an answer:
+  its request is read (within the same header budget) and answered 503 + Retry-After,
+  Connection: close (`refused_busy`), so an enrolling device in a storm retries instead of
+  seeing a reset. Those answers have their own small pool (`max_connections` / 16, at least
+  8); beyond it a newcomer is closed unanswered (`closed_busy`). Counted by reason.
 * `keepalive_timeout` (aiohttp's; armed from the first byte of a connection, and in aiohttp
   ≥ 3.14 also before the first request) closes a connection that has not completed a
   request's headers within `idle_timeout`: idle keep-alives and slowloris alike.
@@ -36,7 +40,11 @@ CONNECTIONS = Gauge("certgate_http_connections", "Open HTTP connections")
 SHED = Counter("certgate_http_connections_shed_total",
                "HTTP connections closed or refused to stay within the connection budget",
                ["reason"])
-SHED_REASONS = ("evicted_idle", "refused_busy", "request_timeout")
+SHED_REASONS = ("evicted_idle", "refused_busy", "closed_busy", "request_timeout")
+BUSY_RETRY_AFTER = "5"
+# aiohttp handlers of refused connections (any guard of this process): their request is
+# answered 503 by `refused_connections`; removed when the connection ends
+_REFUSING: set[Any] = set()
 for _reason in SHED_REASONS:
     SHED.labels(reason=_reason)
 
@@ -75,7 +83,7 @@ class _Guarded(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "?"
-        if not self.guard.admit(self):
+        if not self.guard.admit(self) and not self.guard.refuse_with_answer(self):
             transport.close()
             return
         self.inner.connection_made(transport)
@@ -88,6 +96,9 @@ class _Guarded(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.release(self)
+        if self.inner in _REFUSING:
+            _REFUSING.discard(self.inner)
+            self.guard.refusing -= 1
         if self.inner.transport is not None:
             self.inner.connection_lost(exc)
 
@@ -114,6 +125,8 @@ class GuardedFactory:
         self._open: OrderedDict[_Guarded, None] = OrderedDict()  # oldest first
         self._per_client: dict[str, int] = {}
         self._refusals = LineBudget()
+        self.refusing = 0  # refused connections being answered 503
+        self.max_refusing = max(8, max_connections // 16)
 
     def __call__(self) -> _Guarded:
         return _Guarded(self, self.server())
@@ -159,11 +172,33 @@ class GuardedFactory:
         return False
 
     def _refuse(self, conn: _Guarded, why: str) -> bool:
-        SHED.labels(reason="refused_busy").inc()
         more = self._refusals.take()
         if more is not None:
-            log.warning("HTTP connection from %s refused: %s%s", conn.peer, why, more)
+            log.warning("HTTP connection from %s refused (503, Retry-After %s): %s%s",
+                        conn.peer, BUSY_RETRY_AFTER, why, more)
         return False
+
+    def refuse_with_answer(self, conn: _Guarded) -> bool:
+        """A refused connection is still served one 503 if the refusal pool has room."""
+        if self.refusing >= self.max_refusing:
+            SHED.labels(reason="closed_busy").inc()
+            return False
+        SHED.labels(reason="refused_busy").inc()
+        self.refusing += 1
+        _REFUSING.add(conn.inner)
+        return True
+
+
+@web.middleware
+async def refused_connections(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """First in the chain: a request on a connection the guard refused gets 503 +
+    Retry-After and the connection closes; nothing else runs for it."""
+    if request.protocol in _REFUSING:
+        busy = web.Response(status=503, text="server busy (connection budget), retry\n",
+                            headers={"Retry-After": BUSY_RETRY_AFTER})
+        busy.force_close()
+        return busy
+    return await handler(request)
 
 
 class GuardedSite(web.TCPSite):
@@ -189,7 +224,8 @@ class GuardedSite(web.TCPSite):
 def request_timeout(seconds: float):  # type: ignore[no-untyped-def]
     """Middleware: a request (body read and answer) that takes longer than `seconds` is a
     408 and its connection closed; a body the client mis-encoded (e.g. `Content-Encoding:
-    gzip` over bytes that are not gzip, a broken chunked stream) is a 400, not a 500."""
+    gzip` over bytes that are not gzip, a broken chunked stream) is a 400, not a 500; a client
+    that disconnects mid-body ends its request quietly (aiohttp would log a traceback)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -204,6 +240,10 @@ def request_timeout(seconds: float):  # type: ignore[no-untyped-def]
             cause = exc.__cause__ or exc
             return web.Response(status=400, text=f"unreadable request body: "
                                 f"{type(cause).__name__}\n", headers={"Connection": "close"})
+        except ConnectionResetError:  # the client left mid-body: no one to answer, no traceback
+            gone = web.Response(status=400, text="connection lost while reading the request\n")
+            gone.force_close()
+            return gone
 
     return middleware
 

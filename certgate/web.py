@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from certgate.http_guard import request_timeout
+from certgate.http_guard import refused_connections, request_timeout
 from certgate.runtime import Runtime
 from store import StoreUnavailable
 
@@ -78,7 +78,8 @@ async def store_outage(request: web.Request, handler):  # type: ignore[no-untype
 
 def build_app(runtime: Runtime, max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[
-        request_timeout(runtime.settings.http.request_timeout), store_outage])
+        refused_connections, request_timeout(runtime.settings.http.request_timeout),
+        store_outage])
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

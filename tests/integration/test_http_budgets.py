@@ -150,6 +150,67 @@ def test_one_client_cannot_take_every_connection(patient: ServerProcess) -> None
             s.close()
 
 
+def test_over_budget_a_newcomer_gets_503_with_retry_after(tmp_path: Path) -> None:
+    """Every held connection busy (a body still arriving): a newcomer is not reset but
+    answered 503 + Retry-After and closed (refused_busy); once the refusal pool (8 here) is
+    also taken, the next is closed unanswered (closed_busy); when the busy ones end, service
+    resumes."""
+    config = write_config(tmp_path / "cg")
+    config.write_text(config.read_text().replace(
+        "[http]\n", "[http]\nidle_timeout = 20\nrequest_timeout = 20\nmax_connections = 16\n"
+        "max_connections_per_client = 16\n", 1))
+    certgate("init", config=config)
+    server = ServerProcess(config, tmp_path / "serve.log").start()
+    port = int(server.http.rsplit(":", 1)[1])
+    busy, pool = [], []
+    try:
+        for _ in range(16):  # a POST whose body never completes: busy, not evictable
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                      b"Content-Type: application/ocsp-request\r\n\r\n0")
+            busy.append(s)
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /scep/staff?operation=GetCACaps HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+        head = answer.split(b"\r\n\r\n", 1)[0].decode()
+        assert head.startswith("HTTP/1.1 503"), answer[:300]
+        assert "Retry-After: 5" in head and "Connection: close" in head
+        for _ in range(8):  # refused connections that never send a request: the pool fills
+            pool.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(5)
+            try:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                closed = s.recv(4096) == b""
+            except ConnectionResetError:
+                closed = True
+        assert closed, "a newcomer beyond the refusal pool is closed unanswered"
+        for s in busy + pool:
+            s.close()
+        busy, pool = [], []
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if _timed_get(server, "/healthz") < 1.0:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "service did not resume"
+            time.sleep(0.2)
+        assert _metric(server, 'certgate_http_connections_shed_total{reason="refused_busy"}') >= 9
+        assert _metric(server, 'certgate_http_connections_shed_total{reason="closed_busy"}') >= 1
+        assert "refused (503, Retry-After 5)" in server.log()
+        assert "Traceback" not in server.log()
+    finally:
+        for s in busy + pool:
+            s.close()
+        server.stop()
+
+
 def _metric(server: ServerProcess, name: str) -> float:
     text = urllib.request.urlopen(server.http + "/metrics", timeout=5).read().decode()
     rows = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
