@@ -257,6 +257,12 @@ def _owner_only(path: Path) -> None:
             log.warning("store file %s was mode %o: now 0600", candidate, mode)
 
 
+def _read_only_uri(path: Path) -> str:
+    """A read-only URI for the store file; percent-encoded, so a '?' or '#' in the path is
+    part of the name, not of the URI."""
+    return path.resolve().as_uri() + "?mode=ro"
+
+
 class SqliteDriver(Driver):
     backend = "sqlite"
     latest_version = len(MIGRATIONS)
@@ -330,7 +336,7 @@ class SqliteDriver(Driver):
     async def scan(self, op: str, sql: str, args: Sequence[Any],
                    consume: Callable[[list[Row]], None], chunk: int = 50_000) -> None:
         def run() -> None:
-            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+            con = sqlite3.connect(_read_only_uri(self.path), uri=True, isolation_level=None,
                                   check_same_thread=False)
             try:
                 con.execute("PRAGMA busy_timeout=5000")
@@ -353,7 +359,7 @@ class SqliteDriver(Driver):
         deadline = time.monotonic() + timeout
         try:
             if self._watch is None:
-                self._watch = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                self._watch = sqlite3.connect(_read_only_uri(self.path), uri=True,
                                               isolation_level=None, check_same_thread=False)
                 self._data_version = self._version()
                 return
