@@ -354,3 +354,18 @@ async def test_debug_logging_never_shows_statement_parameters(tmp_path, caplog) 
         await store.close()
     assert "secret-device-7" not in caplog.text and created.token not in caplog.text
     assert "executing" not in caplog.text
+
+
+async def test_sqlite_scan_and_watch_on_a_path_with_uri_characters(tmp_path, ca) -> None:
+    """'?' and '#' in the store path are part of the file name for the read-only
+    connections (scan, change watch), not URI syntax."""
+    from store import open_store
+
+    odd = tmp_path / "odd dir?#x"
+    store = await open_store(odd / "s.sqlite")
+    try:
+        await store.record_certificate(make_record(ca), "test")
+        assert await store.status_counts() == {("staff", "active"): 1}
+        await store.driver.wait_for_change(0.01)  # opens the watch connection
+    finally:
+        await store.close()
