@@ -93,14 +93,14 @@ def test_storage_copy_refuses_a_bad_target(box: dict) -> None:
 
 def test_storage_migrate_reports_versions_and_refuses_a_newer_schema(config: Path) -> None:
     out = certgate("storage", "migrate", config=config).stdout
-    assert out.strip() == f"sqlite {_store_path(config)}: schema v0 -> v5"
+    assert out.strip() == f"sqlite {_store_path(config)}: schema v0 -> v6"
     assert certgate("storage", "migrate", config=config).stdout.strip().endswith(
-        "schema v5, up to date")
+        "schema v6, up to date")
     with sqlite3.connect(_store_path(config)) as db:
         db.execute("PRAGMA user_version=99")
     r = certgate("storage", "migrate", config=config, check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
-    assert "schema v99, newer than this certgate (v5): upgrade certgate" in r.stderr
+    assert "schema v99, newer than this certgate (v6): upgrade certgate" in r.stderr
 
 
 def test_check_config_connect(config: Path, pg_url: str, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_check_config_connect(config: Path, pg_url: str, tmp_path: Path) -> None
     assert len(plain.splitlines()) == 1 and "storage" not in plain  # unchanged without --connect
     certgate("storage", "migrate", config=config)
     out = certgate("check-config", "--no-state", "--connect", config=config).stdout
-    assert f"storage: sqlite {_store_path(config)} answers, schema v5 (up to date)" in out
+    assert f"storage: sqlite {_store_path(config)} answers, schema v6 (up to date)" in out
 
     pg = tmp_path / "pg" / "certgate.toml"
     pg.parent.mkdir()
@@ -117,7 +117,7 @@ def test_check_config_connect(config: Path, pg_url: str, tmp_path: Path) -> None
     _use_url(pg, _with_password(pg_url))
     out = certgate("check-config", "--no-state", "--connect", config=pg).stdout
     assert "postgresql postgresql://postgres:***@" in out and PASSWORD not in out
-    assert "schema v0, 2 migration(s) pending (to v2)" in out  # not migrated by the check
+    assert "schema v0, 3 migration(s) pending (to v3)" in out  # not migrated by the check
 
     down = tmp_path / "down" / "certgate.toml"
     down.parent.mkdir()
