@@ -15,6 +15,11 @@
 #                      database; default: SQLite in the temp dir)
 #   --profile FILE     run certgate under bench/profile_serve.py (cProfile, CPU clock);
 #                      CPU figures are then inflated by the profiler: proportions only
+#   --key ec-p256|rsa2048
+#                      key type of every certificate of both PKIs (default ec-p256):
+#                      root, group intermediates, RADIUS server and client certificates.
+#                      rsa2048: certgate `[pki] key_type = "rsa-2048"` + `certs issue
+#                      --key-type rsa-2048`, FreeRADIUS `peer/mkpki.sh --rsa`; same shape
 #   --keep             keep the work directory (configs, PKIs, server logs)
 #
 # What it does (everything on 127.0.0.1, temp dirs only, nothing under /etc touched):
@@ -22,9 +27,10 @@
 #     testing123, fresh ports), `certgate init`, `certgate certs issue --group staff
 #     --cn staff-ok`, and lays out PKI_DIR the way eaptls_load.sh expects it
 #     (root.crt, clients/staff-ok.{crt,key,chain.pem}); starts `certgate serve` and
-#     waits for /readyz. Server certificate: radius.certgate.test, ECDSA P-256.
-#  2. FreeRADIUS 3.2 (if installed): bench/peer/mkpki.sh --ec, bench/peer/freeradius/start.sh
-#     (copies of the shared/peer harness). Server certificate: radius.test, ECDSA P-256.
+#     waits for /readyz. Server certificate: radius.certgate.test, ECDSA P-256
+#     (RSA-2048 with --key rsa2048).
+#  2. FreeRADIUS 3.2 (if installed): bench/peer/mkpki.sh --ec (--rsa), bench/peer/freeradius/
+#     start.sh (copies of the shared/peer harness). Server certificate: radius.test.
 #  3. For each TLS version and each point (fresh c=2, fresh c=4, reauth c=32) runs
 #     bench/peer/eaptls_load.sh against certgate and then, right after, FreeRADIUS, so both
 #     see the same background load. --domain pins each server's certificate name.
@@ -36,7 +42,7 @@ repo="$(cd "$here/.." && pwd)"
 py="${PYTHON:-$repo/.venv/bin/python}"
 certgate="${CERTGATE:-$repo/.venv/bin/certgate}"
 secs=8 concs="2 4" rconc=32 tlsvs="1.2 1.3" out="" use_fr=1 profile="" keep=0 frag=""
-storage_url=""
+storage_url="" key=ec-p256
 secret=testing123
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,12 +55,18 @@ while [ $# -gt 0 ]; do
     --no-freeradius) use_fr=0 ;;
     --storage-url) storage_url="$2"; shift ;;
     --profile) profile="$2"; shift ;;
+    --key) key="$2"; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "radius_load.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+case "$key" in
+  ec-p256) cg_key=ec-p256 mk_key=--ec ;;
+  rsa2048|rsa-2048) key=rsa2048 cg_key=rsa-2048 mk_key=--rsa ;;
+  *) echo "radius_load.sh: --key must be ec-p256 or rsa2048" >&2; exit 2 ;;
+esac
 [[ "$secs" =~ ^[0-9]+$ && "$secs" -ge 1 && "$secs" -le 10 ]] || { echo "radius_load.sh: -s must be 1..10" >&2; exit 2; }
 command -v eapol_test >/dev/null || { echo "radius_load.sh: eapol_test missing (apt-get install eapoltest)" >&2; exit 2; }
 [ -x "$py" ] && [ -x "$certgate" ] || { echo "radius_load.sh: no $py / $certgate (make venv)" >&2; exit 2; }
@@ -107,6 +119,9 @@ address = "127.0.0.0/8"
 secret = "$secret"
 coa_port = $coa_port
 
+[pki]
+key_type = "$cg_key"
+
 [http]
 listen = "127.0.0.1:$http_port"
 public_url = "http://127.0.0.1:$http_port"
@@ -132,7 +147,7 @@ fi
 "$certgate" --config "$cg/certgate.toml" init > "$cg/init.log" 2>&1 \
   || { echo "radius_load.sh: certgate init failed:" >&2; tail -5 "$cg/init.log" >&2; exit 2; }
 "$certgate" --config "$cg/certgate.toml" certs issue --group staff --cn staff-ok \
-    --out "$cg/issued" --san email:staff-ok@example.test > "$cg/issue.log" 2>&1 \
+    --out "$cg/issued" --san email:staff-ok@example.test --key-type "$cg_key" > "$cg/issue.log" 2>&1 \
   || { echo "radius_load.sh: certs issue failed:" >&2; tail -5 "$cg/issue.log" >&2; exit 2; }
 cg_pki="$cg/pki"   # the mkpki.sh layout eaptls_load.sh reads
 mkdir -p "$cg_pki/clients"
@@ -156,17 +171,17 @@ for _ in $(seq 1 200); do
 done
 [ "$ready" = 1 ] || { echo "radius_load.sh: certgate serve not ready:" >&2; tail -20 "$cg/serve.log" >&2; exit 2; }
 store_kind=sqlite; [ -n "$storage_url" ] && store_kind=postgresql
-echo "certgate serve pid $cg_pid on 127.0.0.1:$cg_port ($("$certgate" --version 2>/dev/null || echo certgate), store $store_kind)" >&2
+echo "certgate serve pid $cg_pid on 127.0.0.1:$cg_port ($("$certgate" --version 2>/dev/null || echo certgate), store $store_kind, keys $key)" >&2
 
 # --- FreeRADIUS (reference) ----------------------------------------------------
 fr_pid=""
 if [ "$use_fr" = 1 ]; then
-  "$here/peer/mkpki.sh" --ec --force "$work/fr-pki" > "$work/mkpki.log" 2>&1 \
+  "$here/peer/mkpki.sh" "$mk_key" --force "$work/fr-pki" > "$work/mkpki.log" 2>&1 \
     || { echo "radius_load.sh: mkpki.sh failed" >&2; tail -5 "$work/mkpki.log" >&2; exit 2; }
   fr_pid=$("$here/peer/freeradius/start.sh" -p "$fr_port" -s "$secret" -w "$fr_work" \
              ${frag:+--frag "$frag"} "$work/fr-pki") \
     || { echo "radius_load.sh: freeradius start failed" >&2; exit 2; }
-  echo "freeradius pid $fr_pid on 127.0.0.1:$fr_port ($(freeradius -v 2>/dev/null | head -1))" >&2
+  echo "freeradius pid $fr_pid on 127.0.0.1:$fr_port ($(freeradius -v 2>/dev/null | head -1), keys $key)" >&2
 fi
 
 # --- matrix ------------------------------------------------------------------
@@ -182,7 +197,7 @@ point() { # server port pki domain pid tls mode conc
   [ "$code" = 0 ] || rc=1
   st=""; [ "$server" = certgate ] && st=" store=$store_kind"
   # t_start/t_end (epoch s) let a caller attribute other processes' CPU (the database) to the point
-  echo "server=$server $line loadavg1=$load exit=$code$st t_start=$t0 t_end=$t1" | tee -a "$out/load.txt"
+  echo "server=$server key=$key $line loadavg1=$load exit=$code$st t_start=$t0 t_end=$t1" | tee -a "$out/load.txt"
 }
 for tls in $tlsvs; do
   pts=""
