@@ -32,7 +32,12 @@ class RevocationHttp:
         self.signers = ocsp.SignerTable(
             {name: (ca.certificate, ca.key) for name, ca in runtime.pki.groups.items()}
         )
-        self.validity = dt.timedelta(minutes=runtime.settings.revocation.ocsp_validity_minutes)
+        rv = runtime.settings.revocation
+        self.validity = dt.timedelta(minutes=rv.ocsp_validity_minutes)
+        # Pre-signed no-nonce responses (revocation/ocsp.py ResponseCache): the status is
+        # still read per request, only the signature is reused. bench/README.md "OCSP".
+        reuse = min(dt.timedelta(seconds=rv.ocsp_reuse_seconds), self.validity / 2)
+        self.cache = ocsp.ResponseCache(reuse) if reuse > dt.timedelta(0) else None
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/crl/{name}", self.crl)
@@ -92,7 +97,8 @@ class RevocationHttp:
             log.exception("OCSP store lookup failed")
             return self._try_later()
         try:
-            result = ocsp.answer(der, lookup, self.signers, now, validity=self.validity)
+            result = ocsp.answer(der, lookup, self.signers, now, validity=self.validity,
+                                 cache=self.cache)
         except _NotKnownHere as exc:
             return self._try_later(exc.group)
         OCSP_REQUESTS.labels(group=result.group or "unknown", outcome=str(result.outcome)).inc()

@@ -30,6 +30,17 @@ The core is synchronous; an async shell pre-fetches the row for
 propagate: a store outage is ours, not the client's; the shell may answer
 ``unsuccessful(OCSPResponseStatus.TRY_LATER)``.
 
+Pre-signed responses: with a :class:`ResponseCache`, a request without a nonce gets the
+response signed earlier for the same CertID while ``lookup`` still returns the *same*
+status and that response is younger than the cache's ``max_age`` (RFC 5019 §2.1.1
+allows pre-produced responses; thisUpdate is then up to ``max_age`` old and nextUpdate
+unchanged). ``lookup`` is asked on every request, so a revocation (or a release) is in
+the very next answer; only the signature is saved. Requests with a nonce are signed
+every time (the nonce is inside the signed data)::
+
+    cache = ResponseCache(dt.timedelta(seconds=60))
+    der = respond(request_der, lookup, signers, now, cache=cache)
+
 Caveat: cryptography stamps producedAt with the wall clock (no API to pass it);
 every other time in the response comes from ``now``.
 
@@ -71,6 +82,7 @@ __all__ = [
     "OcspAnswer",
     "OcspSigner",
     "Outcome",
+    "ResponseCache",
     "Revoked",
     "SignerTable",
     "StatusLookup",
@@ -231,6 +243,57 @@ class OcspAnswer:
     next_update: _dt.datetime | None = None  # only for successful responses
 
 
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    status: CertStatus
+    der: bytes
+    this_update: _dt.datetime
+    next_update: _dt.datetime
+    validity: _dt.timedelta
+
+
+class ResponseCache:
+    """Signed no-nonce responses by CertID, reused while the status is the same.
+
+    Bounded: past ``max_entries`` the oldest-signed entry goes. ``max_age`` is how long
+    one signature is reused (a response older than that is signed again, so thisUpdate
+    is never more than ``max_age`` behind). Not thread-safe: one per event loop.
+    """
+
+    def __init__(self, max_age: _dt.timedelta, max_entries: int = 32768) -> None:
+        if not isinstance(max_age, _dt.timedelta) or max_age <= _dt.timedelta(0):
+            raise ValueError("max_age must be a positive timedelta")
+        if not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError("max_entries must be a positive int")
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, bytes, bytes, int], _Signed] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[str, bytes, bytes, int], status: CertStatus, now: _dt.datetime,
+            validity: _dt.timedelta) -> _Signed | None:
+        entry = self._entries.get(key)
+        if (entry is not None and entry.status == status and entry.validity == validity
+                and entry.this_update <= now < entry.this_update + self.max_age):
+            self.hits += 1
+            return entry
+        self.misses += 1
+        return None
+
+    def put(self, key: tuple[str, bytes, bytes, int], entry: _Signed) -> None:
+        self._entries.pop(key, None)  # re-inserted last: eviction order is signing order
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 def unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
     """An unsigned error response (malformedRequest, internalError, tryLater, ...)."""
     return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(serialization.Encoding.DER)
@@ -247,8 +310,10 @@ def answer(
     now: _dt.datetime,
     *,
     validity: _dt.timedelta = DEFAULT_VALIDITY,
+    cache: ResponseCache | None = None,
 ) -> OcspAnswer:
-    """Decide and sign. Peer faults become OCSP error statuses; our faults raise."""
+    """Decide and sign (or, without a nonce, reuse what ``cache`` holds for the same
+    CertID and status). Peer faults become OCSP error statuses; our faults raise."""
     if not isinstance(request_der, bytes | bytearray | memoryview):
         raise TypeError(f"request_der must be bytes, not {type(request_der).__name__}")
     if not isinstance(signers, SignerTable):
@@ -259,6 +324,8 @@ def answer(
         raise ValueError("now must be timezone-aware")
     if validity <= _dt.timedelta(0):
         raise ValueError("validity must be positive")
+    if cache is not None and not isinstance(cache, ResponseCache):
+        raise TypeError(f"cache must be a ResponseCache, not {type(cache).__name__}")
 
     malformed = OcspAnswer(_MALFORMED, Outcome.MALFORMED)
     if len(request_der) > MAX_REQUEST_SIZE:
@@ -302,6 +369,13 @@ def answer(
     else:
         raise TypeError(f"lookup returned {status!r}, expected Good, Revoked or Unknown")
 
+    key = (algorithm, name_hash, key_hash, serial)
+    if cache is not None and nonce is None:
+        hit = cache.get(key, status, now, validity)
+        if hit is not None:
+            return OcspAnswer(hit.der, outcome, group=signer.group, serial=serial,
+                              next_update=hit.next_update)
+
     next_update = now + validity
     builder = (
         ocsp.OCSPResponseBuilder()
@@ -321,8 +395,11 @@ def answer(
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     response = builder.sign(signer.key, signature_hash_for(signer.key))
+    der = response.public_bytes(serialization.Encoding.DER)
+    if cache is not None and nonce is None:
+        cache.put(key, _Signed(status, der, now, next_update, validity))
     return OcspAnswer(
-        response.public_bytes(serialization.Encoding.DER),
+        der,
         outcome,
         group=signer.group,
         serial=serial,
@@ -337,9 +414,10 @@ def respond(
     now: _dt.datetime,
     *,
     validity: _dt.timedelta = DEFAULT_VALIDITY,
+    cache: ResponseCache | None = None,
 ) -> bytes:
     """The DER OCSPResponse for ``request_der``; see :func:`answer`."""
-    return answer(request_der, lookup, signers, now, validity=validity).der
+    return answer(request_der, lookup, signers, now, validity=validity, cache=cache).der
 
 
 def requested_serial(request_der: bytes) -> int | None:

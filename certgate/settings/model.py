@@ -155,6 +155,7 @@ class RevocationSettings:
     delta_crl_max_entries: int = 10000  # a new base once the delta lists more
     persist_crl: bool = True  # keep the base CRL on disk (<pki dir>/crl) and reuse it at start
     ocsp_validity_minutes: int = 60
+    ocsp_reuse_seconds: int = 60  # a no-nonce response re-served while unchanged; 0 = never
     disconnect_on_revoke: bool = True
 
 

@@ -159,6 +159,7 @@ def parse_revocation(rv: TableReader) -> RevocationSettings:
         delta_crl_max_entries=rv.int("delta_crl_max_entries", 10000, 1, 10_000_000),
         persist_crl=rv.bool("persist_crl", True),
         ocsp_validity_minutes=rv.int("ocsp_validity_minutes", 60, 1, 7 * 24 * 60),
+        ocsp_reuse_seconds=rv.int("ocsp_reuse_seconds", 60, 0, 3600),
         disconnect_on_revoke=rv.bool("disconnect_on_revoke", True),
     )
     rv.finish()

@@ -74,7 +74,7 @@ def _http() -> tuple[RevocationHttp, Feed]:
     runtime = SimpleNamespace(
         store=DownStore(),
         pki=SimpleNamespace(groups={"staff": SimpleNamespace(certificate=staff, key=staff_key)}),
-        settings=SimpleNamespace(revocation=SimpleNamespace(ocsp_validity_minutes=60)),
+        settings=SimpleNamespace(revocation=SimpleNamespace(ocsp_validity_minutes=60, ocsp_reuse_seconds=60)),
         groups=SimpleNamespace(names=lambda: ["staff"]),
         revoked=RevocationIndex([("staff", 0x20), ("staff", 0x21), ("staff", 0x22)]),
         issued=IssuedIndex([("staff", 0x10), ("staff", 0x20), ("staff", 0x21), ("staff", 0x22)]),

@@ -19,6 +19,7 @@ from revocation.ocsp import (
     MalformedRequest,
     OcspSigner,
     Outcome,
+    ResponseCache,
     Revoked,
     SignerTable,
     answer,
@@ -500,3 +501,82 @@ class TestOverHttp:
         assert resp.certificate_status is ocsp.OCSPCertStatus.REVOKED
         assert resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"k" * 16
         assert bad.response_status is S.MALFORMED_REQUEST
+
+
+class TestResponseCache:
+    """Pre-signed no-nonce responses: reused only for the same CertID, the same status and
+    within max_age; the status is looked up every time."""
+
+    def _statuses(self, pki, now):
+        state = {pki.leaf2.serial_number: GOOD}
+        calls: list[int] = []
+
+        def lookup(group: str, serial: int):
+            calls.append(serial)
+            return state.get(serial, UNKNOWN)
+
+        return state, calls, lookup
+
+    def test_reused_while_unchanged_then_revocation_is_in_the_next_answer(self, pki, now, signers):
+        cache = ResponseCache(dt.timedelta(seconds=60))
+        state, calls, lookup = self._statuses(pki, now)
+        req = _request(pki.leaf2, pki.staff)
+        first = answer(req, lookup, signers, now, cache=cache)
+        later = answer(req, lookup, signers, now + dt.timedelta(seconds=30), cache=cache)
+        assert later.der == first.der and later.next_update == first.next_update == now + H
+        assert (cache.hits, cache.misses, len(cache)) == (1, 1, 1)
+        assert calls == [pki.leaf2.serial_number] * 2  # the status is read both times
+
+        state[pki.leaf2.serial_number] = Revoked(now, "key_compromise")
+        revoked = answer(req, lookup, signers, now + dt.timedelta(seconds=31), cache=cache)
+        r = ocsp.load_der_ocsp_response(revoked.der)
+        assert revoked.outcome is Outcome.REVOKED
+        assert r.certificate_status is ocsp.OCSPCertStatus.REVOKED
+        assert r.this_update_utc == now + dt.timedelta(seconds=31)
+        pki.staff.public_key().verify(r.signature, r.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
+        assert len(cache) == 1  # replaced, not added
+
+    def test_signed_again_after_max_age_and_for_another_hash_or_validity(self, pki, now, signers):
+        cache = ResponseCache(dt.timedelta(seconds=60))
+        _, _, lookup = self._statuses(pki, now)
+        req = _request(pki.leaf2, pki.staff)
+        first = answer(req, lookup, signers, now, cache=cache)
+        stale = answer(req, lookup, signers, now + dt.timedelta(seconds=60), cache=cache)
+        assert stale.der != first.der
+        assert ocsp.load_der_ocsp_response(stale.der).this_update_utc == now + dt.timedelta(seconds=60)
+        sha256 = answer(_request(pki.leaf2, pki.staff, hashes.SHA256()), lookup, signers,
+                        now + dt.timedelta(seconds=61), cache=cache)
+        assert ocsp.load_der_ocsp_response(sha256.der).hash_algorithm.name == "sha256"
+        other_validity = answer(req, lookup, signers, now + dt.timedelta(seconds=62),
+                                validity=2 * H, cache=cache)
+        assert other_validity.next_update == now + dt.timedelta(seconds=62) + 2 * H
+        # a clock that went back does not serve a response from the future
+        back = answer(req, lookup, signers, now, cache=cache)
+        assert ocsp.load_der_ocsp_response(back.der).this_update_utc == now
+        assert cache.hits == 0
+
+    def test_nonce_requests_are_always_signed_and_not_cached(self, pki, now, signers):
+        cache = ResponseCache(dt.timedelta(seconds=60))
+        _, _, lookup = self._statuses(pki, now)
+        answer(_request(pki.leaf2, pki.staff), lookup, signers, now, cache=cache)
+        for nonce in (b"\x01" * 16, b"\x02" * 16):
+            a = answer(_request(pki.leaf2, pki.staff, nonce=nonce), lookup, signers, now, cache=cache)
+            r = ocsp.load_der_ocsp_response(a.der)
+            assert r.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
+        assert (cache.hits, len(cache)) == (0, 1)
+
+    def test_bounded_and_checked(self, pki, now, signers):
+        cache = ResponseCache(dt.timedelta(seconds=60), max_entries=2)
+        lookup = lambda group, serial: GOOD  # noqa: E731
+        for cert, issuer in ((pki.leaf, pki.staff), (pki.leaf2, pki.staff),
+                             (pki.guest_leaf, pki.guests)):
+            answer(_request(cert, issuer), lookup, signers, now, cache=cache)
+        assert len(cache) == 2
+        answer(_request(pki.leaf, pki.staff), lookup, signers, now, cache=cache)
+        assert cache.hits == 0  # the oldest went first
+        with pytest.raises(ValueError):
+            ResponseCache(dt.timedelta(0))
+        with pytest.raises(ValueError):
+            ResponseCache(dt.timedelta(seconds=1), max_entries=0)
+        with pytest.raises(TypeError):
+            answer(_request(pki.leaf, pki.staff), lookup, signers, now, cache={})  # type: ignore[arg-type]
