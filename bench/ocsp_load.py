@@ -83,7 +83,8 @@ def run(cmd: list[str], **kw) -> str:
 # ------------------------------------------------------------------ set-up
 
 
-def setup_certgate(work: Path, n_certs: int, n_revoked: int, validity_min: int) -> dict:
+def setup_certgate(work: Path, n_certs: int, n_revoked: int, validity_min: int,
+                    reuse: int | None) -> dict:
     cg = work / "certgate"
     cg.mkdir()
     http_port = free_port()
@@ -105,6 +106,7 @@ public_url = "http://127.0.0.1:{http_port}"
 
 [revocation]
 ocsp_validity_minutes = {validity_min}
+{"" if reuse is None else f"ocsp_reuse_seconds = {reuse}"}
 
 [admin]
 tokens = ["bench-admin-token-0123456789"]
@@ -428,6 +430,11 @@ def main() -> int:
     p.add_argument("--nonce-pre", type=int, default=8000,
                    help="distinct nonce requests pre-built per client")
     p.add_argument("--validity-min", type=int, default=60, help="nextUpdate (both servers)")
+    p.add_argument("--reuse-seconds", type=int,
+                   help="certgate [revocation] ocsp_reuse_seconds (default: not set, the "
+                        "server's default; 0 signs every response)")
+    p.add_argument("--settle", type=float, default=3.0,
+                   help="seconds between certgate's /readyz and the first point")
     p.add_argument("--profile", help="run certgate under bench/profile_serve.py, stats to FILE")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--out", type=Path, help="write ocsp.txt and table.md here")
@@ -444,7 +451,7 @@ def main() -> int:
     rows: list[dict] = []
     try:
         t0 = time.monotonic()
-        cg = setup_certgate(work, a.certs, a.revoked, a.validity_min)
+        cg = setup_certgate(work, a.certs, a.revoked, a.validity_min, a.reuse_seconds)
         issuer_crt, issuer_key = find_issuer(cg["issuer_dir"])
         issuer_pem = issuer_crt.read_bytes()
         issuer = x509.load_pem_x509_certificate(issuer_pem)
@@ -470,6 +477,7 @@ def main() -> int:
                                         cwd=cg["dir"])
                 procs.append(proc)
                 wait_http(cg["port"], "/readyz", proc)
+                time.sleep(a.settle)  # start-up work after /readyz (CRLs, gauges) is not ours
                 port, path = cg["port"], "/ocsp"
             elif server == "openssl":
                 port = free_port()
