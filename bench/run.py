@@ -1,6 +1,6 @@
 """Run certgate's benchmarks in sequence (`make bench`).
 
-    .venv/bin/python bench/run.py [--out DIR] [--quick] [--only codec,load,revocation]
+    .venv/bin/python bench/run.py [--out DIR] [--quick] [--only codec,load,revocation,ocsp]
 
 1. codec       bench/radius_codec.py: codec µs per operation, server CPU per in-process
                EAP-TLS handshake
@@ -14,9 +14,14 @@
                enrollment) and RADIUS p95 idle vs during an enrollment burst
 6. storm       bench/scep_storm.py: 1,000 enrollments within 10 s (503 + Retry-After
                honoured), RADIUS p95 idle vs during the storm
+7. ocsp        bench/ocsp_load.py: OCSP responses per server CPU-second, certgate vs
+               `openssl ocsp` on the same certificates, with and without nonce
+8. load-rsa    bench/radius_load.sh --key rsa2048: certgate vs FreeRADIUS with RSA-2048
+               root, intermediates, server and client certificates (fresh c=2/4, TLS 1.2/1.3)
 
 Each step's output is printed and saved under --out (default /tmp/certgate-bench-<time>/).
 --quick: 3 s points, fresh c=2 only, 100,000 rows (a smoke run, not for the README).
+`ocsp` and `load-rsa` run only when named in --only (default: the first six, as before).
 Exit: 0 if every step exited 0, else 1.
 """
 
@@ -99,6 +104,13 @@ def main() -> int:
     if "storm" in only:
         steps.append(("storm", [PY, str(HERE / "scep_storm.py")]
                       + (["--n", "200", "--window", "3"] if a.quick else [])))
+    if "ocsp" in only:
+        steps.append(("ocsp", [PY, str(HERE / "ocsp_load.py"), "--out", str(out / "ocsp")]
+                      + (["--secs", "2", "--certs", "50", "--revoked", "5"] if a.quick else [])))
+    if "load-rsa" in only:
+        steps.append(("load-rsa", ["bash", str(HERE / "radius_load.sh"), "--key", "rsa2048",
+                                   "--reauth-conc", "0", "--out", str(out / "load-rsa")]
+                      + (["-s", "3", "-c", "2"] if a.quick else [])))
 
     info = machine()
     print(f"# machine: {info}", flush=True)
