@@ -185,3 +185,42 @@ def test_unknown_crl_and_garbage_ocsp(server: ServerProcess) -> None:
     status, body = server.post("/ocsp/staff", b"garbage", {"Content-Type": "application/ocsp-request"})
     assert status == 200 and body == bytes.fromhex("30030a0101")  # malformedRequest
     assert server.get("/ocsp/staff/!!!notbase64")[0] == 200
+
+
+def test_ocsp_presigned_no_nonce_until_the_status_changes(server: ServerProcess,
+                                                          initialized: Path,
+                                                          tmp_path: Path) -> None:
+    """Without a nonce the server re-serves the response it signed (ocsp_reuse_seconds,
+    default 60 s); with a nonce it signs every time; a revocation is in the next answer."""
+    openssl = require_tool("openssl")
+    pki = initialized.parent / "var" / "pki"
+    out = tmp_path / "c"
+    serial = issue(initialized, "presigned-dev", out)
+    cert = out / "presigned-dev.crt"
+
+    def ask(name: str, *flags: str) -> tuple[str, bytes]:
+        resp = tmp_path / f"{name}.der"
+        r = subprocess.run(
+            [openssl, "ocsp", "-issuer", str(pki / "groups/staff/ca.crt"), "-cert", str(cert),
+             "-url", server.http + "/ocsp/staff", "-CAfile", str(pki / "root.crt"),
+             "-VAfile", str(pki / "groups/staff/ca.crt"), "-respout", str(resp), *flags],
+            capture_output=True, text=True, timeout=30)
+        assert "Response verify OK" in r.stderr + r.stdout, r.stderr + r.stdout
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(str(cert)))
+        return line.split(":", 1)[1].strip(), resp.read_bytes()
+
+    first, der1 = ask("a", "-no_nonce")
+    second, der2 = ask("b", "-no_nonce")
+    assert first == second == "good"
+    assert der1 == der2  # the same signed response, served again
+
+    n1, nonce1 = ask("n1")  # openssl sends a nonce by default and checks it is echoed
+    n2, nonce2 = ask("n2")
+    assert n1 == n2 == "good"
+    assert len({der1, nonce1, nonce2}) == 3
+
+    status, body = server.post(f"/api/v1/certificates/{serial}/revoke",
+                               json.dumps({"reason": "keyCompromise"}).encode(), auth())
+    assert status == 200, body
+    after, der3 = ask("c", "-no_nonce")
+    assert after == "revoked" and der3 != der1
