@@ -255,9 +255,11 @@ class _Signed:
 class ResponseCache:
     """Signed no-nonce responses by CertID, reused while the status is the same.
 
-    Bounded: past ``max_entries`` the oldest-signed entry goes. ``max_age`` is how long
-    one signature is reused (a response older than that is signed again, so thisUpdate
-    is never more than ``max_age`` behind). Not thread-safe: one per event loop.
+    ``max_age`` is how long one signature is reused (a response older than that is signed
+    again, so thisUpdate is never more than ``max_age`` behind). Memory: only what was
+    signed in the last ``max_age`` is kept (older entries go at the next ``put``; entries
+    are in signing order) and at most ``max_entries`` (~700 bytes each, P-256). Not
+    thread-safe: one per event loop.
     """
 
     def __init__(self, max_age: _dt.timedelta, max_entries: int = 32768) -> None:
@@ -285,10 +287,15 @@ class ResponseCache:
         return None
 
     def put(self, key: tuple[str, bytes, bytes, int], entry: _Signed) -> None:
-        self._entries.pop(key, None)  # re-inserted last: eviction order is signing order
-        while len(self._entries) >= self.max_entries:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = entry
+        entries = self._entries
+        entries.pop(key, None)  # re-inserted last: the dict stays in signing order
+        expired = entry.this_update - self.max_age
+        while entries:
+            oldest = next(iter(entries))
+            if len(entries) < self.max_entries and entries[oldest].this_update > expired:
+                break
+            del entries[oldest]
+        entries[key] = entry
 
     def clear(self) -> None:
         self._entries.clear()

@@ -574,6 +574,10 @@ class TestResponseCache:
         assert len(cache) == 2
         answer(_request(pki.leaf, pki.staff), lookup, signers, now, cache=cache)
         assert cache.hits == 0  # the oldest went first
+        # what was signed more than max_age ago goes at the next put, whatever the count
+        answer(_request(pki.leaf2, pki.staff), lookup, signers, now + dt.timedelta(seconds=61),
+               cache=cache)
+        assert len(cache) == 1
         with pytest.raises(ValueError):
             ResponseCache(dt.timedelta(0))
         with pytest.raises(ValueError):
