@@ -195,7 +195,7 @@ class _Tx:
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
         # One trip to aiosqlite's thread (execute + fetch + close), not three: a point read
-        # (OCSP's store.get) cost 113 us of CPU that way, 31 us this way (bench/README.md
+        # (OCSP's store.get) cost 100-150 us of CPU that way, 30-50 us this way (bench/README.md
         # "OCSP"). Callers select one row (a key, LIMIT 1 or an aggregate).
         try:
             rows = await self._db.execute_fetchall(sql, tuple(args))
