@@ -23,6 +23,7 @@ from certgate.runtime import Runtime
 from certgate.settings import Settings
 from certgate.storage import open_configured
 from certgate.web import build_app
+from certgate.worker import DRAIN_SECONDS, WorkerContext
 from pki.hierarchy import Hierarchy
 from revocation.snapshot import RevocationIndex
 from store import Store, StoreUnavailable
@@ -148,6 +149,10 @@ async def serve(settings: Settings) -> int:
         log.warning("config %s: %s", settings.path, warning)
     metrics.set_build_info()
     runtime = await build_runtime(settings)
+    worker = WorkerContext.from_env()  # [server] workers > 1: started by certgate/workers.py
+    runtime.services["worker"] = worker
+    stop = asyncio.Event()
+    runtime.services["stop"] = stop
     watch_store_health(runtime.store, runtime.node_name)
     audit = await start_audit(runtime)
     feed = build_feed(runtime)
@@ -175,7 +180,8 @@ async def serve(settings: Settings) -> int:
     await runner.setup()
     site = GuardedSite(runner, http.listen.host, http.listen.port,
                        max_connections=http.max_connections,
-                       max_per_client=http.max_connections_per_client)
+                       max_per_client=http.max_connections_per_client,
+                       sock=worker.http if worker is not None else None)
     try:
         await site.start()
     except OSError as exc:
@@ -214,7 +220,6 @@ async def serve(settings: Settings) -> int:
         await runtime.store.close()
         raise
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -224,10 +229,16 @@ async def serve(settings: Settings) -> int:
     gc.freeze()
     runtime.ready = True
     log.info("certgate ready: groups %s", ", ".join(runtime.groups.names()))
+    if worker is not None:
+        worker.ready()
     await stop.wait()
 
     log.info("shutting down")
     runtime.ready = False
+    radius = runtime.services.get("radius")
+    if worker is not None and radius is not None:  # the supervisor routes no new ones now
+        left = await radius.drain(DRAIN_SECONDS)
+        log.info("worker %d drained: %d conversation(s) left", worker.index, left)
     await features.stop(runtime)
     for t in tasks:
         t.cancel()

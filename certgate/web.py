@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -58,8 +59,20 @@ async def metrics(request: web.Request) -> web.Response:
                                                                   token.encode()):
             return web.Response(status=401, text="bearer token required ([http] metrics_token)\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    body = generate_latest(REGISTRY)
+    body = generate_latest(_registry())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    """The default registry, or with `[server] workers` > 1 one view over every worker's
+    files (prometheus-client multiprocess mode, set up by certgate/workers.py)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 STORE_RETRY_AFTER = "5"

@@ -31,6 +31,7 @@ from radius import packet as rp
 from radius.authorize import Allow
 from radius.buffers import BufferAccount, BufferBudget
 from radius.conversations import ConversationTable, Overloaded, Shed
+from radius.dispatch import tagged_token
 from radius.duplicates import DuplicateCache, DupStatus
 from radius.eap_tls import Accept, AuthorizeFn, Challenge, Discard, EapTlsSession, Reject
 from radius.fragments import fragment_size_for
@@ -129,6 +130,7 @@ class RadiusServer:
         on_result: OnResult | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        state_tag: int | None = None,
     ) -> None:
         self.options = options
         self.clients = ClientTable(clients)
@@ -144,6 +146,7 @@ class RadiusServer:
             lifetime=options.conversation_lifetime,
             max_per_station=options.max_conversations_per_station,
             max_per_client=options.max_conversations_per_client or None,
+            **({} if state_tag is None else {"token": tagged_token(state_tag)}),
         )
         self.buffers = BufferBudget(options.max_buffered_bytes)
         for c in self.clients:  # every known label value exported from the start
@@ -156,6 +159,7 @@ class RadiusServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._reads = True  # False: an inherited socket the supervisor reads
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -202,6 +206,26 @@ class RadiusServer:
         self._set_state(ServerState.RUNNING)
         log.info("RADIUS listening on %s:%d", *self.address)
 
+    async def start_inherited(self, sock: socket.socket) -> None:
+        """Worker mode (`[server] workers` > 1): ``sock`` is the bound UDP socket the
+        supervisor reads; this server never reads it, it is given datagrams (`answer`) and
+        replies with sendto() on it, so replies leave from the server port."""
+        if self.state is not ServerState.STOPPED:
+            raise RuntimeError(f"start_inherited() in state {self.state.value}")
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._reads = False
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="radius-housekeeping")
+        self._set_state(ServerState.RUNNING)
+
+    async def drain(self, timeout: float, poll: float = 0.05) -> int:
+        """Wait (at most ``timeout`` s) for the conversations in progress to finish; returns
+        how many were still open. New ones are kept away by whoever routes datagrams."""
+        deadline = self._mono() + timeout
+        while len(self.conversations) and self._mono() < deadline:
+            await asyncio.sleep(poll)
+        return len(self.conversations)
+
     async def stop(self) -> None:
         if self.state is not ServerState.RUNNING:
             return
@@ -212,7 +236,8 @@ class RadiusServer:
                 await self._housekeeping
             self._housekeeping = None
         if self._sock is not None and self._loop is not None:
-            self._loop.remove_reader(self._sock.fileno())
+            if self._reads:
+                self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
         self._sock = None
         for conv in self.conversations.expire(float("inf")):
@@ -253,16 +278,23 @@ class RadiusServer:
             except OSError as e:  # e.g. ICMP port unreachable reported on Linux
                 log.debug("recvfrom: %s", e)
                 continue
-            reply = self.handle_datagram(data, addr)
-            if reply is None:
-                continue
-            try:
-                sock.sendto(reply, addr)
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.ENOBUFS):
-                    metrics.dropped("unknown", DropReason.QUEUE_FULL.value).inc()
-                else:
-                    log.warning("sendto %s: %s", addr, e)
+            self.answer(data, addr, sock)
+
+    def answer(self, data: bytes, addr: tuple[Any, ...], sock: socket.socket | None = None
+               ) -> None:
+        """Handle one datagram from ``addr`` and send the reply, if any, from the server
+        socket. Never raises."""
+        reply = self.handle_datagram(data, addr)
+        sock = sock or self._sock
+        if reply is None or sock is None:
+            return
+        try:
+            sock.sendto(reply, addr)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.ENOBUFS):
+                metrics.dropped("unknown", DropReason.QUEUE_FULL.value).inc()
+            else:
+                log.warning("sendto %s: %s", addr, e)
 
     def handle_datagram(self, data: bytes, addr: tuple[Any, ...]) -> bytes | None:
         """Process one datagram; return the reply bytes or None. Never raises."""
