@@ -237,6 +237,8 @@ async def serve(settings: Settings) -> int:
     runtime.ready = False
     radius = runtime.services.get("radius")
     if worker is not None and radius is not None:  # the supervisor routes no new ones now
+        log.info("worker %d: draining %d conversation(s) in progress", worker.index,
+                 len(radius.conversations))
         left = await radius.drain(DRAIN_SECONDS)
         log.info("worker %d drained: %d conversation(s) left", worker.index, left)
     await features.stop(runtime)

@@ -1,0 +1,233 @@
+"""`[server] workers = 2` as a real process: the supervisor routes, two workers serve.
+
+eapol_test (one source port per run) authenticates until both workers have served several
+runs, every one SUCCESS with MPPE keys OK; the counters of /metrics add up over the workers;
+Access-Requests from one source port spread over both workers (the State each answers with
+starts with its index), a retransmission gets the identical answer; a revocation by the CLI
+is refused by both workers a second later; a worker killed with SIGKILL is restarted and
+counted and service continues; SIGTERM during a conversation lets it finish, exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from radius import packet as rp
+from radius.packet import Attr, Code
+from tests.support import (
+    SECRET,
+    ServerProcess,
+    certgate,
+    require_tool,
+    run_eapol_test,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 2
+
+
+def _samples(text: str, family: str) -> dict[str, float]:
+    """{label text: value} of one family in the Prometheus text format."""
+    out = {}
+    for m in re.finditer(rf"^{family}(\{{[^}}]*\}})? (\S+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+class Workers:
+    def __init__(self, tmp: Path) -> None:
+        require_tool("eapol_test")
+        self.dir = tmp
+        self.config = write_config(tmp, radius_extra="conversation_timeout = 5.0")
+        text = self.config.read_text().replace('data_dir = "var"',
+                                               f'data_dir = "var"\nworkers = {WORKERS}', 1)
+        self.config.write_text(text)
+        certgate("init", config=self.config)
+        self.root = tmp / "var" / "pki" / "root.crt"
+        self.out = tmp / "clients"
+        self.serials = {cn: certgate("certs", "issue", "--group", "staff", "--cn", cn, "--out",
+                                     str(self.out), config=self.config).stdout.strip()
+                        for cn in ("laptop-ok", "laptop-revoked")}
+        self.server = ServerProcess(self.config, tmp / "serve.log").start(timeout=60)
+        self.wait_all_ready()
+
+    def metrics(self) -> str:
+        status, body = self.server.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+    def routed(self) -> list[float]:
+        s = _samples(self.metrics(), "certgate_worker_datagrams_total")
+        return [s.get(f'{{worker="{i}"}}', 0.0) for i in range(WORKERS)]
+
+    def wait_all_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server.log().count(" ready (pid ") >= WORKERS + self.restarts_logged():
+                return
+            time.sleep(0.2)
+        raise AssertionError("workers not ready:\n" + self.server.log())
+
+    def restarts_logged(self) -> int:
+        return self.server.log().count("; restarting in")
+
+    def eapol(self, cn: str) -> tuple[int, str]:
+        return run_eapol_test(self.server.radius, self.root, self.out / f"{cn}.chain.pem",
+                              self.out / f"{cn}.key", self.dir / "eapol")
+
+    def runs_on_every_worker(self, cn: str, per_worker: int = 2, limit: int = 30
+                             ) -> tuple[list[int], list[str]]:
+        """eapol_test runs until each worker handled ``per_worker`` of them (each run is one
+        conversation: all its datagrams go to one worker); runs per worker and outputs."""
+        served, outputs = [0] * WORKERS, []
+        before = self.routed()
+        for _ in range(limit):
+            _, out = self.eapol(cn)
+            outputs.append(out)
+            after = self.routed()
+            moved = [i for i in range(WORKERS) if after[i] > before[i]]
+            assert len(moved) == 1, f"one conversation reached workers {moved}"
+            served[moved[0]] += 1
+            before = after
+            if min(served) >= per_worker:
+                return served, outputs
+        raise AssertionError(f"runs per worker after {limit} runs: {served}")
+
+    def supervisor_children(self) -> list[int]:
+        assert self.server.proc is not None
+        parent = self.server.proc.pid
+        kids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                kids.append(int(entry))
+        return kids
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Workers(tmp_path_factory.mktemp("workers"))
+    yield lab
+    lab.server.stop(timeout=30)
+
+
+def _identity_request(identifier: int, mac: str) -> tuple[bytes, bytes]:
+    authenticator = os.urandom(16)
+    eap_identity = bytes([2, identifier, 0, 9, 1]) + b"dev@"
+    attrs = [(Attr.USER_NAME, b"dev@"), (Attr.CALLING_STATION_ID, mac.encode()),
+             *rp.eap_message_attributes(eap_identity)]
+    return rp.encode_access_request(identifier, authenticator, SECRET.encode(), attrs), authenticator
+
+
+def test_every_worker_authenticates_and_the_counters_add_up(lab: Workers) -> None:
+    before = lab.metrics()
+    served, outputs = lab.runs_on_every_worker("laptop-ok")
+    for out in outputs:
+        assert "MPPE keys OK: 1  mismatch: 0" in out and out.rstrip().endswith("SUCCESS"), out
+    after = lab.metrics()
+    key = '{group="staff",reason="ok",result="accept",tls_version="1.2"}'
+    accepted = (_samples(after, "certgate_eap_authentications_total")[key]
+                - _samples(before, "certgate_eap_authentications_total").get(key, 0.0))
+    assert accepted == len(outputs) == sum(served)  # both workers' counters, summed
+    req = '{client="loopback",code="access_request",transport="udp"}'
+    requests = (_samples(after, "certgate_radius_requests_total")[req]
+                - _samples(before, "certgate_radius_requests_total").get(req, 0.0))
+    routed = (sum(_samples(after, "certgate_worker_datagrams_total").values())
+              - sum(_samples(before, "certgate_worker_datagrams_total").values()))
+    assert requests == routed > 0  # every routed datagram counted once, by the worker that had it
+    assert _samples(after, "certgate_eap_sessions_active")[""] == 0  # livesum, not one pid each
+
+
+def test_one_source_port_spreads_and_retransmissions_get_the_same_answer(lab: Workers) -> None:
+    before = _samples(lab.metrics(), "certgate_radius_duplicate_requests_total")
+    tags = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.connect(lab.server.radius)
+        for i in range(24):
+            data, authenticator = _identity_request(i, f"02-00-00-00-01-{i:02x}")
+            sock.send(data)
+            first = sock.recv(4096)
+            sock.send(data)  # the NAS retransmits the same bytes
+            second = sock.recv(4096)
+            assert second == first
+            reply = rp.decode_reply(first, SECRET.encode(), authenticator)
+            assert reply.code == Code.ACCESS_CHALLENGE
+            tags.append(reply.get(Attr.STATE)[0])
+    assert set(tags) == set(range(WORKERS)), tags  # one source port, every worker
+    after = _samples(lab.metrics(), "certgate_radius_duplicate_requests_total")
+    assert after['{client="loopback"}'] - before.get('{client="loopback"}', 0.0) == 24
+
+
+def test_a_cli_revocation_is_refused_by_every_worker_within_a_second(lab: Workers) -> None:
+    code, out = lab.eapol("laptop-revoked")
+    assert out.rstrip().endswith("SUCCESS"), out
+    certgate("revoke", "--serial", lab.serials["laptop-revoked"], "--reason", "keyCompromise",
+             "--yes", config=lab.config)
+    time.sleep(1.0)
+    _, outputs = lab.runs_on_every_worker("laptop-revoked")
+    for out in outputs:
+        assert "Access-Reject" in out and "SUCCESS" not in out.splitlines()[-1], out
+    assert "reason=revoked" in lab.server.log()
+
+
+def test_sigkill_of_a_worker_restarts_it_and_counts_it(lab: Workers) -> None:
+    kids = lab.supervisor_children()
+    assert len(kids) == WORKERS
+    os.kill(kids[-1], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        restarts = _samples(lab.metrics(), "certgate_worker_restarts_total")
+        if sum(restarts.values()) == 1 and lab.server.log().count(" ready (pid ") > WORKERS:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("no restart:\n" + lab.server.log())
+    assert kids[-1] not in lab.supervisor_children()
+    served, outputs = lab.runs_on_every_worker("laptop-ok")
+    assert all(out.rstrip().endswith("SUCCESS") for out in outputs)
+
+
+def test_sigterm_lets_a_conversation_in_progress_finish(lab: Workers) -> None:
+    """Last: it stops the server. eapol_test with small fragments takes many round trips;
+    SIGTERM arrives once its first datagrams were routed; it still ends in SUCCESS."""
+    eapol_test = require_tool("eapol_test")
+    conf = lab.dir / "eapol" / "slow.conf"
+    conf.write_text("network={\n\tkey_mgmt=WPA-EAP\n\teap=TLS\n\tidentity=\"slow\"\n"
+                    f"\tca_cert=\"{lab.root}\"\n\tclient_cert=\"{lab.out}/laptop-ok.chain.pem\"\n"
+                    f"\tprivate_key=\"{lab.out}/laptop-ok.key\"\n\tfragment_size=64\n"
+                    "\tphase1=\"tls_disable_tlsv1_3=1\"\n}\n")
+    before = sum(lab.routed())
+    host, port = lab.server.radius
+    proc = subprocess.Popen([eapol_test, "-c", str(conf), "-a", host, "-p", str(port), "-s",
+                             SECRET, "-t", "15"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 10
+    while sum(lab.routed()) < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lab.server.proc is not None
+    lab.server.proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    code = lab.server.proc.wait(timeout=30)
+    assert out.rstrip().endswith("SUCCESS"), out + lab.server.log()
+    assert code == 0
+    log = lab.server.log()
+    # the accept came after SIGTERM, from a worker that was draining it
+    assert log.index("stopping: draining 2 worker(s)") < log.index("outer_identity='slow'"), log
+    assert re.search(r"worker \d: draining [1-9]\d* conversation\(s\) in progress", log), log
+    assert "0 conversation(s) left" in log
