@@ -186,6 +186,40 @@ def test_a_cli_revocation_is_refused_by_every_worker_within_a_second(lab: Worker
     assert "reason=revoked" in lab.server.log()
 
 
+def test_a_revocation_disconnects_a_session_once_not_once_per_worker(lab: Workers) -> None:
+    """FreeRADIUS (`listen { type = coa }`) is the NAS's DAS: the session's accounting is in
+    the store, every worker applies the revocation from the change feed, one sends."""
+    import tomllib
+
+    from radius.accounting import class_value
+    from tests.integration.coa_support import FreeRadiusCoa, metric, send_accounting, wait_for
+
+    require_tool("freeradius")
+    data = tomllib.loads(lab.config.read_text())
+    coa_port = data["radius"]["clients"][0]["coa_port"]
+    host, port = data["radius"]["acct_listen"].rsplit(":", 1)
+    serial = certgate("certs", "issue", "--group", "staff", "--cn", "laptop-session", "--out",
+                      str(lab.out), config=lab.config).stdout.strip()
+    fr = FreeRadiusCoa(lab.dir / "fr-coa", coa_port).start()
+    try:
+        code, out = lab.eapol("laptop-session")
+        assert out.rstrip().endswith("SUCCESS"), out
+        for i in range(4):  # accounting spreads over the workers too; all of it is stored
+            send_accounting((host, int(port)), session_id=f"sess-{i}",
+                            station=f"02-00-00-00-03-{i:02x}",
+                            cls=class_value("staff", int(serial, 16)))
+        certgate("revoke", "--serial", serial, "--reason", "keyCompromise", "--yes",
+                 config=lab.config)
+        wait_for(lambda: len(fr.requests()) >= 4, what="a Disconnect per session")
+        time.sleep(2.0)  # a second worker's Disconnects would have arrived by now
+        sessions = sorted(r["Acct-Session-Id"] for r in fr.requests())
+        assert sessions == [f"sess-{i}" for i in range(4)], fr.requests()
+        assert metric(lab.server, "coa_requests_total", client="loopback", kind="disconnect",
+                      result="ack") == 4
+    finally:
+        fr.stop()
+
+
 def test_sigkill_of_a_worker_restarts_it_and_counts_it(lab: Workers) -> None:
     kids = lab.supervisor_children()
     assert len(kids) == WORKERS
