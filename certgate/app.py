@@ -23,7 +23,7 @@ from certgate.runtime import Runtime
 from certgate.settings import Settings
 from certgate.storage import open_configured
 from certgate.web import build_app
-from certgate.worker import DRAIN_SECONDS, WorkerContext
+from certgate.worker import DRAIN_SECONDS, WorkerContext, worker_index
 from pki.hierarchy import Hierarchy
 from revocation.snapshot import RevocationIndex
 from store import Store, StoreUnavailable
@@ -144,7 +144,7 @@ def on_sighup(runtime: Runtime) -> None:
 
 
 async def serve(settings: Settings) -> int:
-    setup_logging(settings.server.log_format, settings.server.log_level)
+    setup_logging(settings.server.log_format, settings.server.log_level, worker_index())
     for warning in settings.warnings:  # risky or deprecated settings that still work
         log.warning("config %s: %s", settings.path, warning)
     metrics.set_build_info()

@@ -108,6 +108,12 @@ class WorkerContext:
                 self._accounting.datagram_received(data, (host, port))
 
 
+def worker_index() -> int | None:
+    """This process's worker index, None outside `[server] workers` > 1 (for log lines)."""
+    spec = os.environ.get(ENV_WORKER)
+    return int(spec.split("/")[0]) if spec else None
+
+
 def _die_with_parent() -> None:
     """SIGTERM this worker when the supervisor dies (even by SIGKILL): no orphan keeps the
     HTTP port while a new supervisor cannot bind."""
