@@ -350,16 +350,3 @@ def test_quarantine_and_coa_source_defaults(tmp_path: Path) -> None:
     s = parse("[radius]\nlisten = '0.0.0.0:1812'\ncoa_source = '10.0.0.2'\n" + MINIMAL, tmp_path)
     assert s.radius.coa_source_address == "10.0.0.2"
     assert (s.radius.coa_timeout, s.radius.coa_attempts) == (1.0, 3)
-
-
-def test_workers_count_auto_and_errors(tmp_path: Path) -> None:
-    import os
-
-    assert parse(MINIMAL, tmp_path).server.workers == 1
-    assert parse("[server]\nworkers = 3\n" + MINIMAL, tmp_path).server.workers == 3
-    cpus = len(os.sched_getaffinity(0))
-    assert parse("[server]\nworkers = 'auto'\n" + MINIMAL, tmp_path).server.workers == cpus
-    for bad in ("0", "65", "'many'", "2.5", "true"):
-        with pytest.raises(ConfigError, match=r"server\.workers: expected an integer between 1 "
-                                              r"and 64 or \"auto\""):
-            parse(f"[server]\nworkers = {bad}\n" + MINIMAL, tmp_path)
