@@ -165,9 +165,16 @@ def point(tmp: Path, config: Path, workers: int, args: argparse.Namespace) -> di
             deadline = time.monotonic() + 60
             while server.log().count(" ready (pid ") < workers and time.monotonic() < deadline:
                 time.sleep(0.2)
-        time.sleep(4.0)  # the SCEP crypto processes finish importing (~0.4 s CPU each)
         assert server.proc is not None
         sup = server.proc.pid
+        # idle first: the SCEP crypto processes import and load (prime-check) the RA keys
+        # for a while after /readyz (~0.5 s CPU each, longer on a busy box)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            before = {p: _cpu(p) for p in _tree(sup)}
+            time.sleep(1.0)
+            if sum(_cpu(p) - before.get(p, 0.0) for p in _tree(sup)) < 0.03:
+                break
         pids = _tree(sup)
         cpu0 = {p: _cpu(p) for p in pids}
         sup0 = _cpu(sup)
