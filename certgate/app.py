@@ -182,17 +182,24 @@ async def serve(settings: Settings) -> int:
                        max_connections=http.max_connections,
                        max_per_client=http.max_connections_per_client,
                        sock=worker.http if worker is not None else None)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        await runtime.store.close()
-        raise OperatorError(f"cannot listen on {settings.http.listen} ([http] listen): "
-                            f"{exc.strerror}") from None
-    asyncio.get_running_loop().set_exception_handler(
-        AcceptFailures(lambda: [site.guard] if site.guard is not None else []))
-    log.info("http listening on %s (public_url %s)", settings.http.listen,
-             settings.http.public_url)
+
+    async def start_http() -> None:
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            await runtime.store.close()
+            raise OperatorError(f"cannot listen on {settings.http.listen} ([http] listen): "
+                                f"{exc.strerror}") from None
+        asyncio.get_running_loop().set_exception_handler(
+            AcceptFailures(lambda: [site.guard] if site.guard is not None else []))
+        log.info("http listening on %s (public_url %s)", settings.http.listen,
+                 settings.http.public_url)
+
+    if worker is None:
+        await start_http()
+    # else: a worker accepts on the shared socket only once ready (below), so a worker that
+    # is (re)starting never answers /readyz 503 or a request while the others are serving
 
     def on_changes(changes: list) -> None:
         set_revocation_gauges(runtime)
@@ -227,6 +234,8 @@ async def serve(settings: Settings) -> int:
     # Everything loaded so far (PKI, a revocation index of maybe a million entries) lives as
     # long as the process: keep it out of the cyclic GC's scans, which would pause RADIUS.
     gc.freeze()
+    if worker is not None:
+        await start_http()
     runtime.ready = True
     log.info("certgate ready: groups %s", ", ".join(runtime.groups.names()))
     if worker is not None:

@@ -57,7 +57,7 @@ class Workers:
         self.serials = {cn: certgate("certs", "issue", "--group", "staff", "--cn", cn, "--out",
                                      str(self.out), config=self.config).stdout.strip()
                         for cn in ("laptop-ok", "laptop-revoked")}
-        self.server = ServerProcess(self.config, tmp / "serve.log").start(timeout=60)
+        self.server = ServerProcess(self.config, tmp / "serve.log").start(timeout=120)
         self.wait_all_ready()
 
     def metrics(self) -> str:
