@@ -4,8 +4,10 @@ eapol_test (one source port per run) authenticates until both workers have serve
 runs, every one SUCCESS with MPPE keys OK; the counters of /metrics add up over the workers;
 Access-Requests from one source port spread over both workers (the State each answers with
 starts with its index), a retransmission gets the identical answer; a revocation by the CLI
-is refused by both workers a second later; a worker killed with SIGKILL is restarted and
-counted and service continues; SIGTERM during a conversation lets it finish, exit 0.
+is refused by both workers a second later; a SIGHUP config reload (a group's VLAN) reaches
+both; a revocation sends one Disconnect per session (FreeRADIUS as the NAS's DAS), not one
+per worker; a worker killed with SIGKILL is restarted and counted and service continues;
+SIGTERM during a conversation lets it finish, a new one gets no answer, exit 0.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from radius.packet import Attr, Code
 from tests.support import (
     SECRET,
     ServerProcess,
+    accept_attributes,
     certgate,
     require_tool,
     run_eapol_test,
+    vlan_of,
     write_config,
 )
 
@@ -184,6 +188,20 @@ def test_a_cli_revocation_is_refused_by_every_worker_within_a_second(lab: Worker
     for out in outputs:
         assert "Access-Reject" in out and "SUCCESS" not in out.splitlines()[-1], out
     assert "reason=revoked" in lab.server.log()
+
+
+def test_a_config_reload_reaches_every_worker(lab: Workers) -> None:
+    """SIGHUP to the supervisor is forwarded: staff's VLAN 10 -> 11 in the file, and a
+    second later both workers answer with 11."""
+    text = lab.config.read_text()
+    head = "[groups.staff]\nvlan = 10\n"
+    assert head in text
+    lab.config.write_text(text.replace(head, "[groups.staff]\nvlan = 11\n", 1))
+    assert lab.server.proc is not None
+    lab.server.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    _, outputs = lab.runs_on_every_worker("laptop-ok")
+    assert [vlan_of(accept_attributes(out)) for out in outputs] == ["11"] * len(outputs)
 
 
 def test_a_revocation_disconnects_a_session_once_not_once_per_worker(lab: Workers) -> None:
