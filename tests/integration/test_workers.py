@@ -155,6 +155,11 @@ def test_every_worker_authenticates_and_the_counters_add_up(lab: Workers) -> Non
               - sum(_samples(before, "certgate_worker_datagrams_total").values()))
     assert requests == routed > 0  # every routed datagram counted once, by the worker that had it
     assert _samples(after, "certgate_eap_sessions_active")[""] == 0  # livesum, not one pid each
+    # process_* are the whole tree's: at least the supervisor's and both workers' RSS
+    assert lab.server.proc is not None
+    rss = sum(int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+              for p in [lab.server.proc.pid, *lab.supervisor_children()])
+    assert _samples(lab.metrics(), "process_resident_memory_bytes")[""] >= 0.9 * rss
 
 
 def test_one_source_port_spreads_and_retransmissions_get_the_same_answer(lab: Workers) -> None:
