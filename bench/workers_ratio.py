@@ -167,8 +167,8 @@ def point(tmp: Path, config: Path, workers: int, args: argparse.Namespace) -> di
                 time.sleep(0.2)
         assert server.proc is not None
         sup = server.proc.pid
-        # idle first: the SCEP crypto processes import and load (prime-check) the RA keys
-        # for a while after /readyz (~0.5 s CPU each, longer on a busy box)
+        # idle first: the SCEP crypto processes are still starting (imports, loading the RA
+        # keys) for a while after /readyz (0.3-0.8 s CPU each, longer on a busy box)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             before = {p: _cpu(p) for p in _tree(sup)}

@@ -54,7 +54,7 @@ async def start(runtime: Runtime) -> None:
     runtime.services["initial_crls"] = asyncio.get_running_loop().create_task(publish_first_crls())
     reconciler = runtime.services.get("reconciler")
     worker = runtime.services.get("worker")
-    if reconciler is not None and (worker is None or worker.sends_coa):
+    if reconciler is not None and (worker is None or worker.primary):
         reconciler.start()  # [mdm] reconcile_interval passes; workers > 1: on worker 0 only
 
 

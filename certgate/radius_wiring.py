@@ -99,7 +99,7 @@ async def start_radius(runtime: Runtime) -> None:
             trim_after_floods(server, trim), name="memory-trim")
 
     tracker = SessionTracker(runtime)
-    tracker.sends_coa = worker is None or worker.sends_coa
+    tracker.sends_coa = worker is None or worker.primary
     runtime.services["sessions"] = tracker
     revocations = runtime.services["revocations"]
     revocations.disconnect_hooks.append(tracker.disconnect_revoked)
@@ -120,7 +120,7 @@ async def start_radius(runtime: Runtime) -> None:
         runtime.services["accounting"] = acct
     if worker is not None:
         worker.attach(server, acct, on_lost=runtime.services["stop"].set)
-        if not worker.sends_coa:
+        if not worker.primary:
             return  # RadSec: one listener, on worker 0
     try:
         await start_radsec(runtime, server, clients, tracker.record)

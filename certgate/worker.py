@@ -68,9 +68,10 @@ class WorkerContext:
         return cls(index, count, channel, auth, acct, http)
 
     @property
-    def sends_coa(self) -> bool:
-        """One CoA/Disconnect per session: only worker 0 sends them (every worker follows
-        the same change feed and would otherwise send one each)."""
+    def primary(self) -> bool:
+        """Worker 0 does what must happen once per host: CoA/Disconnect (every worker follows
+        the same change feed and would otherwise send one each per session), the MDM
+        reconciler, the RadSec listener."""
         return self.index == 0
 
     def attach(self, radius: RadiusServer, accounting: AccountingServer | None,

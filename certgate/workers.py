@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from certgate.errors import OperatorError
 from certgate.settings import Settings
@@ -122,7 +122,6 @@ class Worker:
     started: float = 0.0
     delay: float = RESTART_DELAY[0]
     restart_at: float | None = None
-    pids: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -148,7 +147,7 @@ class Supervisor:
         for w in self.workers:
             self.restarts.labels(worker=str(w.index))
         # counted in plain ints per datagram, added to the (mmap-backed, locked) counters by
-        # the watch loop every POLL_SECONDS: a quarter of the dispatcher's cost otherwise
+        # the watch loop every POLL_SECONDS: no locked mmap write per datagram
         self._sent = [0] * self.count
         self._dropped = {"no_worker": 0, "queue_full": 0}
         self._flushed = ([0] * self.count, dict.fromkeys(self._dropped, 0))
@@ -190,7 +189,6 @@ class Supervisor:
         w.proc = subprocess.Popen(cmd, env=env, pass_fds=[fd for fd in fds if fd >= 0])
         theirs.close()
         w.channel, w.ready, w.started, w.restart_at = ours, False, time.monotonic(), None
-        w.pids.append(w.proc.pid)
         asyncio.get_running_loop().add_reader(ours.fileno(), self._on_control, w)
         log.info("worker %d started: pid %d", w.index, w.proc.pid)
 

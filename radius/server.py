@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import socket
 import time
@@ -30,6 +29,7 @@ from radius import eap, metrics
 from radius import packet as rp
 from radius.authorize import Allow
 from radius.buffers import BufferAccount, BufferBudget
+from radius.clients import ClientTable
 from radius.conversations import ConversationTable, Overloaded, Shed
 from radius.dispatch import tagged_token
 from radius.duplicates import DuplicateCache, DupStatus
@@ -50,7 +50,6 @@ ContextSource = SSL.Context | Callable[[], SSL.Context]
 MAX_DATAGRAM = 65535  # read whole datagrams so oversize ones are seen and dropped
 DRAIN_BATCH = 64  # datagrams per reader callback, so other tasks get the loop
 HOUSEKEEPING_INTERVAL = 1.0
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ServerState(Enum):
@@ -82,40 +81,6 @@ _ACCEPT_LINE = _RESULT_FIELDS + "identity=%r serial=%x session_timeout=%d"
 
 def _code_label(code: int) -> str:
     return _CODE_LABELS.get(code, "other")
-
-
-class ClientTable:
-    """Source address -> RadiusClient; the most specific network wins."""
-
-    def __init__(self, clients: Sequence[RadiusClient]) -> None:
-        names = [c.name for c in clients]
-        if len(set(names)) != len(names):
-            raise ValueError("RADIUS client names must be unique")
-        self._clients = sorted(clients, key=lambda c: c.network.prefixlen, reverse=True)
-        self._cache: dict[str, RadiusClient | None] = {}
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._clients)
-
-    def __len__(self) -> int:
-        return len(self._clients)
-
-    def match(self, host: str) -> RadiusClient | None:
-        if host in self._cache:
-            return self._cache[host]
-        try:
-            addr: _IPAddress = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return None
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        found = next(
-            (c for c in self._clients if c.network.version == addr.version and addr in c.network),
-            None,
-        )
-        if found is not None and len(self._cache) < 4096:  # never cache misses (spoofing)
-            self._cache[host] = found
-        return found
 
 
 class RadiusServer:
