@@ -72,7 +72,8 @@ def _registry():  # type: ignore[no-untyped-def]
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    registry.register(ProcessTreeCollector(os.getppid()))
+    if os.environ.get("CERTGATE_WORKER"):  # the parent is the supervisor
+        registry.register(ProcessTreeCollector(os.getppid()))
     return registry
 
 

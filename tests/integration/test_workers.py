@@ -16,6 +16,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -304,3 +306,19 @@ def test_sigterm_lets_a_conversation_in_progress_finish(lab: Workers) -> None:
     assert log.index("stopping: draining 2 worker(s)") < log.index("outer_identity='laptop-ok'")
     assert re.search(r"worker \d: draining [1-9]\d* conversation\(s\) in progress", log), log
     assert "0 conversation(s) left" in log
+
+
+def test_a_worker_that_cannot_start_ends_serve_with_its_exit_code(tmp_path: Path) -> None:
+    """No PKI yet: the first worker exits 1 with the operator's message before it is ready;
+    the supervisor stops, exit 1 and the same message as with one process, no restart loop."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace('data_dir = "var"',
+                                                 f'data_dir = "var"\nworkers = {WORKERS}', 1))
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "certgate", "--config", str(config), "serve"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "no PKI at" in r.stderr and "run `certgate init --config FILE` first" in r.stderr
+    assert "exited with 1 before it was ready; stopping" in r.stderr
+    assert r.stderr.count("started: pid") == 1  # worker 0 only, not restarted
+    assert time.monotonic() - started < 30
