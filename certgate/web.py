@@ -74,6 +74,10 @@ def _registry():  # type: ignore[no-untyped-def]
     multiprocess.MultiProcessCollector(registry)
     if os.environ.get("CERTGATE_WORKER"):  # the parent is the supervisor
         registry.register(ProcessTreeCollector(os.getppid()))
+    else:  # the variable set by hand around a single process: its own process_*
+        from prometheus_client import ProcessCollector
+
+        ProcessCollector(registry=registry)
     return registry
 
 
