@@ -23,6 +23,7 @@ from certgate.runtime import Runtime
 from certgate.settings import Settings
 from certgate.storage import open_configured
 from certgate.web import build_app
+from certgate.worker import DRAIN_SECONDS, WorkerContext, worker_index
 from pki.hierarchy import Hierarchy
 from revocation.snapshot import RevocationIndex
 from store import Store, StoreUnavailable
@@ -143,11 +144,15 @@ def on_sighup(runtime: Runtime) -> None:
 
 
 async def serve(settings: Settings) -> int:
-    setup_logging(settings.server.log_format, settings.server.log_level)
+    setup_logging(settings.server.log_format, settings.server.log_level, worker_index())
     for warning in settings.warnings:  # risky or deprecated settings that still work
         log.warning("config %s: %s", settings.path, warning)
     metrics.set_build_info()
     runtime = await build_runtime(settings)
+    worker = WorkerContext.from_env()  # [server] workers > 1: started by certgate/workers.py
+    runtime.services["worker"] = worker
+    stop = asyncio.Event()
+    runtime.services["stop"] = stop
     watch_store_health(runtime.store, runtime.node_name)
     audit = await start_audit(runtime)
     feed = build_feed(runtime)
@@ -176,18 +181,26 @@ async def serve(settings: Settings) -> int:
     await runner.setup()
     site = GuardedSite(runner, http.listen.host, http.listen.port,
                        max_connections=http.max_connections,
-                       max_per_client=http.max_connections_per_client)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        await runtime.store.close()
-        raise OperatorError(f"cannot listen on {settings.http.listen} ([http] listen): "
-                            f"{exc.strerror}") from None
-    asyncio.get_running_loop().set_exception_handler(
-        AcceptFailures(lambda: [site.guard] if site.guard is not None else []))
-    log.info("http listening on %s (public_url %s)", settings.http.listen,
-             settings.http.public_url)
+                       max_per_client=http.max_connections_per_client,
+                       sock=worker.http if worker is not None else None)
+
+    async def start_http() -> None:
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            await runtime.store.close()
+            raise OperatorError(f"cannot listen on {settings.http.listen} ([http] listen): "
+                                f"{exc.strerror}") from None
+        asyncio.get_running_loop().set_exception_handler(
+            AcceptFailures(lambda: [site.guard] if site.guard is not None else []))
+        log.info("http listening on %s (public_url %s)", settings.http.listen,
+                 settings.http.public_url)
+
+    if worker is None:
+        await start_http()
+    # else: a worker accepts on the shared socket only once ready (below), so a worker that
+    # is (re)starting never answers /readyz 503 or a request while the others are serving
 
     def on_changes(changes: list) -> None:
         set_revocation_gauges(runtime)
@@ -215,7 +228,6 @@ async def serve(settings: Settings) -> int:
         await runtime.store.close()
         raise
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -223,12 +235,22 @@ async def serve(settings: Settings) -> int:
     # Everything loaded so far (PKI, a revocation index of maybe a million entries) lives as
     # long as the process: keep it out of the cyclic GC's scans, which would pause RADIUS.
     gc.freeze()
+    if worker is not None:
+        await start_http()
     runtime.ready = True
     log.info("certgate ready: groups %s", ", ".join(runtime.groups.names()))
+    if worker is not None:
+        worker.ready()
     await stop.wait()
 
     log.info("shutting down")
     runtime.ready = False
+    radius = runtime.services.get("radius")
+    if worker is not None and radius is not None:  # the supervisor routes no new ones now
+        log.info("worker %d: draining %d conversation(s) in progress", worker.index,
+                 len(radius.conversations))
+        left = await radius.drain(DRAIN_SECONDS)
+        log.info("worker %d drained: %d conversation(s) left", worker.index, left)
     await features.stop(runtime)
     for t in tasks:
         t.cancel()

@@ -234,9 +234,13 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if s.server.workers > 1 and "CERTGATE_WORKER" not in os.environ:
+        from certgate.workers import supervise  # before anything imports prometheus_client
+
+        return supervise(s)
     from certgate.app import serve
 
-    s = _settings(args)
     return asyncio.run(serve(s))
 
 

@@ -48,10 +48,15 @@ from store import StoreUnavailable
 log = logging.getLogger("certgate.revocation")
 
 CRL_NEXT_UPDATE = Gauge("certgate_crl_next_update_timestamp_seconds", "nextUpdate of the "
-                        "published CRL", ["group"])
-CRL_NUMBER = Gauge("certgate_crl_number", "CRL number of the published CRL", ["group"])
+                        "published CRL", ["group"],
+                        multiprocess_mode="max")
+CRL_NUMBER = Gauge(
+    "certgate_crl_number", "CRL number of the published CRL", ["group"],
+    multiprocess_mode="max",
+)
 CRL_DELTA_ENTRIES = Gauge("certgate_crl_delta_entries", "Entries of the group's delta CRL "
-                          "(changes since its base CRL)", ["group"])
+                          "(changes since its base CRL)", ["group"],
+                          multiprocess_mode="mostrecent")
 
 
 @dataclass

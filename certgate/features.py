@@ -53,8 +53,9 @@ async def start(runtime: Runtime) -> None:
 
     runtime.services["initial_crls"] = asyncio.get_running_loop().create_task(publish_first_crls())
     reconciler = runtime.services.get("reconciler")
-    if reconciler is not None:
-        reconciler.start()  # [mdm] reconcile_interval passes
+    worker = runtime.services.get("worker")
+    if reconciler is not None and (worker is None or worker.primary):
+        reconciler.start()  # [mdm] reconcile_interval passes; workers > 1: on worker 0 only
 
 
 async def stop(runtime: Runtime) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from prometheus_client import Counter, Gauge
 
 log = logging.getLogger("certgate.http")
 
-CONNECTIONS = Gauge("certgate_http_connections", "Open HTTP connections")
+CONNECTIONS = Gauge("certgate_http_connections", "Open HTTP connections", multiprocess_mode="livesum")
 SHED = Counter("certgate_http_connections_shed_total",
                "HTTP connections closed or refused to stay within the connection budget",
                ["reason"])
@@ -205,8 +206,9 @@ class GuardedSite(web.TCPSite):
     """`web.TCPSite` whose connections go through a `GuardedFactory`."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int,
-                 max_per_client: int) -> None:
+                 max_per_client: int, sock: socket.socket | None = None) -> None:
         super().__init__(runner, host, port)
+        self.sock = sock  # a listening socket inherited from the supervisor (workers > 1)
         self.max_connections = max_connections
         self.max_per_client = max_per_client
         self.guard: GuardedFactory | None = None
@@ -216,7 +218,12 @@ class GuardedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         self.guard = GuardedFactory(server, self.max_connections, self.max_per_client)
-        self._server = await asyncio.get_running_loop().create_server(
+        loop = asyncio.get_running_loop()
+        if self.sock is not None:
+            self._server = await loop.create_server(self.guard, sock=self.sock,
+                                                    backlog=self._backlog)
+            return
+        self._server = await loop.create_server(
             self.guard, self._host, self._port, backlog=self._backlog,
             reuse_address=self._reuse_address, reuse_port=self._reuse_port)
 

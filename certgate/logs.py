@@ -48,8 +48,9 @@ def _field_names(template: str, count: int) -> list[tuple[str, str]]:
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    def __init__(self, worker: int | None = None) -> None:
+        tag = "" if worker is None else f" worker={worker}"  # [server] workers > 1
+        super().__init__(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         escaped: list[str] = []
@@ -142,14 +143,20 @@ class JsonFormatter(logging.Formatter):
     wire need no escaping: JSON encodes them (ASCII only, so no raw control or U+2028).
     """
 
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker  # [server] workers > 1: a "worker" key after "logger"
+
     def format(self, record: logging.LogRecord) -> str:
         when = dt.datetime.fromtimestamp(record.created, dt.UTC)
         out: dict[str, object] = {
             "timestamp": when.isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
         }
+        if self.worker is not None:
+            out["worker"] = self.worker
+        out["msg"] = record.getMessage()
         fields = record_fields(record)
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
@@ -164,12 +171,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
+def setup_logging(fmt: str = "text", level: str = "INFO", worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(worker))
     else:
-        handler.setFormatter(TextFormatter())
+        handler.setFormatter(TextFormatter(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

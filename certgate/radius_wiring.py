@@ -80,10 +80,15 @@ async def start_radius(runtime: Runtime) -> None:
     clients = radius_clients(runtime)
     audit = runtime.services.get("audit")
     udp_clients = [c for c in clients if "udp" in c.transports]
+    worker = runtime.services.get("worker")  # certgate.worker.WorkerContext or None
     server = RadiusServer(udp_clients, options, context, decide,
-                          on_result=radius_observer(audit) if audit is not None else None)
+                          on_result=radius_observer(audit) if audit is not None else None,
+                          state_tag=worker.index if worker is not None else None)
     try:
-        await server.start(settings.listen.host, settings.listen.port)
+        if worker is not None:
+            await server.start_inherited(worker.auth)
+        else:
+            await server.start(settings.listen.host, settings.listen.port)
     except OSError as exc:
         raise OperatorError(f"cannot bind RADIUS on {settings.listen} ([radius] listen): "
                             f"{exc.strerror}") from None
@@ -94,20 +99,29 @@ async def start_radius(runtime: Runtime) -> None:
             trim_after_floods(server, trim), name="memory-trim")
 
     tracker = SessionTracker(runtime)
+    tracker.sends_coa = worker is None or worker.primary
     runtime.services["sessions"] = tracker
     revocations = runtime.services["revocations"]
     revocations.disconnect_hooks.append(tracker.disconnect_revoked)
     revocations.hold_hooks.append(tracker.quarantine_held)
     revocations.release_hooks.append(tracker.restore_released)
+    acct = None
     if settings.acct_listen is not None:
         acct = AccountingServer(server.clients.match, tracker.record)
         try:
-            await acct.start(settings.acct_listen.host, settings.acct_listen.port)
+            if worker is not None and worker.acct is not None:
+                acct.start_inherited(worker.acct)
+            else:
+                await acct.start(settings.acct_listen.host, settings.acct_listen.port)
         except OSError as exc:
             await server.stop()
             raise OperatorError(f"cannot bind RADIUS accounting on {settings.acct_listen} "
                                 f"([radius] acct_listen): {exc.strerror}") from None
         runtime.services["accounting"] = acct
+    if worker is not None:
+        worker.attach(server, acct, on_lost=runtime.services["stop"].set)
+        if not worker.primary:
+            return  # RadSec: one listener, on worker 0
     try:
         await start_radsec(runtime, server, clients, tracker.record)
     except BaseException:
@@ -151,6 +165,9 @@ async def trim_after_floods(server: RadiusServer, trim: Callable[[int], int]) ->
 
 
 async def stop_radius(runtime: Runtime) -> None:
+    worker = runtime.services.get("worker")
+    if worker is not None and "radius" in runtime.services:
+        worker.detach()
     task = runtime.services.pop("memory_trim", None)
     if task is not None:
         task.cancel()

@@ -44,11 +44,14 @@ RUNS = Counter("certgate_mdm_reconcile_runs_total", "MDM reconciliation passes b
                "(ok, braked, fetch_failed, store_error)", ["result"])
 RUN_RESULTS = ("ok", "braked", "fetch_failed", "store_error")
 BRAKE = Gauge("certgate_mdm_reconcile_brake_engaged", "1 while the last reconciliation pass "
-              "was held by the brake for this group ([mdm] max_revoke_fraction)", ["group"])
+              "was held by the brake for this group ([mdm] max_revoke_fraction)", ["group"],
+              multiprocess_mode="mostrecent")
 PLANNED = Gauge("certgate_mdm_reconcile_planned_revocations", "Certificates the last "
-                "reconciliation pass found without a device in the MDM", ["group"])
+                "reconciliation pass found without a device in the MDM", ["group"],
+                multiprocess_mode="mostrecent")
 LAST_SUCCESS = Gauge("certgate_mdm_reconcile_last_success_timestamp_seconds",
-                     "When a reconciliation pass last read the complete device list")
+                     "When a reconciliation pass last read the complete device list",
+                     multiprocess_mode="max")
 
 #: Seconds from `certgate serve` start to its first pass (at most one reconcile_interval).
 FIRST_PASS_DELAY = 60.0

@@ -51,6 +51,7 @@ class SessionTracker:
         self.timeout: float = getattr(radius, "coa_timeout", 1.0)
         self.attempts: int = getattr(radius, "coa_attempts", 3)
         self._limit = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+        self.sends_coa = True  # False on workers other than 0 (certgate/worker.py)
 
     async def record(self, client: str, rec: AccountingRecord) -> None:
         """Accounting sink: durable before the Accounting-Response is sent."""
@@ -89,6 +90,8 @@ class SessionTracker:
     async def reauthorize_groups(self, groups: Iterable[str]) -> None:
         """A reload changed these groups' VLAN / Filter-Id / quarantine: every active session
         of theirs held by this node gets the attributes it should have now."""
+        if not self.sends_coa:
+            return
         sessions: list[dict] = []
         for group in groups:
             sessions += await self.sessions.active_sessions(node=self.node, group=group)
@@ -105,6 +108,8 @@ class SessionTracker:
         await self._all(work)
 
     async def _certificate(self, cert: CertRecord, change: da.Change) -> None:
+        if not self.sends_coa:
+            return
         sessions = await self.sessions.active_sessions(cert.serial, node=self.node)
         await self._all((s, change, cert.group, cert.serial_hex, False) for s in sessions)
 

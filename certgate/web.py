@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -58,8 +59,71 @@ async def metrics(request: web.Request) -> web.Response:
                                                                   token.encode()):
             return web.Response(status=401, text="bearer token required ([http] metrics_token)\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    body = generate_latest(REGISTRY)
+    body = generate_latest(_registry())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    """The default registry, or with `[server] workers` > 1 one view over every worker's
+    files (prometheus-client multiprocess mode, set up by certgate/workers.py)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    if os.environ.get("CERTGATE_WORKER"):  # the parent is the supervisor
+        registry.register(ProcessTreeCollector(os.getppid()))
+    else:  # the variable set by hand around a single process: its own process_*
+        from prometheus_client import ProcessCollector
+
+        ProcessCollector(registry=registry)
+    return registry
+
+
+class ProcessTreeCollector:
+    """`process_*` of the whole certgate with `[server] workers` > 1: the supervisor (this
+    worker's parent) and every process under it (workers, their SCEP crypto processes).
+    CPU seconds, memory and open fds are summed over the live processes (a restarted
+    worker's CPU leaves the sum: a counter reset, which rate() takes); start time and the
+    fd limit are the supervisor's."""
+
+    _FIRST = ("process_start_time_seconds", "process_max_fds")
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+        out, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo += children.get(pid, [])
+        return out
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from prometheus_client.process_collector import ProcessCollector
+
+        families: dict[str, object] = {}
+        for pid in self._tree():
+            for fam in ProcessCollector(pid=lambda p=pid: p, registry=None).collect():
+                have = families.get(fam.name)
+                if have is None:
+                    families[fam.name] = fam
+                elif fam.name not in self._FIRST and fam.samples and have.samples:  # type: ignore[attr-defined]
+                    s = have.samples[0]  # type: ignore[attr-defined]
+                    have.samples[0] = s._replace(value=s.value + fam.samples[0].value)  # type: ignore[attr-defined]
+        return list(families.values())
 
 
 STORE_RETRY_AFTER = "5"

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -174,6 +175,7 @@ class AccountingServer(asyncio.DatagramProtocol):
         self._sink = sink
         self._transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reply_sock: socket.socket | None = None
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -181,6 +183,11 @@ class AccountingServer(asyncio.DatagramProtocol):
             lambda: self, local_addr=(host, port)
         )
         log.info("RADIUS accounting listening on %s:%d", host, port)
+
+    def start_inherited(self, sock: socket.socket) -> None:
+        """Worker mode: datagrams are given to `datagram_received` by the supervisor's
+        channel; answers go out with sendto() on ``sock``, the bound accounting socket."""
+        self._reply_sock = sock
 
     async def stop(self) -> None:
         """Stop reading; let records already being stored finish (bounded), so a record the
@@ -209,5 +216,12 @@ class AccountingServer(asyncio.DatagramProtocol):
 
     async def _handle(self, client: RadiusClient, record: AccountingRecord, addr: tuple) -> None:
         reply = await store_and_answer(self._sink, client, record, "udp")
-        if reply is not None and self._transport is not None:
+        if reply is None:
+            return
+        if self._transport is not None:
             self._transport.sendto(reply, addr)
+        elif self._reply_sock is not None:
+            try:
+                self._reply_sock.sendto(reply, addr)
+            except OSError as e:
+                log.warning("accounting sendto %s: %s", addr, e)

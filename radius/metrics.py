@@ -60,6 +60,7 @@ shed = LabelCache(CONVERSATIONS_SHED)
 BUFFERED_BYTES = Gauge(
     "certgate_radius_buffered_bytes",
     "Bytes of the buffer budget held by unfinished EAP-TLS conversations (max_buffered_bytes)",
+    multiprocess_mode="livesum",
 )
 DROPPED = Counter("certgate_radius_dropped_total", "RADIUS datagrams dropped silently", ["client", "reason"])
 DUPLICATES = Counter(
@@ -83,7 +84,10 @@ ROUND_TRIPS = Histogram(
     "RADIUS round trips per finished EAP authentication",
     buckets=(2, 4, 6, 8, 10, 12, 16, 20, 30),
 )
-SESSIONS_ACTIVE = Gauge("certgate_eap_sessions_active", "EAP conversations in progress")
+SESSIONS_ACTIVE = Gauge(
+    "certgate_eap_sessions_active", "EAP conversations in progress",
+    multiprocess_mode="livesum",
+)
 SESSIONS_EXPIRED = Counter(
     "certgate_eap_sessions_expired_total", "EAP conversations dropped after the timeout"
 )

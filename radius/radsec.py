@@ -56,7 +56,10 @@ HANDSHAKE_RESULTS = ("ok", "unknown_client", "over_limit", "tls_error", "timeout
 CLOSE_REASONS = ("peer_closed", "idle_timeout", "write_timeout", "bad_length", "revoked",
                  "shutdown", "error")
 
-CONNECTIONS = Gauge("certgate_radsec_connections", "RadSec connections open (after the checks)")
+CONNECTIONS = Gauge(
+    "certgate_radsec_connections", "RadSec connections open (after the checks)",
+    multiprocess_mode="livesum",
+)
 HANDSHAKES = Counter(
     "certgate_radsec_handshakes_total",
     "RadSec connection attempts by client and outcome: ok, unknown_client (no client serves "

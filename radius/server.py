@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import socket
 import time
@@ -30,7 +29,9 @@ from radius import eap, metrics
 from radius import packet as rp
 from radius.authorize import Allow
 from radius.buffers import BufferAccount, BufferBudget
+from radius.clients import ClientTable
 from radius.conversations import ConversationTable, Overloaded, Shed
+from radius.dispatch import tagged_token
 from radius.duplicates import DuplicateCache, DupStatus
 from radius.eap_tls import Accept, AuthorizeFn, Challenge, Discard, EapTlsSession, Reject
 from radius.fragments import fragment_size_for
@@ -49,7 +50,6 @@ ContextSource = SSL.Context | Callable[[], SSL.Context]
 MAX_DATAGRAM = 65535  # read whole datagrams so oversize ones are seen and dropped
 DRAIN_BATCH = 64  # datagrams per reader callback, so other tasks get the loop
 HOUSEKEEPING_INTERVAL = 1.0
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ServerState(Enum):
@@ -83,40 +83,6 @@ def _code_label(code: int) -> str:
     return _CODE_LABELS.get(code, "other")
 
 
-class ClientTable:
-    """Source address -> RadiusClient; the most specific network wins."""
-
-    def __init__(self, clients: Sequence[RadiusClient]) -> None:
-        names = [c.name for c in clients]
-        if len(set(names)) != len(names):
-            raise ValueError("RADIUS client names must be unique")
-        self._clients = sorted(clients, key=lambda c: c.network.prefixlen, reverse=True)
-        self._cache: dict[str, RadiusClient | None] = {}
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._clients)
-
-    def __len__(self) -> int:
-        return len(self._clients)
-
-    def match(self, host: str) -> RadiusClient | None:
-        if host in self._cache:
-            return self._cache[host]
-        try:
-            addr: _IPAddress = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return None
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        found = next(
-            (c for c in self._clients if c.network.version == addr.version and addr in c.network),
-            None,
-        )
-        if found is not None and len(self._cache) < 4096:  # never cache misses (spoofing)
-            self._cache[host] = found
-        return found
-
-
 class RadiusServer:
     def __init__(
         self,
@@ -129,6 +95,7 @@ class RadiusServer:
         on_result: OnResult | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        state_tag: int | None = None,
     ) -> None:
         self.options = options
         self.clients = ClientTable(clients)
@@ -144,6 +111,7 @@ class RadiusServer:
             lifetime=options.conversation_lifetime,
             max_per_station=options.max_conversations_per_station,
             max_per_client=options.max_conversations_per_client or None,
+            **({} if state_tag is None else {"token": tagged_token(state_tag)}),
         )
         self.buffers = BufferBudget(options.max_buffered_bytes)
         for c in self.clients:  # every known label value exported from the start
@@ -156,6 +124,7 @@ class RadiusServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._reads = True  # False: an inherited socket the supervisor reads
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -202,6 +171,26 @@ class RadiusServer:
         self._set_state(ServerState.RUNNING)
         log.info("RADIUS listening on %s:%d", *self.address)
 
+    async def start_inherited(self, sock: socket.socket) -> None:
+        """Worker mode (`[server] workers` > 1): ``sock`` is the bound UDP socket the
+        supervisor reads; this server never reads it, it is given datagrams (`answer`) and
+        replies with sendto() on it, so replies leave from the server port."""
+        if self.state is not ServerState.STOPPED:
+            raise RuntimeError(f"start_inherited() in state {self.state.value}")
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._reads = False
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="radius-housekeeping")
+        self._set_state(ServerState.RUNNING)
+
+    async def drain(self, timeout: float, poll: float = 0.05) -> int:
+        """Wait (at most ``timeout`` s) for the conversations in progress to finish; returns
+        how many were still open. New ones are kept away by whoever routes datagrams."""
+        deadline = self._mono() + timeout
+        while len(self.conversations) and self._mono() < deadline:
+            await asyncio.sleep(poll)
+        return len(self.conversations)
+
     async def stop(self) -> None:
         if self.state is not ServerState.RUNNING:
             return
@@ -212,7 +201,8 @@ class RadiusServer:
                 await self._housekeeping
             self._housekeeping = None
         if self._sock is not None and self._loop is not None:
-            self._loop.remove_reader(self._sock.fileno())
+            if self._reads:
+                self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
         self._sock = None
         for conv in self.conversations.expire(float("inf")):
@@ -253,16 +243,23 @@ class RadiusServer:
             except OSError as e:  # e.g. ICMP port unreachable reported on Linux
                 log.debug("recvfrom: %s", e)
                 continue
-            reply = self.handle_datagram(data, addr)
-            if reply is None:
-                continue
-            try:
-                sock.sendto(reply, addr)
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.ENOBUFS):
-                    metrics.dropped("unknown", DropReason.QUEUE_FULL.value).inc()
-                else:
-                    log.warning("sendto %s: %s", addr, e)
+            self.answer(data, addr, sock)
+
+    def answer(self, data: bytes, addr: tuple[Any, ...], sock: socket.socket | None = None
+               ) -> None:
+        """Handle one datagram from ``addr`` and send the reply, if any, from the server
+        socket. Never raises."""
+        reply = self.handle_datagram(data, addr)
+        sock = sock or self._sock
+        if reply is None or sock is None:
+            return
+        try:
+            sock.sendto(reply, addr)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.ENOBUFS):
+                metrics.dropped("unknown", DropReason.QUEUE_FULL.value).inc()
+            else:
+                log.warning("sendto %s: %s", addr, e)
 
     def handle_datagram(self, data: bytes, addr: tuple[Any, ...]) -> bytes | None:
         """Process one datagram; return the reply bytes or None. Never raises."""

@@ -42,6 +42,7 @@ class ServerSettings:
     log_format: str = "text"
     log_level: str = "INFO"
     node_name: str = "certgate"  # names this node in sessions, metrics and logs (default host:port)
+    workers: int = 1  # processes serving RADIUS and HTTP (certgate/workers.py)
 
 
 @dataclass(frozen=True)

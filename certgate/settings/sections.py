@@ -22,6 +22,20 @@ from certgate.settings.model import (
 )
 from certgate.settings.reader import TableReader, read_referenced_file, shown
 
+MAX_WORKERS = 64
+
+
+def _workers(srv: TableReader) -> int:
+    """[server] workers: a count, or "auto" for one per CPU this process may run on."""
+    value = srv.take("workers", (int, str), f'an integer between 1 and {MAX_WORKERS} or "auto"', 1)
+    if value == "auto":
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    if isinstance(value, str) or not 1 <= value <= MAX_WORKERS:
+        srv.error("workers", f'expected an integer between 1 and {MAX_WORKERS} or "auto", '
+                  f"got {shown(value)}")
+        return 1
+    return value
+
 
 def parse_server(srv: TableReader, base: Path) -> tuple[ServerSettings, str | None]:
     """[server], and the node_name it names (None: derived from host and port later)."""
@@ -29,6 +43,7 @@ def parse_server(srv: TableReader, base: Path) -> tuple[ServerSettings, str | No
         data_dir=srv.path("data_dir", base, base / "var"),
         log_format=srv.choice("log_format", ("text", "json"), "text"),
         log_level=srv.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        workers=_workers(srv),
     )
     node_name = srv.str("node_name")
     if node_name is not None and not NODE_NAME.match(node_name):
