@@ -45,10 +45,12 @@ SCEP_SHED = Counter(
     "group's [scep] max_concurrent / max_queued / queue_timeout (enrollment/admission.py)",
     ["group", "reason"],
 )
-SCEP_IN_PROGRESS = Gauge(
-    "certgate_scep_in_progress", "SCEP PKIOperations being served, by group", ["group"])
+SCEP_IN_PROGRESS = Gauge(  # [server] workers > 1: summed over the live workers
+    "certgate_scep_in_progress", "SCEP PKIOperations being served, by group", ["group"],
+    multiprocess_mode="livesum")
 SCEP_QUEUED = Gauge(
-    "certgate_scep_queued", "SCEP PKIOperations waiting for a slot, by group", ["group"])
+    "certgate_scep_queued", "SCEP PKIOperations waiting for a slot, by group", ["group"],
+    multiprocess_mode="livesum")
 SCEP_QUEUE_WAIT = Histogram(
     "certgate_scep_queue_wait_seconds",
     "Time a SCEP PKIOperation waited for a slot before it was served or shed",

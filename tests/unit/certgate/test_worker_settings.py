@@ -21,3 +21,17 @@ def test_workers_count_auto_and_errors(tmp_path: Path) -> None:
             parse(f"[server]\nworkers = {bad}\n" + MINIMAL, tmp_path)
         assert any(d.startswith('server.workers: expected an integer between 1 and 64 or "auto"')
                    for d in err.value.details), err.value.details
+
+
+def test_every_gauge_says_how_workers_combine_it() -> None:
+    """With [server] workers > 1 a gauge's default multiprocess mode ("all") would export one
+    series per worker pid, dead ones included: each certgate gauge names its mode."""
+    import certgate.app
+    import certgate.reconcile
+    import certgate.scep_http
+    import certgate.workers  # noqa: F401
+    from prometheus_client import REGISTRY, Gauge
+
+    unnamed = [c._name for c in list(REGISTRY._collector_to_names)
+               if isinstance(c, Gauge) and c._multiprocess_mode == "all"]
+    assert unnamed == []
