@@ -26,11 +26,12 @@ def test_workers_count_auto_and_errors(tmp_path: Path) -> None:
 def test_every_gauge_says_how_workers_combine_it() -> None:
     """With [server] workers > 1 a gauge's default multiprocess mode ("all") would export one
     series per worker pid, dead ones included: each certgate gauge names its mode."""
-    import certgate.app
-    import certgate.reconcile
-    import certgate.scep_http
-    import certgate.workers  # noqa: F401
+    import importlib
+
     from prometheus_client import REGISTRY, Gauge
+
+    for module in ("certgate.app", "certgate.reconcile", "certgate.scep_http", "certgate.workers"):
+        importlib.import_module(module)  # every module that declares gauges
 
     unnamed = [c._name for c in list(REGISTRY._collector_to_names)
                if isinstance(c, Gauge) and c._multiprocess_mode == "all"]
