@@ -149,9 +149,13 @@ def crypto_config(s: Settings, g: GroupSettings) -> ServiceConfig:
         signing_time_skew=dt.timedelta(seconds=s.scep.signing_time_skew_seconds))
 
 
-def crypto_workers(configured: int) -> int:
-    """`[scep] workers`, capped at the CPU count (0 = in-thread)."""
-    return min(configured, os.cpu_count() or 1)
+def crypto_workers(configured: int, server_workers: int = 1) -> int:
+    """`[scep] workers` of one serving process, capped at its share of the CPUs: with
+    `[server] workers = N` every worker process has its own crypto processes, so each gets
+    at most ceil(CPUs / N) (at least 1) and the host does not run N x [scep] workers of
+    them. 0 = in-thread."""
+    cpus = os.cpu_count() or 1
+    return min(configured, max(1, -(-cpus // max(1, server_workers))))
 
 
 class ScepHttp:
@@ -166,7 +170,7 @@ class ScepHttp:
                 check_service_config(configs[g.name], runtime.pki.groups[g.name])
             except ScepConfigError as exc:
                 raise OperatorError(str(exc), exit_code=2) from None
-        workers = crypto_workers(s.scep.workers)
+        workers = crypto_workers(s.scep.workers, s.server.workers)
         self.crypto: CryptoRunner
         if workers:
             self.crypto = ProcessCrypto(workers, load_group_crypto, (str(s.path),))

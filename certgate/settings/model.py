@@ -165,7 +165,7 @@ class ScepSettings:
     mdm_blob_keys: tuple[Path, ...] = ()  # trusted MDM blob-signing public keys (P-256 PEM)
     max_pending_age_days: int = 7  # manual-approval requests left pending longer are rejected
     signing_time_skew_seconds: int = 3600  # |signingTime - now| above this -> badTime
-    workers: int = 2  # SCEP crypto processes (capped at the CPU count); 0 = threads in-process
+    workers: int = 2  # SCEP crypto processes (capped at the CPU share); 0 = threads in-process
     # enrollment storms (enrollment/admission.py): per group, PKIOperations in progress at
     # once, how many more may wait, and for how long before a 503 + Retry-After
     max_concurrent: int = 4

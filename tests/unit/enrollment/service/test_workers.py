@@ -89,7 +89,12 @@ def test_workers_setting(tmp_path: Path) -> None:
     assert load_settings(write_config(tmp_path / "b", "[scep]\nworkers = 0\n")).scep.workers == 0
     with pytest.raises(ConfigError, match="workers"):
         load_settings(write_config(tmp_path / "c", "[scep]\nworkers = -1\n"))
-    assert crypto_workers(64) == (os.cpu_count() or 1) and crypto_workers(0) == 0
+    cpus = os.cpu_count() or 1
+    assert crypto_workers(64) == cpus and crypto_workers(0) == 0
+    # [server] workers = N: each serving process gets its share of the CPUs, at least 1
+    assert crypto_workers(64, cpus) == 1 and crypto_workers(0, cpus) == 0
+    assert crypto_workers(64, 2 * cpus) == 1
+    assert crypto_workers(2, 1) == min(2, cpus)
 
 
 async def test_hung_worker_is_killed_and_replaced(process_harness, monkeypatch) -> None:
