@@ -13,6 +13,7 @@ from certgate.reconcile import Reconciler
 from certgate.revocation_http import RevocationHttp
 from certgate.revocations import CrlPublisher, RevocationService
 from certgate.runtime import Runtime
+from store import StoreUnavailable
 
 log = logging.getLogger("certgate")
 
@@ -52,6 +53,19 @@ async def start(runtime: Runtime) -> None:
             log.exception("initial CRL publication failed; retried by the periodic refresh")
 
     runtime.services["initial_crls"] = asyncio.get_running_loop().create_task(publish_first_crls())
+    tracker = runtime.services.get("sessions")
+    if tracker is not None:
+        async def disconnect_missed() -> None:
+            try:
+                await tracker.disconnect_missed()
+            except StoreUnavailable as exc:  # tried again at the next start
+                log.warning("Disconnects missed while down not sent: store unavailable (%s)",
+                            exc.detail)
+            except Exception:
+                log.exception("Disconnects missed while down were not sent")
+
+        runtime.services["missed_disconnects"] = asyncio.get_running_loop().create_task(
+            disconnect_missed())
     reconciler = runtime.services.get("reconciler")
     worker = runtime.services.get("worker")
     if reconciler is not None and (worker is None or worker.primary):
@@ -60,9 +74,10 @@ async def start(runtime: Runtime) -> None:
 
 async def stop(runtime: Runtime) -> None:
     """Stop in reverse order."""
-    task = runtime.services.pop("initial_crls", None)
-    if task is not None and not task.done():
-        task.cancel()
+    for name in ("initial_crls", "missed_disconnects"):
+        task = runtime.services.pop(name, None)
+        if task is not None and not task.done():
+            task.cancel()
     await stop_radius(runtime)
     crls = runtime.services.get("crls")
     if crls is not None:

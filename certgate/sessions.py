@@ -87,6 +87,21 @@ class SessionTracker:
         """Hold released: its sessions move back to the group's own attributes."""
         await self._certificate(cert, da.Change.RELEASE)
 
+    async def disconnect_missed(self) -> int:
+        """Once at start (on the process that sends CoA): Disconnect every live session of a
+        certificate revoked while nothing of this node was sending them (the server down and
+        the CLI revoking, or worker 0 restarting). Sessions already sent a Disconnect, on
+        hold, or stopped are left alone. Returns how many sessions were tried."""
+        if not self.sends_coa:
+            return 0
+        sessions = await self.sessions.missed_disconnects(self.node)
+        if sessions:
+            log.info("%d live session(s) of certificates revoked while no Disconnect could be "
+                     "sent: disconnecting them now", len(sessions))
+        await self._all((s, da.Change.REVOKE, s["group"], s["serial"], False)
+                        for s in sessions if s["group"])
+        return len(sessions)
+
     async def reauthorize_groups(self, groups: Iterable[str]) -> None:
         """A reload changed these groups' VLAN / Filter-Id / quarantine: every active session
         of theirs held by this node gets the attributes it should have now."""

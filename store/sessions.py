@@ -66,6 +66,21 @@ class SessionStore:
             rows = await tx.fetchall(sql + " ORDER BY started_at", args)
         return [dict(zip(_SESSION_KEYS, r, strict=True)) for r in rows]
 
+    @observed("active_sessions")
+    async def missed_disconnects(self, node: str) -> list[dict[str, Any]]:
+        """Sessions held by `node`, not stopped, never sent a Disconnect, whose certificate is
+        revoked for good (not on hold): what a revocation made while no process of this node
+        sent CoA (certgate down, or worker 0 restarting) left connected."""
+        sql = ("SELECT s.client, s.acct_session_id, s.nas_ip, s.nas_identifier, "
+               "s.calling_station_id, s.user_name, s.serial, s.group_name, s.started_at, "
+               "s.updated_at, s.node FROM sessions s JOIN certificates c ON c.serial = s.serial "
+               "WHERE s.stopped_at IS NULL AND s.disconnect_result IS NULL "
+               "AND c.status='revoked' AND c.reason IS DISTINCT FROM 'certificateHold' "
+               "AND (s.node=? OR s.node IS NULL) ORDER BY s.started_at")
+        async with self.driver.reader("missed_disconnects") as tx:
+            rows = await tx.fetchall(sql, (node,))
+        return [dict(zip(_SESSION_KEYS, r, strict=True)) for r in rows]
+
     @observed("stop_sessions_of")
     async def stop_sessions_of(self, client: str, nas_ip: str | None,
                                nas_identifier: str | None) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import tomllib
 from pathlib import Path
 
@@ -229,5 +230,49 @@ def test_cli_hold_and_release_reach_the_running_server(coa_server: FreeRadiusCoa
         assert fr_count(coa_server) == 4  # one per change, no Disconnect
         shown = json.loads(certgate("certs", "show", serial, config=config).stdout)
         assert shown["status"] == "active"
+    finally:
+        server.stop()
+
+
+def test_revoked_while_down_is_disconnected_at_start(coa_server: FreeRadiusCoa,
+                                                     tmp_path: Path) -> None:
+    """A certificate revoked by the CLI while certgate is stopped: its live session gets
+    a Disconnect-Request when certgate starts again, once (a later restart sends nothing:
+    the result is recorded on the session). A session of a certificate on hold is left
+    to the hold path."""
+    config = write_config(tmp_path / "cg", coa_port=coa_server.port)
+    certgate("init", config=config)
+    out = tmp_path / "certs"
+    serials = {cn: certgate("certs", "issue", "--group", "staff", "--cn", cn, "--out", str(out),
+                            config=config).stdout.strip() for cn in ("down-a", "down-h")}
+    host, port = tomllib.loads(config.read_text())["radius"]["acct_listen"].rsplit(":", 1)
+    server = ServerProcess(config, tmp_path / "serve.log").start()
+    try:
+        for cn, sid in (("down-a", "sess-down"), ("down-h", "sess-held")):
+            send_accounting((host, int(port)), session_id=sid, station="02-00-00-00-00-ee",
+                            cls=class_value("staff", int(serials[cn], 16)))
+    finally:
+        server.stop()
+    certgate("revoke", "--serial", serials["down-a"], "--reason", "keyCompromise",
+             config=config)
+    certgate("revoke", "--serial", serials["down-h"], "--reason", "certificateHold",
+             config=config)
+    assert fr_count(coa_server) == 0  # nobody was there to send it
+
+    server.start()
+    try:
+        sent = wait_for(lambda: coa_server.requests(), what="the Disconnect after start")
+        assert sent[0]["Acct-Session-Id"] == "sess-down"
+        assert "Tunnel-Private-Group-Id" not in sent[0]
+        wait_for(lambda: metric(server, "coa_requests_total", client="loopback",
+                                kind="disconnect", result="ack") == 1, what="the ack counted")
+        assert "1 live session(s) of certificates revoked while no Disconnect" in server.log()
+    finally:
+        server.stop()
+    server.start()  # again: the session has its Disconnect result, nothing is resent
+    try:
+        wait_for(lambda: server.log().count("certgate ready") == 3, what="the third start")
+        time.sleep(2.0)
+        assert fr_count(coa_server) == 1
     finally:
         server.stop()

@@ -293,6 +293,28 @@ async def test_sessions_name_the_node_that_holds_them(site) -> None:
     assert await sessions.active_sessions() == []
 
 
+async def test_missed_disconnects_are_live_sessions_of_final_revocations(site, ca) -> None:
+    """Live, never-disconnected sessions of this node whose certificate is revoked for good;
+    not on hold, not stopped, not already sent a Disconnect, not another node's."""
+    store = await site.open()
+    sessions = SessionStore(store)
+    recs = {name: make_record(ca) for name in ("gone", "held", "ok", "done", "other", "stop")}
+    for rec in recs.values():
+        await store.record_certificate(rec, "test")
+    for name in ("gone", "done", "other", "stop"):
+        await store.revoke(recs[name].serial, "keyCompromise", "test", NOW)
+    await store.revoke(recs["held"].serial, "certificateHold", "test", NOW)
+    for name, rec in recs.items():
+        await sessions.upsert_session(
+            "nas", f"s-{name}", nas_ip="127.0.0.2", nas_identifier=None,
+            calling_station_id="aa", user_name="u", serial=rec.serial, group="staff", now=NOW,
+            stopped=name == "stop", node="b" if name == "other" else "a")
+    await sessions.record_disconnect("nas", "s-done", "timeout")
+    missed = await sessions.missed_disconnects("a")
+    assert [s["acct_session_id"] for s in missed] == ["s-gone"]
+    assert missed[0]["group"] == "staff" and int(missed[0]["serial"], 16) == recs["gone"].serial
+
+
 async def test_a_newer_schema_is_refused(site) -> None:
     store = await site.open()
     version = await store.schema_version()
