@@ -92,7 +92,7 @@ class SessionTracker:
         certificate revoked while nothing of this node was sending them (the server down and
         the CLI revoking, or worker 0 restarting). Sessions already sent a Disconnect, on
         hold, or stopped are left alone. Returns how many sessions were tried."""
-        if not self.sends_coa:
+        if not self.sends_coa or not self.runtime.settings.revocation.disconnect_on_revoke:
             return 0
         sessions = await self.sessions.missed_disconnects(self.node)
         if sessions:
