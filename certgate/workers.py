@@ -55,6 +55,7 @@ from certgate.errors import OperatorError
 from certgate.settings import Settings
 from certgate.worker import DRAIN_SECONDS, ENV_FDS, ENV_WORKER, READY
 from radius.dispatch import ACCOUNTING, AUTH, frame, route
+from radius.server import bind_udp
 
 log = logging.getLogger("certgate.workers")
 
@@ -81,21 +82,11 @@ def supervise(settings: Settings) -> int:
 
 
 def _udp(host: str, port: int, what: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        if family == socket.AF_INET6:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        sock.bind((host, port))  # no SO_REUSEPORT: a second instance must fail loudly
+        return bind_udp(host, port)
     except OSError as exc:
-        sock.close()
         raise OperatorError(f"cannot bind RADIUS on {host}:{port} ({what}): {exc.strerror}"
                             ) from None
-    sock.setblocking(False)
-    return sock
 
 
 def _tcp(host: str, port: int, backlog: int) -> socket.socket:

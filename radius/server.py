@@ -83,6 +83,29 @@ def _code_label(code: int) -> str:
     return _CODE_LABELS.get(code, "other")
 
 
+RECEIVE_BUFFER = 4 * 1024 * 1024  # a burst of datagrams waits in the kernel, not dropped
+
+
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to ``host:port`` (an IPv6 address also takes IPv4,
+    where the OS allows it), with a large receive buffer. No SO_REUSEPORT: a second
+    instance on the same port must fail loudly. OSError when it cannot bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class RadiusServer:
     def __init__(
         self,
@@ -151,19 +174,7 @@ class RadiusServer:
                     client.name,
                     client.network,
                 )
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            if family == socket.AF_INET6:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.setblocking(False)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-            sock.bind((host, port))  # no SO_REUSEPORT: a second instance must fail loudly
-        except BaseException:
-            sock.close()
-            raise
+        sock = bind_udp(host, port)
         self._sock = sock
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._on_readable)

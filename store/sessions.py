@@ -66,7 +66,7 @@ class SessionStore:
             rows = await tx.fetchall(sql + " ORDER BY started_at", args)
         return [dict(zip(_SESSION_KEYS, r, strict=True)) for r in rows]
 
-    @observed("active_sessions")
+    @observed("missed_disconnects")
     async def missed_disconnects(self, node: str) -> list[dict[str, Any]]:
         """Sessions held by `node`, not stopped, never sent a Disconnect, whose certificate is
         revoked for good (not on hold): what a revocation made while no process of this node
