@@ -55,7 +55,7 @@ from certgate.errors import OperatorError
 from certgate.settings import Settings
 from certgate.worker import DRAIN_SECONDS, ENV_FDS, ENV_WORKER, READY
 from radius.dispatch import ACCOUNTING, AUTH, frame, route
-from radius.server import bind_udp
+from radius.udp import bind_udp
 
 log = logging.getLogger("certgate.workers")
 

@@ -41,6 +41,7 @@ from radius.packet import Attr, Code, DropReason, MalformedPacket
 from radius.reasons import Reason
 from radius.reply import accept_attributes
 from radius.results import AuthResult, OnResult
+from radius.udp import bind_udp
 
 log = logging.getLogger(__name__)
 
@@ -81,29 +82,6 @@ _ACCEPT_LINE = _RESULT_FIELDS + "identity=%r serial=%x session_timeout=%d"
 
 def _code_label(code: int) -> str:
     return _CODE_LABELS.get(code, "other")
-
-
-RECEIVE_BUFFER = 4 * 1024 * 1024  # a burst of datagrams waits in the kernel, not dropped
-
-
-def bind_udp(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket bound to ``host:port`` (an IPv6 address also takes IPv4,
-    where the OS allows it), with a large receive buffer. No SO_REUSEPORT: a second
-    instance on the same port must fail loudly. OSError when it cannot bind."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if family == socket.AF_INET6:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class RadiusServer:
